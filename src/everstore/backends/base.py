@@ -1,0 +1,90 @@
+"""The interface every backend implements, and helpers they share.
+
+A backend is the log itself: it appends facts atomically, gives each a ``seq`` and a
+``time``, and answers the few reads the Store needs (one namespace, the facts after a
+seq, namespace listing). It knows nothing of codecs or caches; ``data`` is opaque
+bytes, or None for a tombstone.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Hashable, Sequence
+
+from ..log import Fact, Write
+
+__all__ = ["Backend", "namespace_matches"]
+
+#: The version of the log schema this release writes; stored in every database.
+SCHEMA_VERSION = 1
+
+
+class Backend(abc.ABC):
+    """Abstract persistence: one append-only log of facts.
+
+    Contract (checked by ``tests/test_conformance.py`` for every backend):
+
+    * :meth:`append` is atomic: all of its writes are committed, or none.
+    * Seqs are strictly increasing integers given at commit; times never decrease
+      in seq order.
+    * :meth:`facts_since` never skips a fact: once it returned seq ``n``, no fact
+      with a seq below ``n`` can appear later.
+    * Nothing committed is ever updated or deleted.
+    """
+
+    #: short name used in messages and URLs ("memory", "sqlite", ...)
+    kind: str = "backend"
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Create the schema if missing, check it otherwise. Idempotent."""
+
+    @abc.abstractmethod
+    def append(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+        """Commit ``writes`` atomically; return ``(seq, time)`` for each, in order.
+
+        A write's ``time`` is the caller's clock; the committed time is raised to the
+        latest committed time when the clock is behind, so time never decreases.
+        """
+
+    @abc.abstractmethod
+    def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
+        """``(high_water, facts)``: every fact of one namespace in seq order, read in
+        one snapshot whose last seq is ``high_water``."""
+
+    @abc.abstractmethod
+    def facts_since(self, seq: int) -> list[Fact]:
+        """Every committed fact with a seq above ``seq``, in seq order."""
+
+    @abc.abstractmethod
+    def last_seq(self) -> int:
+        """The highest committed seq (0 for an empty log)."""
+
+    @abc.abstractmethod
+    def change_token(self) -> Hashable:
+        """A cheap value that differs whenever another writer may have committed.
+
+        False alarms are allowed (they cost one :meth:`facts_since`); a missed change
+        is not. Called on every read, so it must cost well under a microsecond.
+        """
+
+    @abc.abstractmethod
+    def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
+        """Namespaces (as ``a/b`` paths) equal to or under ``prefix`` that hold at
+        least one fact with a seq up to ``upto_seq`` (all facts when None), sorted."""
+
+    @abc.abstractmethod
+    def seq_at_time(self, when: float) -> int:
+        """The highest seq whose time is at or before ``when`` (0 if none)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def namespace_matches(path: str, prefix: str) -> bool:
+    """True if ``path`` is ``prefix`` or lies under it (``a/b`` is under ``a``)."""
+    return not prefix or path == prefix or path.startswith(prefix + "/")

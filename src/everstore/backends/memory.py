@@ -1,0 +1,94 @@
+"""The Memory backend: the log as a Python list, for tests and throwaway stores.
+
+Several Stores may share one ``Memory()`` in one process; they see each other's
+writes exactly as processes sharing a database file do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Hashable, Sequence
+
+from ..errors import StoreClosedError
+from ..log import Fact, Write
+from .base import Backend, namespace_matches
+
+__all__ = ["Memory"]
+
+
+class Memory(Backend):
+    """An in-memory log. Appends are O(1); loading a namespace is O(its facts).
+
+    >>> from everstore import Store
+    >>> store = Store(Memory())
+    >>> store.storage("doc").x = 1
+    >>> store.storage("doc").x
+    1
+    """
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._facts: list[Fact] = []
+        self._times: list[float] = []
+        self._by_namespace: dict[str, list[Fact]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def open(self) -> None:
+        self._check_open()
+
+    def append(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+        with self._lock:
+            self._check_open()
+            facts = self._facts
+            seq = len(facts)
+            last_time = self._times[-1] if self._times else 0.0
+            assigned: list[tuple[int, float]] = []
+            for write in writes:
+                seq += 1
+                last_time = write.time if write.time > last_time else last_time
+                fact = Fact(seq, last_time, write.namespace, write.field, write.data, write.context)
+                facts.append(fact)
+                self._times.append(last_time)
+                self._by_namespace.setdefault(write.namespace, []).append(fact)
+                assigned.append((seq, last_time))
+            return assigned
+
+    def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
+        with self._lock:
+            self._check_open()
+            return len(self._facts), list(self._by_namespace.get(namespace, ()))
+
+    def facts_since(self, seq: int) -> list[Fact]:
+        # Seqs are list positions (seq n is at index n - 1), so this is a slice.
+        self._check_open()
+        return self._facts[seq:]
+
+    def last_seq(self) -> int:
+        return len(self._facts)
+
+    def change_token(self) -> Hashable:
+        return len(self._facts)
+
+    def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
+        with self._lock:
+            self._check_open()
+            found = [
+                path
+                for path, facts in self._by_namespace.items()
+                if namespace_matches(path, prefix)
+                and (upto_seq is None or facts[0].seq <= upto_seq)
+            ]
+        return sorted(found)
+
+    def seq_at_time(self, when: float) -> int:
+        return bisect.bisect_right(self._times, when)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this Memory backend was closed")

@@ -1,0 +1,411 @@
+"""The Sqlite3 backend: the embedded default, one file shared by many processes.
+
+Layout (``everstore`` is the default table prefix):
+
+* ``everstore_log(seq INTEGER PRIMARY KEY, time, ns, field, ctx, data)``: the facts.
+  Namespaces, field names and contexts are interned as small integers in
+  ``everstore_namespaces``, ``everstore_fields`` and ``everstore_contexts``, which keeps
+  rows and the ``(ns, field, seq)`` index small.
+* ``everstore_meta``: the schema version.
+* Triggers refuse UPDATE and DELETE on the log and the interning tables, so history
+  cannot be rewritten by accident, even with raw SQL.
+
+Durability: WAL with ``synchronous=NORMAL``. A write that returned survives a killed
+process; a power loss may lose the last transactions (never corrupt the file).
+Writers serialise on SQLite's write lock (``busy_timeout``); seq and time are taken
+inside that lock, so they are gap-free and ordered across processes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ..errors import BackendError, SchemaError, StoreClosedError
+from ..log import Fact, Write
+from .base import SCHEMA_VERSION, Backend
+
+__all__ = ["Sqlite3"]
+
+_T = TypeVar("_T")
+_WAL_HEADER_BYTES = 48
+
+
+def _check_identifier(prefix: str) -> str:
+    if not prefix.isidentifier() or not prefix.isascii():
+        raise ValueError(f"table prefix must be an ASCII identifier, got {prefix!r}")
+    return prefix
+
+
+class _Interner:
+    """Two-way map between names and the integer ids of one interning table."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.ids: dict[str, int] = {}
+        self.names: dict[int, str] = {}
+
+    def remember(self, name: str, ident: int) -> None:
+        self.ids[name] = ident
+        self.names[ident] = name
+
+    def lookup(self, conn: sqlite3.Connection, name: str) -> int | None:
+        ident = self.ids.get(name)
+        if ident is None:
+            row = conn.execute(f"SELECT id FROM {self.table} WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            ident = row[0]
+            self.remember(name, ident)
+        return ident
+
+    def intern(self, conn: sqlite3.Connection, name: str) -> int:
+        ident = self.lookup(conn, name)
+        if ident is None:
+            conn.execute(f"INSERT OR IGNORE INTO {self.table}(name) VALUES (?)", (name,))
+            ident = self.lookup(conn, name)
+            assert ident is not None
+        return ident
+
+    def name(self, conn: sqlite3.Connection, ident: int) -> str:
+        name = self.names.get(ident)
+        if name is None:
+            row = conn.execute(f"SELECT name FROM {self.table} WHERE id = ?", (ident,)).fetchone()
+            if row is None:
+                raise SchemaError(f"{self.table} has no id {ident}: the database is damaged")
+            name = row[0]
+            self.remember(name, ident)
+        return name
+
+
+class Sqlite3(Backend):
+    """A log in one SQLite file (WAL mode), safe for many threads and processes.
+
+    ``path`` may be ``":memory:"`` for a private in-memory database.
+    ``busy_timeout`` is how long (seconds) a writer waits for another's lock.
+
+    >>> import tempfile, os
+    >>> from everstore import Store
+    >>> path = os.path.join(tempfile.mkdtemp(), "doc.db")
+    >>> with Store(Sqlite3(path)) as store:
+    ...     store.storage("doc").title = "hello"
+    >>> Store(Sqlite3(path)).storage("doc").title
+    'hello'
+    """
+
+    kind = "sqlite"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, prefix: str = "everstore", busy_timeout: float = 30.0
+    ) -> None:
+        self.path = os.fspath(path)
+        self.prefix = _check_identifier(prefix)
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._shm: mmap.mmap | None = None
+        self._token: Callable[[], Hashable] = lambda: 0
+        p = self.prefix
+        self._log = f"{p}_log"
+        self._namespaces = _Interner(f"{p}_namespaces")
+        self._fields = _Interner(f"{p}_fields")
+        self._contexts = _Interner(f"{p}_contexts")
+        self._insert_one = (
+            f"INSERT INTO {self._log}(time, ns, field, ctx, data) VALUES "
+            f"(max(?, coalesce((SELECT time FROM {self._log} ORDER BY seq DESC LIMIT 1), 0.0)),"
+            " ?, ?, ?, ?) RETURNING seq, time"
+        )
+
+    def __repr__(self) -> str:
+        return f"Sqlite3({self.path!r})"
+
+    # -- connection and schema ----------------------------------------------------
+
+    def open(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise BackendError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._ensure_schema(conn)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise BackendError(f"cannot use SQLite database {self.path!r}: {exc}") from exc
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+            self._token = self._make_token(conn)
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        if self._read_version(conn) is None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._read_version(conn) is None:
+                    self._create_schema(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        version = self._read_version(conn)
+        if version != SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path!r} holds everstore schema version {version}; this release "
+                f"reads version {SCHEMA_VERSION}. Upgrade everstore to open it."
+            )
+
+    def _read_version(self, conn: sqlite3.Connection) -> int | None:
+        tables = self._tables(conn)
+        meta = f"{self.prefix}_meta"
+        if meta not in tables:
+            if tables:
+                raise SchemaError(
+                    f"{self.path!r} has tables {sorted(tables)} but no {meta}: they were not "
+                    "created by everstore; choose another prefix or file"
+                )
+            return None
+        row = conn.execute(f"SELECT value FROM {meta} WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            raise SchemaError(f"{meta} in {self.path!r} has no schema_version")
+        try:
+            return int(row[0])
+        except ValueError:
+            raise SchemaError(f"{meta} in {self.path!r} has schema_version {row[0]!r}") from None
+
+    def _tables(self, conn: sqlite3.Connection) -> set[str]:
+        names = {
+            f"{self.prefix}_{suffix}"
+            for suffix in ("meta", "log", "namespaces", "fields", "contexts")
+        }
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {row[0] for row in rows if row[0] in names}
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        p = self.prefix
+        statements = [
+            f"CREATE TABLE {p}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"CREATE TABLE {p}_namespaces (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+            f"CREATE TABLE {p}_fields (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+            f"CREATE TABLE {p}_contexts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+            f"CREATE TABLE {p}_log (seq INTEGER PRIMARY KEY, time REAL NOT NULL,"
+            " ns INTEGER NOT NULL, field INTEGER NOT NULL, ctx INTEGER NOT NULL, data BLOB)",
+            f"CREATE INDEX {p}_log_ns_field ON {p}_log(ns, field, seq)",
+        ]
+        for table in ("log", "namespaces", "fields", "contexts"):
+            for action in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER {p}_{table}_no_{action.lower()} BEFORE {action} ON "
+                    f"{p}_{table} BEGIN SELECT RAISE(ABORT, "
+                    f"'{p}_{table} is append-only: {action} is refused'); END"
+                )
+        statements.append(
+            f"INSERT INTO {p}_meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
+        )
+        for statement in statements:
+            conn.execute(statement)
+
+    def _make_token(self, conn: sqlite3.Connection) -> Callable[[], Hashable]:
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # A private database: no other connection can write to it.
+            return lambda: 0
+        conn.execute(f"SELECT 1 FROM {self._log} LIMIT 1").fetchall()
+        try:
+            fd = os.open(self.path + "-shm", os.O_RDONLY)
+            try:
+                self._shm = mmap.mmap(fd, _WAL_HEADER_BYTES, prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):
+            # No shared-memory index to watch: ask SQLite itself (slower, ~3 µs).
+            return lambda: conn.execute("PRAGMA data_version").fetchone()[0]
+        shm = self._shm
+        # The WAL-index header changes with every commit by any connection (its frame
+        # count, change counter and checksums); SQLite keeps it mapped while this
+        # connection is open. Reading it costs a memory read, not a query.
+        return lambda: shm[:_WAL_HEADER_BYTES]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shm is not None:
+                self._shm.close()
+                self._shm = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._token = lambda: 0
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection (for inspection and raw SQL in tests)."""
+        if self._conn is None:
+            raise StoreClosedError(f"{self!r} is not open")
+        return self._conn
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self.connection
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    # -- writing ------------------------------------------------------------------
+
+    def append(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+        with self._using() as conn:
+            if len(writes) == 1:
+                write = writes[0]
+                ns, field, ctx = self._intern(conn, write)
+                row = conn.execute(
+                    self._insert_one, (write.time, ns, field, ctx, write.data)
+                ).fetchall()[0]
+                return [(row[0], row[1])]
+            return self._append_many(conn, writes)
+
+    def _intern(self, conn: sqlite3.Connection, write: Write) -> tuple[int, int, int]:
+        return (
+            self._namespaces.intern(conn, write.namespace),
+            self._fields.intern(conn, write.field),
+            self._contexts.intern(conn, write.context),
+        )
+
+    def _append_many(
+        self, conn: sqlite3.Connection, writes: Sequence[Write]
+    ) -> list[tuple[int, float]]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute(
+                f"SELECT seq, time FROM {self._log} ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, last_time = (last[0], last[1]) if last else (0, 0.0)
+            rows: list[tuple[Any, ...]] = []
+            assigned: list[tuple[int, float]] = []
+            for write in writes:
+                seq += 1
+                last_time = write.time if write.time > last_time else last_time
+                rows.append((seq, last_time, *self._intern(conn, write), write.data))
+                assigned.append((seq, last_time))
+            conn.executemany(
+                f"INSERT INTO {self._log}(seq, time, ns, field, ctx, data) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            # Interned names inserted inside the rolled-back transaction are gone too.
+            self._forget_interned()
+            raise
+        return assigned
+
+    def _forget_interned(self) -> None:
+        for interner in (self._namespaces, self._fields, self._contexts):
+            interner.ids.clear()
+            interner.names.clear()
+
+    # -- reading ------------------------------------------------------------------
+
+    def _facts(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], namespace: str | None = None
+    ) -> list[Fact]:
+        field_name = self._fields.name
+        context_name = self._contexts.name
+        ns_name = self._namespaces.name
+        return [
+            Fact(
+                seq,
+                when,
+                namespace if namespace is not None else ns_name(conn, ns),
+                field_name(conn, field),
+                data,
+                context_name(conn, ctx),
+            )
+            for seq, when, ns, field, ctx, data in rows
+        ]
+
+    def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
+        with self._using() as conn:
+            conn.execute("BEGIN")
+            try:
+                high = self._last_seq(conn)
+                ns = self._namespaces.lookup(conn, namespace)
+                rows = (
+                    []
+                    if ns is None
+                    else conn.execute(
+                        f"SELECT seq, time, ns, field, ctx, data FROM {self._log} "
+                        "WHERE ns = ? ORDER BY seq",
+                        (ns,),
+                    ).fetchall()
+                )
+                facts = self._facts(conn, rows, namespace)
+            finally:
+                conn.execute("COMMIT")
+            return high, facts
+
+    def facts_since(self, seq: int) -> list[Fact]:
+        with self._using() as conn:
+            rows = conn.execute(
+                f"SELECT seq, time, ns, field, ctx, data FROM {self._log} WHERE seq > ? "
+                "ORDER BY seq",
+                (seq,),
+            ).fetchall()
+            return self._facts(conn, rows)
+
+    def _last_seq(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute(f"SELECT max(seq) FROM {self._log}").fetchone()
+        return int(row[0] or 0)
+
+    def last_seq(self) -> int:
+        with self._using() as conn:
+            return self._last_seq(conn)
+
+    def change_token(self) -> Hashable:
+        return self._token()
+
+    def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
+        limit = upto_seq if upto_seq is not None else 2**62
+        with self._using() as conn:
+            rows = conn.execute(
+                f"SELECT n.name FROM {self.prefix}_namespaces AS n WHERE "
+                "(? = '' OR n.name = ? OR substr(n.name, 1, length(?) + 1) = ? || '/') AND "
+                f"EXISTS (SELECT 1 FROM {self._log} AS l WHERE l.ns = n.id AND l.seq <= ?) "
+                "ORDER BY n.name",
+                (prefix, prefix, prefix, prefix, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def seq_at_time(self, when: float) -> int:
+        # Times never decrease in seq order, so a binary search over seq finds it in
+        # O(log n) point reads without an index on time.
+        with self._using() as conn:
+            low, high = 0, self._last_seq(conn)
+            while low < high:
+                middle = (low + high + 1) // 2
+                row = conn.execute(
+                    f"SELECT seq, time FROM {self._log} WHERE seq >= ? ORDER BY seq LIMIT 1",
+                    (middle,),
+                ).fetchone()
+                if row is not None and row[1] <= when:
+                    low = middle
+                else:
+                    high = middle - 1
+            return low

@@ -1,0 +1,72 @@
+"""Every error everstore raises, under one root.
+
+Each class also inherits the builtin a caller would naturally catch, so
+``except AttributeError`` keeps working for a missing field and ``except
+TypeError`` for a value that cannot be stored.
+"""
+
+from __future__ import annotations
+
+
+class EverstoreError(Exception):
+    """Root of every error raised by everstore."""
+
+
+class UnsupportedValueError(EverstoreError, TypeError):
+    """A value (or something nested in it) has a type the codec cannot store."""
+
+
+class MissingFieldError(EverstoreError, AttributeError):
+    """A field was never written, or its latest fact is a tombstone."""
+
+
+class InvalidNameError(EverstoreError, ValueError):
+    """A field name or namespace part is not allowed."""
+
+
+class ReservedNameError(EverstoreError, AttributeError):
+    """An attribute name is reserved (dunder, virtual field, or a read-only view)."""
+
+
+class MutableAccessError(EverstoreError, TypeError):
+    """A mutable value was read outside ``with storage:`` or a transaction."""
+
+
+class ReadOnlyError(EverstoreError, AttributeError):
+    """A write was attempted through a read-only view (``within``, ``as_of``)."""
+
+
+class SchemaError(EverstoreError):
+    """The database holds a schema everstore did not create or cannot read."""
+
+
+class BackendError(EverstoreError):
+    """The backend failed; nothing of the failed operation was committed."""
+
+
+class StoreClosedError(EverstoreError, RuntimeError):
+    """The store (or its backend) was closed."""
+
+
+class DecodeError(EverstoreError, ValueError):
+    """Stored bytes could not be decoded (corruption or a missing custom type)."""
+
+
+class ConflictError(EverstoreError):
+    """A conditional write lost: another writer changed the field first."""
+
+
+__all__ = [
+    "BackendError",
+    "ConflictError",
+    "DecodeError",
+    "EverstoreError",
+    "InvalidNameError",
+    "MissingFieldError",
+    "MutableAccessError",
+    "ReadOnlyError",
+    "ReservedNameError",
+    "SchemaError",
+    "StoreClosedError",
+    "UnsupportedValueError",
+]

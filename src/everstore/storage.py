@@ -1,0 +1,202 @@
+"""Storage: attribute-style access to one namespace.
+
+Every public name of a Storage is a dunder, so that any identifier that is not one
+(``name``, ``fields``, ``history``, ``_group`` ...) is free to be a field.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidNameError, MissingFieldError, ReservedNameError
+from .store import MISSING, TOMBSTONE, History, Namespace, Store, _where, frame_context
+
+if TYPE_CHECKING:
+    from .log import Value
+
+__all__ = ["Storage", "check_field_name"]
+
+_setters_by_class: dict[type, frozenset[str]] = {}
+
+
+def _class_setters(cls: type) -> frozenset[str]:
+    """Names a Storage subclass handles itself (properties and other data descriptors)."""
+    names = _setters_by_class.get(cls)
+    if names is None:
+        names = frozenset(
+            name
+            for klass in cls.__mro__
+            if klass is not Storage and klass is not object
+            for name, member in vars(klass).items()
+            if hasattr(member, "__set__") and not name.startswith("__")
+        )
+        _setters_by_class[cls] = names
+    return names
+
+
+def check_field_name(name: object) -> str:
+    """Return ``name`` if it may be a field name, else raise InvalidNameError."""
+    if type(name) is not str or not name.isidentifier():
+        raise InvalidNameError(f"field names must be identifiers, got {name!r}")
+    if name.startswith("__") and name.endswith("__"):
+        raise ReservedNameError(f"{name!r}: dunder names are reserved for everstore and Python")
+    return name
+
+
+class Storage:
+    """Fields of one namespace as attributes; every assignment is appended to the log.
+
+    >>> from everstore import Store
+    >>> store = Store()
+    >>> player = store.storage("game", "player1")
+    >>> player.name = "Alice"
+    >>> player.name
+    'Alice'
+    >>> del player.name
+    >>> hasattr(player, "name")
+    False
+
+    Reading a field is a dictionary look-up (O(1)); writing appends one fact.
+    Mutable values (list, dict, set, bytearray, random.Random) are read and changed
+    inside ``with storage:``, and saved, atomically, when the outermost block exits.
+    """
+
+    __slots__ = ("__ns__", "__store__", "__virtual__")
+
+    __ns__: Namespace
+    __store__: Store
+    __virtual__: dict[str, Callable[[Any], Any]] | None
+
+    def __init__(
+        self, *namespace: str, store: Store, virtual: dict[str, Callable[[Any], Any]] | None = None
+    ) -> None:
+        ns = store.namespace(namespace)
+        if virtual is not None:
+            for name, function in virtual.items():
+                check_field_name(name)
+                if not callable(function):
+                    raise TypeError(f"virtual field {name!r} needs a callable, got {function!r}")
+            virtual = dict(virtual)
+        object.__setattr__(self, "__ns__", ns)
+        object.__setattr__(self, "__store__", store)
+        object.__setattr__(self, "__virtual__", virtual or None)
+
+    # -- fields -------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        ns = self.__ns__
+        store = ns.store
+        if store._token_fn() != store._token:
+            store.sync()
+        if self.__virtual__ is None and not ns.in_txn:
+            value = ns.current.get(name, MISSING)
+            if value is not MISSING:
+                return value
+        return self.__read__(name)
+
+    def __read__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        virtual = self.__virtual__
+        if virtual is not None and name in virtual:
+            return virtual[name](self)
+        return self.__store__.read(self.__ns__, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        cls = type(self)
+        if cls is not Storage and name in _class_setters(cls):
+            object.__setattr__(self, name, value)
+            return
+        check_field_name(name)
+        virtual = self.__virtual__
+        if virtual is not None and name in virtual:
+            raise ReservedNameError(f"{name!r} is a virtual field of {self!r}; it cannot be set")
+        self.__store__.write(self.__ns__, name, value, frame_context(sys._getframe(1)))
+
+    def __delattr__(self, name: str) -> None:
+        check_field_name(name)
+        virtual = self.__virtual__
+        if virtual is not None and name in virtual:
+            raise ReservedNameError(
+                f"{name!r} is a virtual field of {self!r}; it cannot be deleted"
+            )
+        self.__store__.write(self.__ns__, name, TOMBSTONE, frame_context(sys._getframe(1)))
+
+    # -- whole namespace ------------------------------------------------------------
+
+    def __fields__(self) -> list[str]:
+        """Available (not deleted) fields, in the order they were first written. O(f)."""
+        self.__store__.sync()
+        return self.__ns__.field_names()
+
+    def __history__(self) -> dict[str, History]:
+        """Every field ever written (deleted ones too) -> its :class:`History`.
+
+        The histories are immutable and seq-ordered; building the dict is O(f), and
+        no value is decoded until it is read.
+        """
+        store = self.__store__
+        store.sync()
+        return {name: store.history(self.__ns__, name) for name in self.__ns__.fields}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__fields__())
+
+    def __len__(self) -> int:
+        return len(self.__fields__())
+
+    def __contains__(self, name: object) -> bool:
+        if type(name) is not str:
+            return False
+        try:
+            self.__read_visible__(name)
+        except MissingFieldError:
+            return False
+        return True
+
+    def __read_visible__(self, name: str) -> None:
+        store = self.__store__
+        if not store._visible(self.__ns__, name):
+            raise MissingFieldError(_where(self.__ns__, name))
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(self.__fields__()) | set(self.__virtual__ or ()))
+
+    # -- with: a transaction --------------------------------------------------------
+
+    def __enter__(self) -> Storage:
+        self.__store__._begin()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__store__._end(kind is not None, sys._getframe(1))
+
+    # -- identity -------------------------------------------------------------------
+
+    @property
+    def __namespace__(self) -> tuple[str, ...]:
+        return self.__ns__.parts
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Storage):
+            return NotImplemented
+        return self.__ns__ is other.__ns__
+
+    def __hash__(self) -> int:
+        return hash(self.__ns__.parts)
+
+    def __repr__(self) -> str:
+        return f"Storage{self.__ns__.parts!r}"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Storage cannot be pickled or stored; store its namespace instead")
+
+
+def history_of(storage: Storage, field: str) -> list[Value]:
+    """The history of one field as a list (a convenience for tests and the CLI)."""
+    return list(storage.__history__()[field])

@@ -1,0 +1,716 @@
+"""The Store: an in-memory view of the log, kept current, with transactions.
+
+One :class:`Namespace` object per namespace holds the current values (a dict look-up
+away) and every field's history as parallel lists, ordered by seq, so that history,
+``within`` and ``as_of`` are binary searches. Namespaces are loaded on first touch;
+opening a store reads no facts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from types import CodeType, TracebackType
+from typing import TYPE_CHECKING, Any, overload
+
+from .backends.base import Backend
+from .backends.memory import Memory
+from .codec import Codec, default_codec
+from .errors import (
+    DecodeError,
+    InvalidNameError,
+    MissingFieldError,
+    MutableAccessError,
+    StoreClosedError,
+    UnsupportedValueError,
+)
+from .log import Fact, Value, Write
+
+if TYPE_CHECKING:
+    from .storage import Storage
+    from .temporal import StoreView
+
+__all__ = ["History", "Namespace", "Store", "Transaction"]
+
+MISSING: Any = object()
+TOMBSTONE: Any = object()
+#: larger than any seq: "no upper bound"
+END_OF_LOG = 2**63
+
+
+class Raw:
+    """Encoded data of a mutable (or delta) fact, rebuilt only when asked for."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return "<encoded>"
+
+
+class FieldLog:
+    """The history of one field: parallel lists in seq order."""
+
+    __slots__ = ("by_value", "seqs", "times", "values")
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self.times: list[float] = []
+        self.values: list[Value] = []
+        #: value -> positions holding it; built on the first ``within`` that needs it
+        self.by_value: dict[Any, list[int]] | None = None
+
+    def add(self, entry: Value) -> None:
+        position = len(self.seqs)
+        self.seqs.append(entry.seq)
+        self.times.append(entry.time)
+        self.values.append(entry)
+        if self.by_value is not None and not entry.unavailable and type(entry.data) is not Raw:
+            with contextlib.suppress(TypeError):  # unhashable values are searched by scan
+                self.by_value.setdefault(entry.data, []).append(position)
+
+    def positions_of(self, wanted: Any) -> list[int] | None:
+        """Positions whose value equals ``wanted``, or None if it cannot be indexed."""
+        if self.by_value is None:
+            index: dict[Any, list[int]] = {}
+            for position, entry in enumerate(self.values):
+                if not entry.unavailable and type(entry.data) is not Raw:
+                    try:
+                        index.setdefault(entry.data, []).append(position)
+                    except TypeError:
+                        continue
+            self.by_value = index
+        try:
+            return self.by_value.get(wanted, [])
+        except TypeError:
+            return None
+
+    def index_at(self, seq: int) -> int:
+        """Position of the latest entry with a seq at or below ``seq`` (-1 if none)."""
+        return bisect.bisect_right(self.seqs, seq) - 1
+
+
+class Namespace:
+    """Everything the store knows about one namespace. One object per namespace."""
+
+    __slots__ = ("current", "fields", "in_txn", "loaded_upto", "mutable", "parts", "path", "store")
+
+    def __init__(self, store: Store, parts: tuple[str, ...], path: str) -> None:
+        self.store = store
+        self.parts = parts
+        self.path = path
+        #: field -> current immutable value (the fast read path)
+        self.current: dict[str, Any] = {}
+        #: field -> current mutable value (private; handed out as copies only)
+        self.mutable: dict[str, Any] = {}
+        self.fields: dict[str, FieldLog] = {}
+        self.loaded_upto = 0
+        #: how many open transactions hold pending state for this namespace
+        self.in_txn = 0
+
+    def available(self, field: str) -> bool:
+        return field in self.current or field in self.mutable
+
+    def field_names(self) -> list[str]:
+        """Available fields, in the order they were first written."""
+        return [name for name in self.fields if name in self.current or name in self.mutable]
+
+    def __repr__(self) -> str:
+        return f"Namespace{self.parts!r}"
+
+
+class _Work:
+    """A mutable value handed out inside a transaction, and what it was."""
+
+    __slots__ = ("base_seq", "obj", "recorded")
+
+    def __init__(self, obj: Any, recorded: bytes, base_seq: int | None) -> None:
+        self.obj = obj
+        self.recorded = recorded
+        self.base_seq = base_seq
+
+
+_Item = tuple[Namespace, str, "bytes | None", str, Any]
+
+
+class Transaction:
+    """The writes of one thread between the outermost ``with`` enter and exit.
+
+    Nothing reaches the backend before the outermost exit; then every write, and
+    every changed mutable value, is committed in one atomic append.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.depth = 0
+        self.items: list[_Item] = []
+        self.overlay: dict[tuple[Namespace, str], Any] = {}
+        self.work: dict[tuple[Namespace, str], _Work] = {}
+        self.touched: set[Namespace] = set()
+        self.savepoints: list[tuple[int, dict[tuple[Namespace, str], Any], dict[Any, bytes]]] = []
+
+    def touch(self, ns: Namespace) -> None:
+        if ns not in self.touched:
+            self.touched.add(ns)
+            ns.in_txn += 1
+
+    def record(
+        self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any
+    ) -> None:
+        self.touch(ns)
+        key = (ns, field)
+        self.items.append((ns, field, data, context, value))
+        if data is None:
+            self.overlay[key] = TOMBSTONE
+            self.work.pop(key, None)
+        elif self.store.codec.is_mutable(value):
+            # The caller's own object: later in-place changes in the block are kept.
+            self.overlay.pop(key, None)
+            self.work[key] = _Work(value, data, None)
+        else:
+            self.overlay[key] = value
+            self.work.pop(key, None)
+
+    def savepoint(self) -> None:
+        codec = self.store.codec
+        snapshot = {key: codec.encode(work.obj) for key, work in self.work.items()}
+        self.savepoints.append((len(self.items), dict(self.overlay), snapshot))
+
+    def rollback_to_savepoint(self) -> None:
+        count, overlay, snapshot = self.savepoints.pop()
+        codec = self.store.codec
+        del self.items[count:]
+        self.overlay = overlay
+        for key in list(self.work):
+            if key not in snapshot:
+                del self.work[key]
+            else:
+                self.work[key].obj = codec.decode(snapshot[key])
+
+    def release(self) -> None:
+        for ns in self.touched:
+            ns.in_txn -= 1
+        self.touched.clear()
+
+
+class _Scope:
+    """Context manager that enters (or joins) the calling thread's transaction."""
+
+    __slots__ = ("_result", "_store")
+
+    def __init__(self, store: Store, result: Any = None) -> None:
+        self._store = store
+        self._result = result
+
+    def __enter__(self) -> Any:
+        txn = self._store._begin()
+        return self._result if self._result is not None else txn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._store._end(kind is not None, sys._getframe(1))
+
+
+_contexts: dict[tuple[CodeType, int], str] = {}
+_internal_code: dict[CodeType, bool] = {}
+
+
+def _is_internal(frame: Any) -> bool:
+    code = frame.f_code
+    internal = _internal_code.get(code)
+    if internal is None:
+        module = frame.f_globals.get("__name__", "")
+        internal = module.startswith("everstore.") and module not in ("everstore.cli",)
+        _internal_code[code] = internal
+    return internal
+
+
+def frame_context(frame: Any) -> str:
+    """``module.function:line`` of ``frame``, skipping everstore's own frames."""
+    while frame is not None and _is_internal(frame):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    key = (frame.f_code, frame.f_lineno)
+    text = _contexts.get(key)
+    if text is None:
+        module = frame.f_globals.get("__name__", "?")
+        text = f"{module}.{frame.f_code.co_name}:{frame.f_lineno}"
+        _contexts[key] = text
+    return text
+
+
+def caller_context() -> str:
+    """The code location of whoever called the everstore function calling this."""
+    return frame_context(sys._getframe(2))
+
+
+class Store:
+    """Namespaced, versioned storage over one backend.
+
+    ``Store()`` keeps everything in memory; ``Store(Sqlite3(path))`` is the embedded
+    default; see :func:`everstore.open` for URLs. A Store is thread-safe and may be
+    shared by threads; processes share a database, each with its own Store.
+
+    >>> store = Store()
+    >>> player = store.storage("game", "player1")
+    >>> player.score = 100
+    >>> player.score
+    100
+    """
+
+    def __init__(self, backend: Backend | None = None, *, codec: Codec | None = None) -> None:
+        self.backend: Backend = backend if backend is not None else Memory()
+        self.codec: Codec = codec if codec is not None else default_codec
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._namespaces: dict[tuple[str, ...], Namespace] = {}
+        self._by_path: dict[str, Namespace] = {}
+        self._closed = False
+        self.backend.open()
+        self._token_fn = self.backend.change_token
+        self._token = self._token_fn()
+        self._applied = self.backend.last_seq()
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the backend. Everything written was already committed. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.backend!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this Store is closed")
+
+    # -- namespaces -----------------------------------------------------------------
+
+    def storage(self, *namespace: str, virtual: dict[str, Any] | None = None) -> Storage:
+        """A handle on one namespace (loaded on first touch, then kept in memory).
+
+        Complexity: O(1) once loaded; the first touch reads that namespace's facts.
+        """
+        from .storage import Storage
+
+        return Storage(*namespace, store=self, virtual=virtual)
+
+    def namespace(self, parts: tuple[str, ...]) -> Namespace:
+        """The one Namespace object for ``parts``, loading it on first touch."""
+        ns = self._namespaces.get(parts)
+        if ns is not None:
+            return ns
+        path = namespace_path(parts)
+        with self._lock:
+            ns = self._namespaces.get(parts)
+            if ns is None:
+                self._check_open()
+                ns = Namespace(self, parts, path)
+                high, facts = self.backend.load_namespace(path)
+                for fact in facts:
+                    self._apply(
+                        ns, fact.seq, fact.time, fact.field, fact.data, fact.context, MISSING
+                    )
+                ns.loaded_upto = high
+                self._by_path[path] = ns
+                self._namespaces[parts] = ns
+        return ns
+
+    def namespaces(self, prefix: Sequence[str] = ()) -> list[tuple[str, ...]]:
+        """Namespaces that hold at least one fact, equal to or under ``prefix``, sorted.
+
+        >>> store = Store()
+        >>> store.storage("game", "p1").x = 1
+        >>> store.storage("game", "p2").x = 1
+        >>> store.namespaces(("game",))
+        [('game', 'p1'), ('game', 'p2')]
+        """
+        self._check_open()
+        prefix_path = namespace_path(tuple(prefix)) if prefix else ""
+        return [tuple(path.split("/")) for path in self.backend.namespaces(prefix_path)]
+
+    # -- time travel --------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the latest fact this store has seen."""
+        self.sync()
+        return self._applied
+
+    def as_of(self, *, seq: int | None = None, time: float | None = None) -> StoreView:
+        """A read-only view of the whole store as it was at ``seq`` or ``time``.
+
+        >>> store = Store()
+        >>> doc = store.storage("doc")
+        >>> doc.v = 1
+        >>> past = store.last_seq
+        >>> doc.v = 2
+        >>> store.as_of(seq=past).storage("doc").v
+        1
+        """
+        from .temporal import StoreView
+
+        if (seq is None) == (time is None):
+            raise TypeError("as_of() needs exactly one of seq= or time=")
+        self.sync()
+        if time is not None:
+            if not isinstance(time, int | float):
+                raise TypeError(f"as_of(time=...) needs a number of seconds, got {time!r}")
+            seq = self.backend.seq_at_time(float(time))
+        assert seq is not None
+        if not isinstance(seq, int) or seq < 0:
+            raise ValueError(f"as_of(seq=...) needs a non-negative int, got {seq!r}")
+        return StoreView(self, seq)
+
+    # -- transactions ---------------------------------------------------------------
+
+    def transaction(self) -> _Scope:
+        """``with store.transaction():`` commits every write inside atomically, in one
+        round trip, at the outermost exit, or none of them if the block raises.
+
+        Inside, mutable values may be read and changed in place. Nested blocks join
+        the outer one; an exception leaving an inner block undoes that block's writes.
+        """
+        return _Scope(self)
+
+    def _current_txn(self) -> Transaction | None:
+        txn: Transaction | None = getattr(self._local, "txn", None)
+        return txn
+
+    def _begin(self) -> Transaction:
+        self._check_open()
+        txn = self._current_txn()
+        if txn is None:
+            txn = Transaction(self)
+            self._local.txn = txn
+        elif txn.depth:
+            txn.savepoint()
+        txn.depth += 1
+        return txn
+
+    def _end(self, failed: bool, frame: Any) -> None:
+        txn = self._current_txn()
+        assert txn is not None
+        txn.depth -= 1
+        if txn.depth:
+            if failed:
+                txn.rollback_to_savepoint()
+            else:
+                txn.savepoints.pop()
+            return
+        self._local.txn = None
+        try:
+            if not failed:
+                self._commit_transaction(txn, frame_context(frame))
+        finally:
+            txn.release()
+
+    def _commit_transaction(self, txn: Transaction, context: str) -> None:
+        items = txn.items
+        codec = self.codec
+        for (ns, field), work in txn.work.items():
+            try:
+                data = codec.encode(work.obj)
+            except UnsupportedValueError as exc:
+                raise UnsupportedValueError(f"{_where(ns, field)}: {exc}") from None
+            if data == work.recorded:
+                continue
+            if work.base_seq is not None:
+                delta = codec.make_delta(work.base_seq, work.recorded, work.obj, data)
+                if delta is not None:
+                    data = delta
+            items.append((ns, field, data, context, MISSING))
+        if items:
+            self._commit(items)
+
+    # -- writing ------------------------------------------------------------------
+
+    def write(self, ns: Namespace, field: str, value: Any, context: str) -> None:
+        """Append ``field = value`` (or a tombstone for TOMBSTONE) to ``ns``."""
+        if value is TOMBSTONE:
+            data = None
+            if not self._visible(ns, field):
+                raise MissingFieldError(f"{_where(ns, field)} cannot be deleted: it has no value")
+        else:
+            try:
+                data = self.codec.encode(value)
+            except UnsupportedValueError as exc:
+                raise UnsupportedValueError(f"{_where(ns, field)}: {exc}") from None
+        txn = self._current_txn()
+        if txn is not None:
+            txn.record(ns, field, data, context, value)
+        else:
+            self._commit([(ns, field, data, context, value)])
+
+    def _visible(self, ns: Namespace, field: str) -> bool:
+        txn = self._current_txn()
+        if txn is not None:
+            key = (ns, field)
+            if key in txn.work:
+                return True
+            pending = txn.overlay.get(key, MISSING)
+            if pending is not MISSING:
+                return pending is not TOMBSTONE
+        self.sync()
+        return ns.available(field)
+
+    def _commit(self, items: list[_Item]) -> None:
+        now = time.time()
+        writes = [
+            Write(ns.path, field, data, context, now) for ns, field, data, context, _ in items
+        ]
+        with self._lock:
+            self._check_open()
+            assigned = self.backend.append(writes)
+            first = assigned[0][0]
+            if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
+                # Nobody else committed in between: apply ours without a round trip.
+                codec = self.codec
+                for (ns, field, data, context, value), (seq, when) in zip(
+                    items, assigned, strict=True
+                ):
+                    hint = MISSING if value is TOMBSTONE or codec.is_mutable(value) else value
+                    self._apply(ns, seq, when, field, data, context, hint)
+                self._applied = assigned[-1][0]
+            else:
+                self._catch_up_locked()
+
+    # -- keeping current ------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Apply facts other writers committed since we last looked. Cheap if none."""
+        if self._token_fn() != self._token:
+            with self._lock:
+                self._catch_up_locked()
+
+    def _catch_up_locked(self) -> None:
+        self._check_open()
+        token = self._token_fn()
+        facts = self.backend.facts_since(self._applied)
+        self._apply_facts(facts)
+        self._token = token
+
+    def _apply_facts(self, facts: list[Fact]) -> None:
+        by_path = self._by_path
+        for fact in facts:
+            ns = by_path.get(fact.namespace)
+            if ns is not None and fact.seq > ns.loaded_upto:
+                self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context, MISSING)
+        if facts:
+            self._applied = max(self._applied, facts[-1].seq)
+
+    def _apply(
+        self,
+        ns: Namespace,
+        seq: int,
+        when: float,
+        field: str,
+        data: bytes | None,
+        context: str,
+        hint: Any,
+    ) -> None:
+        log = ns.fields.get(field)
+        if log is None:
+            log = ns.fields[field] = FieldLog()
+        if data is None:
+            ns.current.pop(field, None)
+            ns.mutable.pop(field, None)
+            log.add(Value(when, True, None, context, seq))
+            return
+        codec = self.codec
+        if data[0] == 1:
+            ns.mutable[field] = self._apply_delta(ns, log, field, data)
+            ns.current.pop(field, None)
+            log.add(Value(when, False, Raw(data), context, seq))
+            return
+        value = hint if hint is not MISSING else codec.decode(data)
+        if hint is MISSING and codec.is_mutable(value):
+            ns.mutable[field] = value
+            ns.current.pop(field, None)
+            log.add(Value(when, False, Raw(data), context, seq))
+        else:
+            ns.current[field] = value
+            ns.mutable.pop(field, None)
+            log.add(Value(when, False, value, context, seq))
+
+    def _apply_delta(self, ns: Namespace, log: FieldLog, field: str, data: bytes) -> Any:
+        base_seq = self.codec.delta_base(data)
+        if log.seqs and log.seqs[-1] == base_seq and field in ns.mutable:
+            return self.codec.apply_delta(ns.mutable[field], data)
+        position = log.index_at(base_seq)
+        if position < 0 or log.seqs[position] != base_seq:
+            raise DecodeError(f"{_where(ns, field)}: a delta refers to missing seq {base_seq}")
+        return self.codec.apply_delta(self.value_at(log, position), data)
+
+    def value_at(self, log: FieldLog, position: int) -> Any:
+        """The value of entry ``position``, as a fresh object for mutable values."""
+        entry = log.values[position]
+        if type(entry.data) is not Raw:
+            return entry.data
+        codec = self.codec
+        deltas: list[bytes] = []
+        raw: bytes = entry.data.data
+        while raw[0] == 1:
+            deltas.append(raw)
+            base = codec.delta_base(raw)
+            position = log.index_at(base)
+            if position < 0 or log.seqs[position] != base:
+                raise DecodeError(f"a stored delta refers to missing seq {base}")
+            base_entry = log.values[position]
+            if type(base_entry.data) is not Raw:
+                raise DecodeError(f"a stored delta refers to seq {base}, which holds no container")
+            raw = base_entry.data.data
+        value = codec.decode(raw)
+        for delta in reversed(deltas):
+            value = codec.apply_delta(value, delta)
+        return value
+
+    # -- reading (the slow path: the fast one lives in Storage.__getattr__) --------
+
+    def read(self, ns: Namespace, field: str) -> Any:
+        """The value of ``field`` as the calling thread should see it."""
+        txn = self._current_txn()
+        if txn is not None:
+            key = (ns, field)
+            work = txn.work.get(key)
+            if work is not None:
+                return work.obj
+            pending = txn.overlay.get(key, MISSING)
+            if pending is TOMBSTONE:
+                raise MissingFieldError(f"{_where(ns, field)} was deleted in this transaction")
+            if pending is not MISSING:
+                return pending
+        value = ns.current.get(field, MISSING)
+        if value is not MISSING:
+            return value
+        mutable = ns.mutable.get(field, MISSING)
+        if mutable is MISSING:
+            raise MissingFieldError(_missing_message(ns, field))
+        if txn is None:
+            raise MutableAccessError(
+                f"{_where(ns, field)} holds a mutable {type(mutable).__name__}: read it inside "
+                f"'with storage:' (or store.transaction()) so that changes are saved"
+            )
+        with self._lock:
+            recorded = self.codec.encode(ns.mutable[field])
+            base_seq = ns.fields[field].seqs[-1]
+        work = _Work(self.codec.decode(recorded), recorded, base_seq)
+        txn.work[(ns, field)] = work
+        txn.touch(ns)
+        return work.obj
+
+    def history(self, ns: Namespace, field: str, upto: int = END_OF_LOG) -> History:
+        self.sync()
+        log = ns.fields.get(field)
+        if log is None:
+            raise MissingFieldError(f"{_where(ns, field)} has no history")
+        return History(self, log, log.index_at(upto) + 1)
+
+
+class History(Sequence[Value]):
+    """A field's history: an immutable, seq-ordered sequence of :class:`Value`.
+
+    Indexing and slicing are O(1) (plus rebuilding a container value); :meth:`at`
+    finds the entry in force at a seq or time in O(log n).
+    """
+
+    __slots__ = ("_length", "_log", "_store")
+
+    def __init__(self, store: Store, log: FieldLog, length: int) -> None:
+        self._store = store
+        self._log = log
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Value: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Value]: ...
+
+    def __getitem__(self, index: int | slice) -> Value | list[Value]:
+        if isinstance(index, slice):
+            return [self._entry(i) for i in range(*index.indices(self._length))]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("history index out of range")
+        return self._entry(index)
+
+    def _entry(self, position: int) -> Value:
+        entry = self._log.values[position]
+        if type(entry.data) is Raw:
+            return entry._replace(data=self._store.value_at(self._log, position))
+        return entry
+
+    def __iter__(self) -> Iterator[Value]:
+        values = self._log.values
+        for position in range(self._length):
+            entry = values[position]
+            yield self._entry(position) if type(entry.data) is Raw else entry
+
+    def at(self, *, seq: int | None = None, time: float | None = None) -> Value | None:
+        """The entry in force at ``seq`` or ``time`` (None before the first)."""
+        if (seq is None) == (time is None):
+            raise TypeError("at() needs exactly one of seq= or time=")
+        if seq is not None:
+            position = self._log.index_at(seq)
+        else:
+            assert time is not None
+            position = bisect.bisect_right(self._log.times, time, 0, self._length) - 1
+        position = min(position, self._length - 1)
+        return None if position < 0 else self._entry(position)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(v) for v in self[-3:])
+        more = "…, " if self._length > 3 else ""
+        return f"History([{more}{shown}])"
+
+
+_NAMESPACE_FORBIDDEN = frozenset("/\x00")
+
+
+def namespace_path(parts: tuple[str, ...]) -> str:
+    """``("game", "p1")`` -> ``"game/p1"``, refusing parts that would be ambiguous."""
+    if not parts:
+        raise InvalidNameError("a namespace needs at least one part")
+    for part in parts:
+        if type(part) is not str:
+            raise InvalidNameError(f"namespace parts must be str, got {part!r} in {parts!r}")
+        if not part or not _NAMESPACE_FORBIDDEN.isdisjoint(part) or not part.isprintable():
+            raise InvalidNameError(
+                f"namespace part {part!r} in {parts!r} must be non-empty printable text without '/'"
+            )
+    return "/".join(parts)
+
+
+def _where(ns: Namespace, field: str) -> str:
+    return f"field {field!r} of namespace {ns.parts!r}"
+
+
+def _missing_message(ns: Namespace, field: str) -> str:
+    log = ns.fields.get(field)
+    if log is not None and log.values and log.values[-1].unavailable:
+        return f"{_where(ns, field)} was deleted (see its __history__())"
+    return f"Storage{ns.parts!r} has no field {field!r}"
