@@ -10,7 +10,6 @@ import bisect
 import threading
 from collections.abc import Hashable, Sequence
 
-from ..errors import StoreClosedError
 from ..log import Fact, Write
 from .base import Backend, namespace_matches
 
@@ -34,7 +33,6 @@ class Memory(Backend):
         self._times: list[float] = []
         self._by_namespace: dict[str, list[Fact]] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     def open(self) -> None:
         self._check_open()
@@ -87,8 +85,8 @@ class Memory(Backend):
         return bisect.bisect_right(self._times, when)
 
     def close(self) -> None:
-        self._closed = True
+        # The log lives as long as this object: other Stores may still share it.
+        pass
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError("this Memory backend was closed")
+        pass
