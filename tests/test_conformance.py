@@ -1,0 +1,599 @@
+"""The conformance suite: the public API, run unchanged against every backend.
+
+Every test takes the ``store`` or ``make_backend`` fixture (tests/conftest.py), which
+is parametrised over all backends; a new backend joins by adding itself there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import itertools
+import math
+import random
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from everstore import (
+    Backend,
+    MissingFieldError,
+    MutableAccessError,
+    ReadOnlyError,
+    ReservedNameError,
+    Store,
+    UnsupportedValueError,
+    Value,
+    within,
+)
+from everstore.errors import InvalidNameError
+
+BackendFactory = Callable[[], Backend]
+
+
+# -- seed parity: appendmuch's README, with only the import changed ------------------
+
+
+def test_quick_start(store: Store) -> None:
+    player = store.storage("game", "player1")
+    player.score = 100
+    player.name = "Alice"
+    assert player.score == 100
+    assert player.name == "Alice"
+
+
+def test_mutable_values_persist_on_exit(store: Store) -> None:
+    player = store.storage("game", "player1")
+    with player:
+        player.items = ["sword"]
+        player.items.append("shield")
+    with player:
+        assert player.items == ["sword", "shield"]
+
+
+def test_mutable_read_outside_with_is_a_type_error(store: Store) -> None:
+    player = store.storage("game", "p")
+    player.items = ["sword"]  # writing one outside `with` is fine
+    with pytest.raises(MutableAccessError) as caught:
+        _ = player.items
+    assert isinstance(caught.value, TypeError)
+    assert "items" in str(caught.value) and "with" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1], {"a": 1}, {1, 2}, bytearray(b"ab"), random.Random(5), ([1], 2), frozenset({(1,)})],
+    ids=repr,
+)
+def test_every_mutable_type_round_trips_inside_with(store: Store, value: object) -> None:
+    s = store.storage("mut")
+    s.v = value
+    with s:
+        got = s.v
+    if isinstance(value, random.Random):
+        assert isinstance(got, random.Random) and got.getstate() == value.getstate()
+    else:
+        assert got == value and type(got) is type(value)
+
+
+def test_within_seed_example(store: Store) -> None:
+    player = store.storage("game", "player1")
+    player.round = 1
+    player.score = 10
+    player.round = 2
+    player.score = 25
+    assert within(player, round=1).score == 10
+    assert within(player, round=2).score == 25
+    seen = [(round_val, ctx.score) for round_val, ctx in within.along(player, "round")]
+    assert seen == [(1, 10), (2, 25)]
+
+
+def test_history_entries_are_values_with_context(store: Store) -> None:
+    player = store.storage("game", "player1")
+    player.score = 10
+    player.score = 25
+    history = player.__history__()["score"]
+    assert [v.data for v in history] == [10, 25]
+    first = history[0]
+    assert isinstance(first, Value)
+    assert first.unavailable is False
+    assert first.context.startswith(f"{__name__}.test_history_entries_are_values_with_context:")
+    assert history[0].seq < history[1].seq
+    assert history[0].time <= history[1].time
+
+
+def test_virtual_fields_seed_example(store: Store) -> None:
+    def get_group(player: object) -> object:
+        return store.storage("game", player._group)  # type: ignore[attr-defined]
+
+    player2 = store.storage("game", "player2", virtual={"group": get_group})
+    player3 = store.storage("game", "player3", virtual={"group": get_group})
+    player2._group = player3._group = "group1"
+    player2.group.budget = 42.7
+    assert player3.group.budget == 42.7
+
+
+def test_virtual_indirection_pattern(store: Store) -> None:
+    def get_members(group: object) -> list[object]:
+        return [store.storage("game", p, virtual={"group": get_group}) for p in group._members]  # type: ignore[attr-defined]
+
+    def get_group(player: object) -> object:
+        return store.storage("game", player._group, virtual={"members": get_members})  # type: ignore[attr-defined]
+
+    player2 = store.storage("game", "player2", virtual={"group": get_group})
+    player3 = store.storage("game", "player3", virtual={"group": get_group})
+    player2._group = player3._group = "group1"
+    player2.group.budget = 42.7
+    with player2.group:
+        player2.group._members = ["player2", "player3"]
+    with player3.group as g:
+        members = g.members
+        assert [m.__namespace__ for m in members] == [("game", "player2"), ("game", "player3")]
+        assert g.members[0].group.budget == 42.7
+
+
+def test_virtual_field_cannot_be_set_or_deleted(store: Store) -> None:
+    s = store.storage("v", virtual={"double": lambda st: st.x * 2})
+    s.x = 4
+    assert s.double == 8
+    with pytest.raises(ReservedNameError):
+        s.double = 1
+    with pytest.raises(ReservedNameError):
+        del s.double
+
+
+OUT_OF_THE_BOX = [
+    True,
+    7,
+    1.5,
+    "text",
+    (1, "a"),
+    b"\x00bytes",
+    complex(1, -2),
+    None,
+    decimal.Decimal("1.10"),
+    frozenset({1, 2}),
+    dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC),
+    dt.date(2026, 11, 23),
+    dt.time(12, 30, 1, 5),
+    uuid.UUID(int=12345),
+]
+
+
+@pytest.mark.parametrize("value", OUT_OF_THE_BOX, ids=repr)
+def test_out_of_the_box_types_survive_reopening(
+    make_backend: BackendFactory, value: object
+) -> None:
+    first = Store(make_backend())
+    first.storage("types").v = value
+    second = Store(make_backend())
+    got = second.storage("types").v
+    assert got == value and type(got) is type(value)
+
+
+def test_name_is_a_field_and_reserved_words_are_free(store: Store) -> None:
+    s = store.storage("game", "p")
+    for field in ("name", "fields", "history", "within", "along", "get", "refresh", "flush"):
+        setattr(s, field, field.upper())
+    assert s.name == "NAME" and s.fields == "FIELDS" and s.get == "GET"
+
+
+def test_missing_and_deleted_fields_raise_attribute_error(store: Store) -> None:
+    s = store.storage("game", "p")
+    with pytest.raises(AttributeError):
+        _ = s.nope
+    s.x = 1
+    del s.x
+    with pytest.raises(MissingFieldError) as caught:
+        _ = s.x
+    assert isinstance(caught.value, AttributeError)
+    assert "deleted" in str(caught.value)
+    assert not hasattr(s, "x")
+    assert s.__history__()["x"][-1].unavailable is True
+    with pytest.raises(MissingFieldError):
+        del s.x  # already deleted: no second tombstone
+    assert len(s.__history__()["x"]) == 2
+    s.x = 2  # history continues
+    assert [v.data for v in s.__history__()["x"]] == [1, None, 2]
+
+
+def test_none_is_a_value_not_a_tombstone(store: Store) -> None:
+    s = store.storage("n")
+    s.x = None
+    assert s.x is None
+    assert s.__history__()["x"][-1].unavailable is False
+
+
+@pytest.mark.parametrize("bad", ["1abc", "a-b", "", "__dunder__"])
+def test_bad_field_names_are_refused(store: Store, bad: str) -> None:
+    s = store.storage("names")
+    with pytest.raises((InvalidNameError, ReservedNameError)):
+        setattr(s, bad, 1)
+    assert s.__fields__() == []
+
+
+@pytest.mark.parametrize("bad", [(), ("a/b",), ("",), (1,), ("ok", None)], ids=repr)
+def test_bad_namespaces_are_refused(store: Store, bad: tuple[object, ...]) -> None:
+    with pytest.raises(InvalidNameError):
+        store.storage(*bad)  # type: ignore[arg-type]
+
+
+# -- one namespace is one object: handles never disagree ------------------------------
+
+
+def test_two_handles_never_disagree(store: Store) -> None:
+    a = store.storage("game", "p")
+    b = store.storage("game", "p")
+    a.x = 1
+    assert b.x == 1
+    b.x = 2
+    assert a.x == 2
+    assert a == b and hash(a) == hash(b)
+
+
+def test_a_second_store_sees_committed_writes_on_next_read(make_backend: BackendFactory) -> None:
+    writer = Store(make_backend())
+    reader = Store(make_backend())
+    w = writer.storage("shared")
+    r = reader.storage("shared")
+    w.x = 1
+    assert r.x == 1
+    w.x = 2
+    assert r.x == 2
+    del w.x
+    assert not hasattr(r, "x")
+    assert [v.data for v in r.__history__()["x"]] == [1, 2, None]
+
+
+# -- transactions ---------------------------------------------------------------------
+
+
+def test_transaction_commits_all_at_exit(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    other = Store(make_backend())
+    s = store.storage("t")
+    with store.transaction():
+        s.a = 1
+        s.b = 2
+        assert s.a == 1  # read-your-writes inside
+        assert not hasattr(other.storage("t"), "a")  # nobody else sees it yet
+    assert other.storage("t").a == 1 and other.storage("t").b == 2
+    seqs = [s.__history__()[f][-1].seq for f in ("a", "b")]
+    assert seqs[1] == seqs[0] + 1
+
+
+def test_transaction_rolls_back_when_block_raises(store: Store) -> None:
+    s = store.storage("t")
+    s.a = 0
+    before = store.last_seq
+    with pytest.raises(KeyError), store.transaction():
+        s.a = 1
+        s.b = 2
+        raise KeyError("boom")
+    assert s.a == 0 and not hasattr(s, "b")
+    assert store.last_seq == before
+
+
+def test_with_storage_is_atomic_too(store: Store) -> None:
+    s = store.storage("t")
+    with pytest.raises(RuntimeError), s:
+        s.items = [1]
+        s.items.append(2)
+        s.flag = True
+        raise RuntimeError
+    assert "items" not in s and "flag" not in s
+
+
+def test_inner_block_failure_undoes_only_the_inner_block(store: Store) -> None:
+    s = store.storage("t")
+    with store.transaction():
+        s.a = 1
+        with s:
+            s.lst = [1]
+        try:
+            with s:
+                s.b = 2
+                s.lst.append(2)
+                raise ValueError
+        except ValueError:
+            pass
+        s.c = 3
+    assert s.a == 1 and s.c == 3 and "b" not in s
+    with s:
+        assert s.lst == [1]
+
+
+def test_unchanged_mutable_read_writes_nothing(store: Store) -> None:
+    s = store.storage("t")
+    s.d = {"b": 1, "a": 2}
+    before = store.last_seq
+    with s:
+        _ = s.d
+        s.d["c"] = 1
+        del s.d["c"]
+    assert store.last_seq == before
+
+
+def test_mutation_context_is_the_with_statement(store: Store) -> None:
+    s = store.storage("t")
+    s.lst = []
+    with s:
+        s.lst.append(1)
+    context = s.__history__()["lst"][-1].context
+    assert context.startswith(f"{__name__}.test_mutation_context_is_the_with_statement:")
+
+
+def test_assigned_mutable_changed_later_in_block_is_saved(store: Store) -> None:
+    s = store.storage("t")
+    mine = [1]
+    with s:
+        s.lst = mine
+        mine.append(2)
+    mine.append(3)  # outside: not tracked, and the store kept its own copy
+    with s:
+        assert s.lst == [1, 2]
+
+
+# -- deltas: appending to a long list writes the item, every past value rebuilt -------
+
+
+def test_list_append_is_a_delta_and_history_is_exact(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    s = store.storage("d")
+    s.lst = list(range(1000))
+    for i in range(20):
+        with s:
+            s.lst.append(i)
+    with s:
+        s.lst[0] = "changed"  # not an append: a full value
+    with s:
+        s.lst.extend(["x", "y"])
+    fresh = Store(make_backend()).storage("d")
+    history = fresh.__history__()["lst"]
+    expected = list(range(1000))
+    assert history[0].data == expected
+    for i in range(20):
+        expected.append(i)
+        assert history[i + 1].data == expected
+    expected[0] = "changed"
+    assert history[21].data == expected
+    assert history[22].data == [*expected, "x", "y"]
+    with fresh:
+        assert fresh.lst == [*expected, "x", "y"]
+
+
+def test_dict_and_set_changes_rebuild_exactly(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    s = store.storage("d")
+    s.d = {f"k{i}": i for i in range(200)}
+    s.st = set(range(200))
+    with s:
+        s.d["k1"] = "one"
+        del s.d["k2"]
+        s.d[(1, 2)] = dt.date(2026, 1, 1)
+        s.st.add(1000)
+        s.st.discard(3)
+    fresh = Store(make_backend()).storage("d")
+    with fresh:
+        assert fresh.d["k1"] == "one" and "k2" not in fresh.d and fresh.d[(1, 2)].year == 2026
+        assert 1000 in fresh.st and 3 not in fresh.st
+    assert fresh.__history__()["d"][0].data["k2"] == 2
+
+
+# -- unsupported values leave no trace ---------------------------------------------------
+
+
+class _Opaque:
+    pass
+
+
+def test_unsupported_value_names_namespace_field_and_type(store: Store) -> None:
+    s = store.storage("game", "p")
+    before = store.last_seq
+    with pytest.raises(UnsupportedValueError) as caught:
+        s.bad = [1, _Opaque()]
+    message = str(caught.value)
+    assert "bad" in message and "('game', 'p')" in message and "_Opaque" in message
+    assert isinstance(caught.value, TypeError)
+    assert "bad" not in s.__history__() and s.__fields__() == []
+    assert store.last_seq == before
+    assert store.namespaces() == []
+
+
+def test_storage_cannot_be_stored(store: Store) -> None:
+    s = store.storage("a")
+    with pytest.raises(TypeError):
+        s.other = store.storage("b")
+
+
+# -- listing, history, as_of ------------------------------------------------------------
+
+
+def test_namespaces_and_fields_are_listed(store: Store) -> None:
+    store.storage("game", "p2").x = 1
+    store.storage("game", "p1").y = 1
+    store.storage("gamer").z = 1
+    store.storage("other", "deep", "ns").z = 1
+    store.storage("empty")  # touched, never written: not listed
+    assert store.namespaces() == [
+        ("game", "p1"),
+        ("game", "p2"),
+        ("gamer",),
+        ("other", "deep", "ns"),
+    ]
+    assert store.namespaces(("game",)) == [("game", "p1"), ("game", "p2")]
+    assert store.namespaces(["other", "deep"]) == [("other", "deep", "ns")]
+    p = store.storage("game", "p2")
+    p.b = 2
+    p.a = 3
+    del p.x
+    assert p.__fields__() == ["b", "a"]
+    assert list(p) == ["b", "a"] and len(p) == 2 and "a" in p and "x" not in p
+    assert set(p.__history__()) == {"x", "b", "a"}
+
+
+def test_as_of_reads_the_whole_store_at_a_seq_and_a_time(store: Store) -> None:
+    a = store.storage("a")
+    a.v = 1
+    a.lst = [1]
+    mark = store.last_seq
+    mark_time = a.__history__()["lst"][-1].time
+    with a:
+        a.lst.append(2)
+    a.v = 2
+    store.storage("b").v = 1
+    del a.v
+    past = store.as_of(seq=mark)
+    assert past.storage("a").v == 1
+    assert past.storage("a").lst == [1]  # read-only view: no `with` needed
+    assert not hasattr(past.storage("b"), "v")
+    assert past.namespaces() == [("a",)]
+    assert store.namespaces() == [("a",), ("b",)]
+    assert past.storage("a").__fields__() == ["v", "lst"]
+    assert [v.data for v in past.storage("a").__history__()["v"]] == [1]
+    by_time = store.as_of(time=mark_time)
+    assert by_time.seq >= mark and by_time.storage("a").lst == [1]
+    assert store.as_of(time=0).namespaces() == []
+    with pytest.raises(ReadOnlyError):
+        past.storage("a").v = 5
+    now = store.as_of(seq=store.last_seq).storage("a")
+    assert not hasattr(now, "v") and now.lst == [1, 2]
+
+
+def test_history_at_seq_and_time(store: Store) -> None:
+    s = store.storage("h")
+    for i in range(10):
+        s.x = i
+    history = s.__history__()["x"]
+    assert len(history) == 10
+    assert history.at(seq=history[4].seq) == history[4]
+    assert history.at(seq=history[0].seq - 1) is None
+    assert history.at(time=history[-1].time).data == 9
+    assert [v.data for v in history[2:4]] == [2, 3]
+    s.x = 10
+    assert len(history) == 10  # a history is a snapshot
+
+
+def test_history_values_are_private_copies(store: Store) -> None:
+    s = store.storage("h")
+    s.lst = [1]
+    history = s.__history__()["lst"]
+    history[0].data.append("mutated")
+    assert s.__history__()["lst"][0].data == [1]
+    with s:
+        assert s.lst == [1]
+
+
+# -- within: the seed's semantics, answered by binary search --------------------------
+
+
+def test_within_latest_period_wins_and_values_carry_in(store: Store) -> None:
+    p = store.storage("w")
+    p.treatment = "high"
+    p.round = 1
+    p.score = 10
+    p.round = 2
+    p.score = 20
+    p.round = 1
+    p.score = 30
+    assert within(p, round=1).score == 30
+    assert within(p, round=1).treatment == "high"
+    assert within(p, round=2).score == 20
+    periods = [(r, v.score) for r, v in within.along(p, "round")]
+    assert periods == [(1, 10), (2, 20), (1, 30)]  # one view per period
+
+
+def test_within_never_held_or_not_yet_written(store: Store) -> None:
+    p = store.storage("w")
+    p.round = 1
+    with pytest.raises(AttributeError):
+        _ = within(p, round=3).score
+    with pytest.raises(AttributeError):
+        _ = within(p, round=1).score
+    with pytest.raises(AttributeError):
+        _ = within(p, unknown=1).round
+
+
+def test_within_strict_counts_only_writes_in_the_period(store: Store) -> None:
+    p = store.storage("w")
+    p.score = 5
+    p.round = 1
+    with pytest.raises(AttributeError):
+        _ = within(p, round=1, strict=True).score
+    assert within(p, round=1).score == 5
+    p.score = 6
+    assert within(p, round=1, strict=True).score == 6
+    assert within.strict(p, round=1).score == 6
+
+
+def test_within_several_conditions_and_chained_along(store: Store) -> None:
+    p = store.storage("w")
+    p.phase = "a"
+    p.round = 1
+    p.score = 1
+    p.round = 2
+    p.score = 2
+    p.phase = "b"
+    p.round = 1
+    p.score = 3
+    assert within(p, phase="a", round=1).score == 1
+    assert within(p, phase="a", round=2).score == 2
+    assert within(p, phase="b", round=1).score == 3
+    chained = [(r, v.score) for r, v in within.along(within(p, phase="a"), "round")]
+    assert chained == [(1, 1), (2, 2)]
+
+
+def test_within_on_a_large_history(store: Store) -> None:
+    p = store.storage("w")
+    with store.transaction():
+        for i in range(2000):
+            p.round = i
+            p.score = i * 10
+    assert within(p, round=1234).score == 12340
+    assert within(p, round=0).score == 0
+
+
+def test_within_view_is_read_only(store: Store) -> None:
+    p = store.storage("w")
+    p.round = 1
+    view = within(p, round=1)
+    with pytest.raises(ReadOnlyError):
+        view.round = 2
+
+
+# -- time and seq -----------------------------------------------------------------------
+
+
+def test_seq_strictly_increases_and_time_never_decreases(store: Store) -> None:
+    s = store.storage("order")
+    for i in range(50):
+        setattr(s, f"f{i % 5}", i)
+    values = sorted((v for h in s.__history__().values() for v in h), key=lambda v: v.seq)
+    seqs = [v.seq for v in values]
+    times = [v.time for v in values]
+    assert seqs == sorted(set(seqs))
+    assert all(a <= b for a, b in itertools.pairwise(times))
+
+
+def test_store_is_a_context_manager_and_closed_stores_refuse_writes(
+    make_backend: BackendFactory,
+) -> None:
+    with Store(make_backend()) as store:
+        s = store.storage("c")
+        s.x = 1
+    with pytest.raises(RuntimeError):
+        s.x = 2
+    assert Store(make_backend()).storage("c").x == 1
+
+
+def test_floats_keep_their_edges(store: Store) -> None:
+    s = store.storage("f")
+    s.inf = math.inf
+    s.nan = [math.nan]
+    s.big = 2**100
+    s.neg = -0.0
+    assert s.inf == math.inf and s.big == 2**100
+    assert math.copysign(1, s.neg) == -1
+    with s:
+        assert math.isnan(s.nan[0])
