@@ -159,12 +159,14 @@ class Codec:
 
         Complexity: O(n) in the size of the value.
         """
+        # orjson's result keeps its whole output buffer (about 4 KiB) alive; the
+        # stored bytes are copied to their exact size, or every cached fact costs 4 KiB.
         kind = type(value)
         if kind is int and _INT64_MIN <= value <= _UINT64_MAX:
-            return orjson.dumps(value)
+            return b"%d" % value  # what orjson writes, at its exact size
         if kind is str:
             try:
-                return orjson.dumps(value)
+                return bytes(memoryview(orjson.dumps(value)))
             except TypeError:
                 raise UnsupportedValueError(
                     "str with lone surrogates cannot be stored (not valid UTF-8)"
@@ -178,9 +180,9 @@ class Codec:
                 # orjson writes tuples, UUIDs and enums as plain JSON and inf/nan as
                 # null: only an exact round trip proves the plain form is faithful.
                 if orjson.loads(encoded) == value:
-                    return encoded
+                    return bytes(memoryview(encoded))
         elif (kind is float and math.isfinite(value)) or kind is bool or value is None:
-            return orjson.dumps(value)
+            return bytes(memoryview(orjson.dumps(value)))
         try:
             tree = self._tree(value, ())
         except _Unsupported as exc:

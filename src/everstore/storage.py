@@ -12,7 +12,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidNameError, MissingFieldError, ReservedNameError
-from .store import MISSING, TOMBSTONE, History, Namespace, Store, _where, frame_context
+from .store import (
+    MISSING,
+    TOMBSTONE,
+    History,
+    Namespace,
+    Store,
+    _contexts,
+    _where,
+    frame_context,
+)
 
 if TYPE_CHECKING:
     from .log import Value
@@ -20,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["Storage", "check_field_name"]
 
 _setters_by_class: dict[type, frozenset[str]] = {}
+#: names already checked by check_field_name (the check costs more than the look-up)
+_valid_names: set[str] = set()
 
 
 def _class_setters(cls: type) -> frozenset[str]:
@@ -110,11 +121,14 @@ class Storage:
         if cls is not Storage and name in _class_setters(cls):
             object.__setattr__(self, name, value)
             return
-        check_field_name(name)
+        if name not in _valid_names:
+            _valid_names.add(check_field_name(name))
         virtual = self.__virtual__
         if virtual is not None and name in virtual:
             raise ReservedNameError(f"{name!r} is a virtual field of {self!r}; it cannot be set")
-        self.__store__.write(self.__ns__, name, value, frame_context(sys._getframe(1)))
+        frame = sys._getframe(1)
+        context = _contexts.get((frame.f_code, frame.f_lineno)) or frame_context(frame)
+        self.__store__.write(self.__ns__, name, value, context)
 
     def __delattr__(self, name: str) -> None:
         check_field_name(name)

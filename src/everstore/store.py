@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["History", "Namespace", "Store", "Transaction"]
 
+# tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
+_new_value = tuple.__new__
 MISSING: Any = object()
 TOMBSTONE: Any = object()
 #: larger than any seq: "no upper bound"
@@ -66,11 +68,8 @@ class FieldLog:
         #: value -> positions holding it; built on the first ``within`` that needs it
         self.by_value: dict[Any, list[int]] | None = None
 
-    def add(self, entry: Value) -> None:
-        position = len(self.seqs)
-        self.seqs.append(entry.seq)
-        self.times.append(entry.time)
-        self.values.append(entry)
+    def index(self, entry: Value, position: int) -> None:
+        """Keep the value index (once built) current for a new entry."""
         if self.by_value is not None and not entry.unavailable and type(entry.data) is not Raw:
             with contextlib.suppress(TypeError):  # unhashable values are searched by scan
                 self.by_value.setdefault(entry.data, []).append(position)
@@ -234,22 +233,30 @@ def _is_internal(frame: Any) -> bool:
 
 def frame_context(frame: Any) -> str:
     """``module.function:line`` of ``frame``, skipping everstore's own frames."""
+    text = _contexts.get((frame.f_code, frame.f_lineno))
+    if text is not None:
+        return text
     while frame is not None and _is_internal(frame):
         frame = frame.f_back
     if frame is None:
         return "<unknown>"
-    key = (frame.f_code, frame.f_lineno)
-    text = _contexts.get(key)
-    if text is None:
-        module = frame.f_globals.get("__name__", "?")
-        text = f"{module}.{frame.f_code.co_name}:{frame.f_lineno}"
-        _contexts[key] = text
+    module = frame.f_globals.get("__name__", "?")
+    text = f"{module}.{frame.f_code.co_name}:{frame.f_lineno}"
+    # Only locations outside everstore are cached: an internal frame's answer
+    # depends on its caller.
+    _contexts[(frame.f_code, frame.f_lineno)] = text
     return text
 
 
 def caller_context() -> str:
     """The code location of whoever called the everstore function calling this."""
     return frame_context(sys._getframe(2))
+
+
+class _ThreadState(threading.local):
+    """Per-thread state of a Store: the open transaction, if any."""
+
+    txn: Transaction | None = None
 
 
 class Store:
@@ -270,12 +277,12 @@ class Store:
         self.backend: Backend = backend if backend is not None else Memory()
         self.codec: Codec = codec if codec is not None else default_codec
         self._lock = threading.RLock()
-        self._local = threading.local()
+        self._local = _ThreadState()
         self._namespaces: dict[tuple[str, ...], Namespace] = {}
         self._by_path: dict[str, Namespace] = {}
         self._closed = False
         self.backend.open()
-        self._token_fn = self.backend.change_token
+        self._token_fn = self.backend.token_reader()
         self._token = self._token_fn()
         self._applied = self.backend.last_seq()
 
@@ -393,8 +400,7 @@ class Store:
         return _Scope(self)
 
     def _current_txn(self) -> Transaction | None:
-        txn: Transaction | None = getattr(self._local, "txn", None)
-        return txn
+        return self._local.txn
 
     def _begin(self) -> Transaction:
         self._check_open()
@@ -445,7 +451,10 @@ class Store:
     # -- writing ------------------------------------------------------------------
 
     def write(self, ns: Namespace, field: str, value: Any, context: str) -> None:
-        """Append ``field = value`` (or a tombstone for TOMBSTONE) to ``ns``."""
+        """Append ``field = value`` (or a tombstone for TOMBSTONE) to ``ns``.
+
+        Outside a transaction the fact is committed before this returns.
+        """
         if value is TOMBSTONE:
             data = None
             if not self._visible(ns, field):
@@ -455,11 +464,21 @@ class Store:
                 data = self.codec.encode(value)
             except UnsupportedValueError as exc:
                 raise UnsupportedValueError(f"{_where(ns, field)}: {exc}") from None
-        txn = self._current_txn()
+        txn = self._local.txn
         if txn is not None:
             txn.record(ns, field, data, context, value)
-        else:
-            self._commit([(ns, field, data, context, value)])
+            return
+        if value is TOMBSTONE or self.codec.is_mutable(value):
+            value = MISSING  # the cache keeps a private copy, decoded from the bytes
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("this Store is closed")
+            seq, when = self.backend.append_one(ns.path, field, data, context, time.time())
+            if seq == self._applied + 1:
+                self._applied = seq
+                self._apply(ns, seq, when, field, data, context, value)
+            else:
+                self._catch_up_locked()
 
     def _visible(self, ns: Namespace, field: str) -> bool:
         txn = self._current_txn()
@@ -528,29 +547,39 @@ class Store:
         context: str,
         hint: Any,
     ) -> None:
+        """Add one committed fact to a loaded namespace. ``hint`` is the decoded value
+        when the caller already holds it (an immutable value it just wrote)."""
         log = ns.fields.get(field)
         if log is None:
             log = ns.fields[field] = FieldLog()
-        if data is None:
+        if hint is not MISSING:  # the hot path: our own write of an immutable value
+            entry = _new_value(Value, (when, False, hint, context, seq))
+            ns.current[field] = hint
+            if field in ns.mutable:
+                del ns.mutable[field]
+        elif data is None:
+            entry = Value(when, True, None, context, seq)
             ns.current.pop(field, None)
             ns.mutable.pop(field, None)
-            log.add(Value(when, True, None, context, seq))
-            return
-        codec = self.codec
-        if data[0] == 1:
+        elif data[0] == 1:
+            entry = Value(when, False, Raw(data), context, seq)
             ns.mutable[field] = self._apply_delta(ns, log, field, data)
             ns.current.pop(field, None)
-            log.add(Value(when, False, Raw(data), context, seq))
-            return
-        value = hint if hint is not MISSING else codec.decode(data)
-        if hint is MISSING and codec.is_mutable(value):
-            ns.mutable[field] = value
-            ns.current.pop(field, None)
-            log.add(Value(when, False, Raw(data), context, seq))
         else:
-            ns.current[field] = value
-            ns.mutable.pop(field, None)
-            log.add(Value(when, False, value, context, seq))
+            value = self.codec.decode(data)
+            if self.codec.is_mutable(value):
+                entry = Value(when, False, Raw(data), context, seq)
+                ns.mutable[field] = value
+                ns.current.pop(field, None)
+            else:
+                entry = Value(when, False, value, context, seq)
+                ns.current[field] = value
+                ns.mutable.pop(field, None)
+        log.seqs.append(seq)
+        log.times.append(when)
+        log.values.append(entry)
+        if log.by_value is not None:
+            log.index(entry, len(log.values) - 1)
 
     def _apply_delta(self, ns: Namespace, log: FieldLog, field: str, data: bytes) -> Any:
         base_seq = self.codec.delta_base(data)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from ..log import Fact, Write
 from .base import Backend, namespace_matches
 
 __all__ = ["Memory"]
+
+# tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
+_new_fact = tuple.__new__
 
 
 class Memory(Backend):
@@ -53,6 +56,28 @@ class Memory(Backend):
                 self._by_namespace.setdefault(write.namespace, []).append(fact)
                 assigned.append((seq, last_time))
             return assigned
+
+    def append_one(
+        self, namespace: str, field: str, data: bytes | None, context: str, time: float
+    ) -> tuple[int, float]:
+        with self._lock:
+            facts = self._facts
+            seq = len(facts) + 1
+            times = self._times
+            if times and times[-1] > time:
+                time = times[-1]
+            fact = _new_fact(Fact, (seq, time, namespace, field, data, context))
+            facts.append(fact)
+            times.append(time)
+            in_namespace = self._by_namespace.get(namespace)
+            if in_namespace is None:
+                self._by_namespace[namespace] = [fact]
+            else:
+                in_namespace.append(fact)
+            return seq, time
+
+    def token_reader(self) -> Callable[[], Hashable]:
+        return self._facts.__len__
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._lock:

@@ -18,7 +18,9 @@ inside that lock, so they are gap-free and ordered across processes.
 
 from __future__ import annotations
 
+import functools
 import mmap
+import operator
 import os
 import sqlite3
 import threading
@@ -233,11 +235,10 @@ class Sqlite3(Backend):
         except (OSError, ValueError):
             # No shared-memory index to watch: ask SQLite itself (slower, ~3 µs).
             return lambda: conn.execute("PRAGMA data_version").fetchone()[0]
-        shm = self._shm
         # The WAL-index header changes with every commit by any connection (its frame
         # count, change counter and checksums); SQLite keeps it mapped while this
         # connection is open. Reading it costs a memory read, not a query.
-        return lambda: shm[:_WAL_HEADER_BYTES]
+        return functools.partial(operator.itemgetter(slice(0, _WAL_HEADER_BYTES)), self._shm)
 
     def close(self) -> None:
         with self._lock:
@@ -380,6 +381,9 @@ class Sqlite3(Backend):
 
     def change_token(self) -> Hashable:
         return self._token()
+
+    def token_reader(self) -> Callable[[], Hashable]:
+        return self._token
 
     def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
         limit = upto_seq if upto_seq is not None else 2**62
