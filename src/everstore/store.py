@@ -293,6 +293,10 @@ class Store:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                # Reads of loaded namespaces keep working from memory; the backend's
+                # change probe may not outlive it.
+                token = self._token
+                self._token_fn = lambda: token
                 self.backend.close()
 
     def __enter__(self) -> Store:

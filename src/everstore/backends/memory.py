@@ -10,8 +10,10 @@ import bisect
 import threading
 from collections.abc import Callable, Hashable, Sequence
 
+from sortedcontainers import SortedDict
+
 from ..log import Fact, Write
-from .base import Backend, namespace_matches
+from .base import Backend
 
 __all__ = ["Memory"]
 
@@ -34,7 +36,8 @@ class Memory(Backend):
     def __init__(self) -> None:
         self._facts: list[Fact] = []
         self._times: list[float] = []
-        self._by_namespace: dict[str, list[Fact]] = {}
+        # Sorted by path, so that listing a prefix is O(log n + k), not a scan.
+        self._by_namespace: SortedDict = SortedDict()
         self._lock = threading.Lock()
 
     def open(self) -> None:
@@ -97,14 +100,19 @@ class Memory(Backend):
 
     def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
         with self._lock:
-            self._check_open()
-            found = [
+            if prefix:
+                # "/" sorts just after "." and before "0": "a/..." paths follow "a".
+                paths = [prefix] if prefix in self._by_namespace else []
+                paths += self._by_namespace.irange(
+                    prefix + "/", prefix + "0", inclusive=(True, False)
+                )
+            else:
+                paths = list(self._by_namespace)
+            return [
                 path
-                for path, facts in self._by_namespace.items()
-                if namespace_matches(path, prefix)
-                and (upto_seq is None or facts[0].seq <= upto_seq)
+                for path in paths
+                if upto_seq is None or self._by_namespace[path][0].seq <= upto_seq
             ]
-        return sorted(found)
 
     def seq_at_time(self, when: float) -> int:
         return bisect.bisect_right(self._times, when)

@@ -234,11 +234,15 @@ class Sqlite3(Backend):
                 os.close(fd)
         except (OSError, ValueError):
             # No shared-memory index to watch: ask SQLite itself (slower, ~3 µs).
-            return lambda: conn.execute("PRAGMA data_version").fetchone()[0]
+            return self._data_version
         # The WAL-index header changes with every commit by any connection (its frame
         # count, change counter and checksums); SQLite keeps it mapped while this
         # connection is open. Reading it costs a memory read, not a query.
         return functools.partial(operator.itemgetter(slice(0, _WAL_HEADER_BYTES)), self._shm)
+
+    def _data_version(self) -> Hashable:
+        with self._lock:
+            return self.connection.execute("PRAGMA data_version").fetchone()[0]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         with self._lock:
