@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/everstore demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
