@@ -597,3 +597,129 @@ def test_floats_keep_their_edges(store: Store) -> None:
     assert math.copysign(1, s.neg) == -1
     with s:
         assert math.isnan(s.nan[0])
+
+
+# -- the change feed --------------------------------------------------------------------
+
+
+def test_follow_yields_every_fact_once_in_order(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    s = store.storage("feed", "a")
+    s.x = 1
+    with s:
+        s.lst = list(range(100))
+    with s:
+        s.lst.append(100)  # a delta: the feed still gives the whole value
+    del s.x
+    changes = list(store.follow(timeout=0))
+    assert [c.seq for c in changes] == sorted({c.seq for c in changes})
+    assert [(c.namespace, c.field, c.unavailable) for c in changes] == [
+        (("feed", "a"), "x", False),
+        (("feed", "a"), "lst", False),
+        (("feed", "a"), "lst", False),
+        (("feed", "a"), "x", True),
+    ]
+    assert changes[0].data == 1 and changes[2].data == list(range(101))
+    assert changes[0].context.startswith(f"{__name__}.")
+    # restarting from the last seq handled misses nothing and repeats nothing
+    s.y = 2
+    later = list(Store(make_backend()).follow(since=changes[-1].seq, timeout=0))
+    assert [(c.field, c.data) for c in later] == [("y", 2)]
+
+
+def test_follow_waits_for_other_writers(make_backend: BackendFactory) -> None:
+    import threading
+
+    follower = Store(make_backend())
+    writer = Store(make_backend())
+    start = follower.last_seq
+    ready = threading.Event()
+
+    def write_later() -> None:
+        ready.wait(10)
+        for i in range(3):
+            writer.storage("feed").n = i
+
+    thread = threading.Thread(target=write_later)
+    thread.start()
+    seen = []
+    feed = follower.follow(since=start, timeout=10)
+    ready.set()
+    for change in feed:
+        seen.append(change.data)
+        if len(seen) == 3:
+            break
+    thread.join()
+    assert seen == [0, 1, 2]
+
+
+def test_follow_times_out_when_nothing_comes(store: Store) -> None:
+    assert list(store.follow(since=store.last_seq, timeout=0.01)) == []
+
+
+def test_subscribe_calls_back_in_order_and_stops(make_backend: BackendFactory) -> None:
+    import queue
+
+    store = Store(make_backend())
+    store.storage("sub").before = 0  # not delivered: a subscription starts from now
+    received: queue.Queue[tuple[str, object]] = queue.Queue()
+    with store.subscribe(lambda c: received.put((c.field, c.data))) as subscription:
+        s = store.storage("sub")
+        s.a = 1
+        s.b = 2
+        assert received.get(timeout=10) == ("a", 1)
+        assert received.get(timeout=10) == ("b", 2)
+    assert not subscription.running
+    assert received.empty()
+
+
+def test_subscribe_reraises_the_callback_error_on_close(store: Store) -> None:
+    def explode(change: object) -> None:
+        raise LookupError("callback failed")
+
+    subscription = store.subscribe(explode)
+    store.storage("sub").a = 1
+    assert subscription.wait(10)
+    assert not subscription.running
+    with pytest.raises(LookupError):
+        subscription.close()
+
+
+# -- optimistic concurrency ----------------------------------------------------------------
+
+
+def test_compare_and_set_detects_a_concurrent_writer(make_backend: BackendFactory) -> None:
+    from everstore import ConflictError
+
+    mine = Store(make_backend())
+    theirs = Store(make_backend())
+    doc = mine.storage("doc")
+    assert mine.field_seq(doc, "owner") == 0
+    seq = mine.compare_and_set(doc, "owner", "ann", seq=0)
+    assert doc.owner == "ann" and mine.field_seq(doc, "owner") == seq
+    theirs.storage("doc").owner = "bob"  # another writer gets there first
+    before = mine.last_seq
+    with pytest.raises(ConflictError) as caught:
+        mine.compare_and_set(doc, "owner", "carl", seq=seq)
+    assert "owner" in str(caught.value)
+    assert doc.owner == "bob" and mine.last_seq == before  # nothing written
+    assert mine.compare_and_set(doc, "owner", "carl", seq=mine.field_seq(doc, "owner")) > seq
+    assert doc.owner == "carl"
+
+
+def test_expect_makes_a_whole_transaction_conditional(make_backend: BackendFactory) -> None:
+    from everstore import ConflictError
+
+    store = Store(make_backend())
+    other = Store(make_backend())
+    account = store.storage("acct")
+    account.balance = 10
+    seen = store.field_seq(account, "balance")
+    other.storage("acct").balance = 0
+    with pytest.raises(ConflictError), store.transaction():
+        store.expect(account, "balance", seen)
+        account.balance = 5
+        account.note = "spent 5"
+    assert account.balance == 0 and "note" not in account
+    with pytest.raises(RuntimeError):
+        store.expect(account, "balance", 0)  # only inside a transaction

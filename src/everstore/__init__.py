@@ -27,7 +27,7 @@ from .errors import (
 )
 from .log import Fact, Value
 from .storage import Storage
-from .store import History, Store
+from .store import Change, History, Store, Subscription
 from .temporal import FrozenStorage, StoreView, View, within
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendError",
+    "Change",
     "Codec",
     "ConflictError",
     "DecodeError",
@@ -54,6 +55,7 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "StoreView",
+    "Subscription",
     "UnsupportedValueError",
     "Value",
     "View",

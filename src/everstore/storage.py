@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidNameError, MissingFieldError, ReservedNameError
+from .errors import MissingFieldError, ReservedNameError
 from .store import (
     MISSING,
     TOMBSTONE,
@@ -20,16 +20,17 @@ from .store import (
     Store,
     _contexts,
     _where,
+    check_field,
     frame_context,
 )
 
 if TYPE_CHECKING:
     from .log import Value
 
-__all__ = ["Storage", "check_field_name"]
+__all__ = ["Storage", "check_field"]
 
 _setters_by_class: dict[type, frozenset[str]] = {}
-#: names already checked by check_field_name (the check costs more than the look-up)
+#: names already checked by check_field (the check costs more than the look-up)
 _valid_names: set[str] = set()
 
 
@@ -46,15 +47,6 @@ def _class_setters(cls: type) -> frozenset[str]:
         )
         _setters_by_class[cls] = names
     return names
-
-
-def check_field_name(name: object) -> str:
-    """Return ``name`` if it may be a field name, else raise InvalidNameError."""
-    if type(name) is not str or not name.isidentifier():
-        raise InvalidNameError(f"field names must be identifiers, got {name!r}")
-    if name.startswith("__") and name.endswith("__"):
-        raise ReservedNameError(f"{name!r}: dunder names are reserved for everstore and Python")
-    return name
 
 
 class Storage:
@@ -87,7 +79,7 @@ class Storage:
         ns = store.namespace(namespace)
         if virtual is not None:
             for name, function in virtual.items():
-                check_field_name(name)
+                check_field(name)
                 if not callable(function):
                     raise TypeError(f"virtual field {name!r} needs a callable, got {function!r}")
             virtual = dict(virtual)
@@ -122,7 +114,7 @@ class Storage:
             object.__setattr__(self, name, value)
             return
         if name not in _valid_names:
-            _valid_names.add(check_field_name(name))
+            _valid_names.add(check_field(name))
         virtual = self.__virtual__
         if virtual is not None and name in virtual:
             raise ReservedNameError(f"{name!r} is a virtual field of {self!r}; it cannot be set")
@@ -131,7 +123,7 @@ class Storage:
         self.__store__.write(self.__ns__, name, value, context)
 
     def __delattr__(self, name: str) -> None:
-        check_field_name(name)
+        check_field(name)
         virtual = self.__virtual__
         if virtual is not None and name in virtual:
             raise ReservedNameError(

@@ -13,11 +13,11 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import CodeType, TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
-from .backends.base import Backend
+from .backends.base import Backend, Expectation
 from .backends.memory import Memory
 from .codec import Codec, default_codec
 from .errors import (
@@ -25,6 +25,7 @@ from .errors import (
     InvalidNameError,
     MissingFieldError,
     MutableAccessError,
+    ReservedNameError,
     StoreClosedError,
     UnsupportedValueError,
 )
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from .storage import Storage
     from .temporal import StoreView
 
-__all__ = ["History", "Namespace", "Store", "Transaction"]
+__all__ = ["Change", "History", "Namespace", "Store", "Subscription", "Transaction"]
 
 # tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
 _new_value = tuple.__new__
@@ -153,6 +154,8 @@ class Transaction:
         self.work: dict[tuple[Namespace, str], _Work] = {}
         self.touched: set[Namespace] = set()
         self.savepoints: list[tuple[int, dict[tuple[Namespace, str], Any], dict[Any, bytes]]] = []
+        #: (namespace path, field) -> the seq the field must still be at on commit
+        self.expect: dict[tuple[str, str], int] = {}
 
     def touch(self, ns: Namespace) -> None:
         if ns not in self.touched:
@@ -450,7 +453,110 @@ class Store:
                     data = delta
             items.append((ns, field, data, context, MISSING))
         if items:
-            self._commit(items)
+            self._commit(items, [(path, field, seq) for (path, field), seq in txn.expect.items()])
+
+    # -- optimistic concurrency -------------------------------------------------------
+
+    def field_seq(self, storage: Storage, field: str) -> int:
+        """The seq of ``field``'s latest fact (0 if it was never written). O(1).
+
+        >>> store = Store()
+        >>> doc = store.storage("doc")
+        >>> store.field_seq(doc, "title")
+        0
+        >>> doc.title = "a"
+        >>> store.field_seq(doc, "title") == store.last_seq
+        True
+        """
+        self.sync()
+        log = storage.__ns__.fields.get(field)
+        return log.seqs[-1] if log is not None and log.seqs else 0
+
+    def expect(self, storage: Storage, field: str, seq: int) -> None:
+        """Inside a transaction: commit only if ``field`` is still at ``seq`` then.
+
+        If another writer changed the field first, the whole transaction is refused
+        with :class:`ConflictError` and nothing of it is written.
+        """
+        txn = self._local.txn
+        if txn is None:
+            raise RuntimeError("expect() belongs inside 'with store.transaction():'")
+        if not isinstance(seq, int) or seq < 0:
+            raise ValueError(f"expect() needs a seq (an int >= 0), got {seq!r}")
+        txn.expect[(storage.__ns__.path, check_field(field))] = seq
+
+    def compare_and_set(self, storage: Storage, field: str, value: Any, *, seq: int) -> int:
+        """Set ``field`` to ``value`` only if its latest fact is still ``seq``
+        (0: never written); return the new seq, or raise :class:`ConflictError`.
+
+        >>> store = Store()
+        >>> doc = store.storage("doc")
+        >>> first = store.compare_and_set(doc, "owner", "ann", seq=0)
+        >>> store.compare_and_set(doc, "owner", "bob", seq=0)
+        Traceback (most recent call last):
+        ...
+        everstore.errors.ConflictError: field 'owner' of namespace 'doc' is at seq 1, not 0: ...
+        """
+        context = caller_context()
+        with self.transaction():
+            self.expect(storage, field, seq)
+            self.write(storage.__ns__, check_field(field), value, context)
+        return self.field_seq(storage, field)
+
+    # -- the change feed ----------------------------------------------------------
+
+    def follow(
+        self, since: int = 0, *, timeout: float | None = None, batch: int = 1000
+    ) -> Iterator[Change]:
+        """Yield every fact with a seq above ``since``, in seq order, each once;
+        when caught up, wait for new ones, and stop after ``timeout`` seconds
+        without one (None: never stop).
+
+        A follower that keeps the seq of the last change it handled and restarts
+        from it misses nothing and sees nothing twice.
+
+        >>> store = Store()
+        >>> store.storage("doc").title = "a"
+        >>> [(c.namespace, c.field, c.data) for c in store.follow(timeout=0)]
+        [(('doc',), 'title', 'a')]
+        """
+        cursor = since
+        backend = self.backend
+        while True:
+            self._check_open()
+            token = backend.change_token()
+            facts = backend.facts_since(cursor, batch)
+            if facts:
+                for fact in facts:
+                    yield self._change(fact)
+                    cursor = fact.seq
+                continue
+            if not backend.wait_for_change(token, timeout):
+                return
+
+    def subscribe(
+        self, callback: Callable[[Change], object], *, since: int | None = None
+    ) -> Subscription:
+        """Call ``callback(change)`` from a background thread for every new fact
+        (after ``since``; by default from now on). Returns a :class:`Subscription`
+        to stop it; an exception in the callback stops it and is re-raised by
+        :meth:`Subscription.close`."""
+        start = self.last_seq if since is None else since
+        return Subscription(self, callback, start)
+
+    def _change(self, fact: Fact) -> Change:
+        parts = tuple(fact.namespace.split("/"))
+        data = fact.data
+        if data is None:
+            value = None
+        elif data[0] == 1:  # a delta: rebuild from the namespace's history
+            ns = self.namespace(parts)
+            self.sync()
+            log = ns.fields[fact.field]
+            value = self.value_at(log, log.index_at(fact.seq))
+        else:
+            value = self.codec.decode(data)
+        return Change(fact.seq, fact.time, parts, fact.field, data is None, value, fact.context)
 
     # -- writing ------------------------------------------------------------------
 
@@ -496,14 +602,14 @@ class Store:
         self.sync()
         return ns.available(field)
 
-    def _commit(self, items: list[_Item]) -> None:
+    def _commit(self, items: list[_Item], expect: Sequence[Expectation] = ()) -> None:
         now = time.time()
         writes = [
             Write(ns.path, field, data, context, now) for ns, field, data, context, _ in items
         ]
         with self._lock:
             self._check_open()
-            assigned = self.backend.append(writes)
+            assigned = self.backend.append(writes, expect)
             first = assigned[0][0]
             if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
                 # Nobody else committed in between: apply ours without a round trip.
@@ -659,6 +765,71 @@ class Store:
         return History(self, log, log.index_at(upto) + 1)
 
 
+class Change(NamedTuple):
+    """One fact of the change feed, with its value decoded."""
+
+    seq: int
+    time: float
+    namespace: tuple[str, ...]
+    field: str
+    unavailable: bool
+    data: Any
+    context: str
+
+
+class Subscription:
+    """A background follower calling a function for each change (see Store.subscribe)."""
+
+    def __init__(self, store: Store, callback: Callable[[Change], object], since: int) -> None:
+        self.last_seq = since
+        self._store = store
+        self._callback = callback
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="everstore-subscription", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for change in self._store.follow(self.last_seq, timeout=0.05):
+                    self._callback(change)
+                    self.last_seq = change.seq
+                    if self._stop.is_set():
+                        return
+        except BaseException as exc:  # handed to close(), which re-raises it
+            if not self._stop.is_set():
+                self._error = exc
+
+    @property
+    def running(self) -> bool:
+        """True until the subscription is closed or its callback raised."""
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the subscription stops (closed, or its callback raised);
+        True if it stopped within ``timeout`` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop, wait for the thread, and re-raise the callback's error, if any."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class History(Sequence[Value]):
     """A field's history: an immutable, seq-ordered sequence of :class:`Value`.
 
@@ -736,6 +907,15 @@ def namespace_path(parts: tuple[str, ...]) -> str:
                 f"namespace part {part!r} in {parts!r} must be non-empty printable text without '/'"
             )
     return "/".join(parts)
+
+
+def check_field(field: object) -> str:
+    """``field`` if it is a field name (an identifier, not a dunder), else an error."""
+    if type(field) is not str or not field.isidentifier():
+        raise InvalidNameError(f"field names must be identifiers, got {field!r}")
+    if field.startswith("__") and field.endswith("__"):
+        raise ReservedNameError(f"{field!r}: dunder names are reserved for everstore and Python")
+    return field
 
 
 def _where(ns: Namespace, field: str) -> str:

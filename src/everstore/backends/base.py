@@ -9,11 +9,16 @@ bytes, or None for a tombstone.
 from __future__ import annotations
 
 import abc
+import time as _time
 from collections.abc import Callable, Hashable, Sequence
 
+from ..errors import ConflictError
 from ..log import Fact, Write
 
-__all__ = ["Backend", "namespace_matches"]
+__all__ = ["Backend", "Expectation", "conflict", "namespace_matches"]
+
+#: ``(namespace, field, seq)``: the field's latest seq must be ``seq`` (0: unwritten)
+Expectation = tuple[str, str, int]
 
 #: The version of the log schema this release writes; stored in every database.
 SCHEMA_VERSION = 1
@@ -40,11 +45,16 @@ class Backend(abc.ABC):
         """Create the schema if missing, check it otherwise. Idempotent."""
 
     @abc.abstractmethod
-    def append(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+    def append(
+        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+    ) -> list[tuple[int, float]]:
         """Commit ``writes`` atomically; return ``(seq, time)`` for each, in order.
 
         A write's ``time`` is the caller's clock; the committed time is raised to the
         latest committed time when the clock is behind, so time never decreases.
+        Each ``(namespace, field, seq)`` in ``expect`` must name the field's latest
+        committed seq (0: never written) when the writes commit, or nothing is
+        written and :class:`~everstore.errors.ConflictError` is raised.
         """
 
     def append_one(
@@ -66,8 +76,8 @@ class Backend(abc.ABC):
         one snapshot whose last seq is ``high_water``."""
 
     @abc.abstractmethod
-    def facts_since(self, seq: int) -> list[Fact]:
-        """Every committed fact with a seq above ``seq``, in seq order."""
+    def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
+        """Committed facts with a seq above ``seq``, in seq order (at most ``limit``)."""
 
     @abc.abstractmethod
     def last_seq(self) -> int:
@@ -90,12 +100,40 @@ class Backend(abc.ABC):
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none)."""
 
+    def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
+        """Block until :meth:`change_token` differs from ``token`` or ``timeout``
+        seconds pass; True if it changed. Used by followers, never by reads.
+
+        This default polls the token with a growing pause (1 to 50 ms); backends with a
+        notification channel override it.
+        """
+        read = self.token_reader()
+        deadline = None if timeout is None else _time.monotonic() + timeout
+        pause = 0.001
+        while read() == token:
+            if deadline is not None:
+                left = deadline - _time.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(pause, left)
+            _time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return True
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and files. Idempotent."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def conflict(namespace: str, field: str, expected: int, actual: int) -> ConflictError:
+    """The error for a failed expectation, worded the same by every backend."""
+    return ConflictError(
+        f"field {field!r} of namespace {namespace!r} is at seq {actual}, not {expected}: "
+        "another writer changed it first; nothing was written"
+    )
 
 
 def namespace_matches(path: str, prefix: str) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Sequence
 from sortedcontainers import SortedDict
 
 from ..log import Fact, Write
-from .base import Backend
+from .base import Backend, Expectation, conflict
 
 __all__ = ["Memory"]
 
@@ -38,14 +38,22 @@ class Memory(Backend):
         self._times: list[float] = []
         # Sorted by path, so that listing a prefix is O(log n + k), not a scan.
         self._by_namespace: SortedDict = SortedDict()
+        #: (namespace, field) -> latest seq, for conditional writes
+        self._latest: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def open(self) -> None:
         self._check_open()
 
-    def append(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
-        with self._lock:
-            self._check_open()
+    def append(
+        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+    ) -> list[tuple[int, float]]:
+        with self._changed:
+            for namespace, field, expected in expect:
+                actual = self._latest.get((namespace, field), 0)
+                if actual != expected:
+                    raise conflict(namespace, field, expected, actual)
             facts = self._facts
             seq = len(facts)
             last_time = self._times[-1] if self._times else 0.0
@@ -57,13 +65,15 @@ class Memory(Backend):
                 facts.append(fact)
                 self._times.append(last_time)
                 self._by_namespace.setdefault(write.namespace, []).append(fact)
+                self._latest[(write.namespace, write.field)] = seq
                 assigned.append((seq, last_time))
+            self._changed.notify_all()
             return assigned
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
-        with self._lock:
+        with self._changed:
             facts = self._facts
             seq = len(facts) + 1
             times = self._times
@@ -77,6 +87,8 @@ class Memory(Backend):
                 self._by_namespace[namespace] = [fact]
             else:
                 in_namespace.append(fact)
+            self._latest[(namespace, field)] = seq
+            self._changed.notify_all()
             return seq, time
 
     def token_reader(self) -> Callable[[], Hashable]:
@@ -87,10 +99,13 @@ class Memory(Backend):
             self._check_open()
             return len(self._facts), list(self._by_namespace.get(namespace, ()))
 
-    def facts_since(self, seq: int) -> list[Fact]:
+    def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         # Seqs are list positions (seq n is at index n - 1), so this is a slice.
-        self._check_open()
-        return self._facts[seq:]
+        return self._facts[seq : None if limit is None else seq + limit]
+
+    def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._facts) != token, timeout)
 
     def last_seq(self) -> int:
         return len(self._facts)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from ..errors import BackendError, SchemaError, StoreClosedError
 from ..log import Fact, Write
-from .base import SCHEMA_VERSION, Backend
+from .base import SCHEMA_VERSION, Backend, Expectation, conflict
 
 __all__ = ["Sqlite3"]
 
@@ -274,16 +274,27 @@ class Sqlite3(Backend):
 
     # -- writing ------------------------------------------------------------------
 
-    def append(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+    def append(
+        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+    ) -> list[tuple[int, float]]:
+        if len(writes) == 1 and not expect:
+            return [self.append_one(*writes[0])]
         with self._using() as conn:
-            if len(writes) == 1:
-                write = writes[0]
-                ns, field, ctx = self._intern(conn, write)
-                row = conn.execute(
-                    self._insert_one, (write.time, ns, field, ctx, write.data)
-                ).fetchall()[0]
-                return [(row[0], row[1])]
-            return self._append_many(conn, writes)
+            return self._append_many(conn, writes, expect)
+
+    def append_one(
+        self, namespace: str, field: str, data: bytes | None, context: str, time: float
+    ) -> tuple[int, float]:
+        with self._using() as conn:
+            ids = (
+                self._namespaces.ids.get(namespace) or self._namespaces.intern(conn, namespace),
+                self._fields.ids.get(field) or self._fields.intern(conn, field),
+                self._contexts.ids.get(context) or self._contexts.intern(conn, context),
+            )
+            # One autocommit statement: atomic, and seq and time are taken under
+            # SQLite's write lock, so they are ordered across processes.
+            row = conn.execute(self._insert_one, (time, *ids, data)).fetchall()
+            return row[0][0], row[0][1]
 
     def _intern(self, conn: sqlite3.Connection, write: Write) -> tuple[int, int, int]:
         return (
@@ -293,10 +304,14 @@ class Sqlite3(Backend):
         )
 
     def _append_many(
-        self, conn: sqlite3.Connection, writes: Sequence[Write]
+        self, conn: sqlite3.Connection, writes: Sequence[Write], expect: Sequence[Expectation]
     ) -> list[tuple[int, float]]:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            for namespace, field, expected in expect:
+                actual = self._latest_seq(conn, namespace, field)
+                if actual != expected:
+                    raise conflict(namespace, field, expected, actual)
             last = conn.execute(
                 f"SELECT seq, time FROM {self._log} ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -366,14 +381,24 @@ class Sqlite3(Backend):
                 conn.execute("COMMIT")
             return high, facts
 
-    def facts_since(self, seq: int) -> list[Fact]:
+    def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         with self._using() as conn:
             rows = conn.execute(
                 f"SELECT seq, time, ns, field, ctx, data FROM {self._log} WHERE seq > ? "
-                "ORDER BY seq",
-                (seq,),
+                "ORDER BY seq LIMIT ?",
+                (seq, -1 if limit is None else limit),
             ).fetchall()
             return self._facts(conn, rows)
+
+    def _latest_seq(self, conn: sqlite3.Connection, namespace: str, field: str) -> int:
+        ns = self._namespaces.lookup(conn, namespace)
+        field_id = self._fields.lookup(conn, field)
+        if ns is None or field_id is None:
+            return 0
+        row = conn.execute(
+            f"SELECT max(seq) FROM {self._log} WHERE ns = ? AND field = ?", (ns, field_id)
+        ).fetchone()
+        return int(row[0] or 0)
 
     def _last_seq(self, conn: sqlite3.Connection) -> int:
         row = conn.execute(f"SELECT max(seq) FROM {self._log}").fetchone()
