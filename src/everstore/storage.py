@@ -89,15 +89,22 @@ class Storage:
 
     # -- fields -------------------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        ns = self.__ns__
+    def __getattribute__(self, name: str) -> Any:
+        # The hot path. Overriding __getattribute__ (instead of relying on
+        # __getattr__ after a failed normal look-up) saves the AttributeError that
+        # CPython would raise and catch on every field read: about 3x faster.
+        ns = _namespace_of(self)
         store = ns.store
         if store._token_fn() != store._token:
             store.sync()
-        if self.__virtual__ is None and not ns.in_txn:
+        if not ns.in_txn and _virtual_of(self) is None:
             value = ns.current.get(name, MISSING)
             if value is not MISSING:
                 return value
+        # Methods and dunders; a miss goes on to __getattr__.
+        return object.__getattribute__(self, name)
+
+    def __getattr__(self, name: str) -> Any:
         return self.__read__(name)
 
     def __read__(self, name: str) -> Any:
@@ -108,6 +115,13 @@ class Storage:
             return virtual[name](self)
         return self.__store__.read(self.__ns__, name)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass's own attributes (properties, methods) must win over fields of
+        # the same name, as normal look-up would have it: give up the fast path.
+        if any(not name.startswith("__") for name in vars(cls)):
+            cls.__getattribute__ = object.__getattribute__  # type: ignore[method-assign]
+
     def __setattr__(self, name: str, value: Any) -> None:
         cls = type(self)
         if cls is not Storage and name in _class_setters(cls):
@@ -115,12 +129,13 @@ class Storage:
             return
         if name not in _valid_names:
             _valid_names.add(check_field(name))
-        virtual = self.__virtual__
+        virtual = _virtual_of(self)
         if virtual is not None and name in virtual:
             raise ReservedNameError(f"{name!r} is a virtual field of {self!r}; it cannot be set")
         frame = sys._getframe(1)
         context = _contexts.get((frame.f_code, frame.f_lineno)) or frame_context(frame)
-        self.__store__.write(self.__ns__, name, value, context)
+        ns = _namespace_of(self)
+        ns.store.write(ns, name, value, context)
 
     def __delattr__(self, name: str) -> None:
         check_field(name)
@@ -206,3 +221,10 @@ class Storage:
 def history_of(storage: Storage, field: str) -> list[Value]:
     """The history of one field as a list (a convenience for tests and the CLI)."""
     return list(storage.__history__()[field])
+
+
+# The slots' own descriptors: reading them does not go through __getattribute__.
+_namespace_of: Callable[[Storage], Namespace] = vars(Storage)["__ns__"].__get__
+_virtual_of: Callable[[Storage], dict[str, Callable[[Any], Any]] | None] = vars(Storage)[
+    "__virtual__"
+].__get__
