@@ -171,7 +171,7 @@ class Codec:
                 raise UnsupportedValueError(
                     "str with lone surrogates cannot be stored (not valid UTF-8)"
                 ) from None
-        if kind in _PLAIN_CONTAINERS:
+        if kind in _PLAIN_CONTAINERS and _only_json_types(value):
             try:
                 encoded = orjson.dumps(value, default=_refuse, option=_ORJSON_OPTS)
             except TypeError:
@@ -386,6 +386,35 @@ class Codec:
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
             raise DecodeError(f"cannot apply stored delta: {exc}") from None
         return base
+
+
+_JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
+_JSON_TYPES = _JSON_SCALARS | {list, dict}
+
+
+def _only_json_types(value: list[Any] | dict[Any, Any]) -> bool:
+    """True if ``value`` holds only exact JSON types (str keys), all the way down.
+
+    orjson writes IntEnum and StrEnum members as plain numbers and strings, which
+    compare equal after a round trip; checking exact types (``map(type, ...)`` runs
+    in C) keeps them off the plain path, where they would lose their type.
+    """
+    if type(value) is dict:
+        if not set(map(type, value)) <= _STR_ONLY:
+            return False
+        items: Any = value.values()
+    else:
+        items = value
+    kinds = set(map(type, items))
+    if kinds <= _JSON_SCALARS:
+        return True
+    if not kinds <= _JSON_TYPES:
+        return False
+    return all(_only_json_types(item) for item in items if type(item) in _CONTAINERS)
+
+
+_STR_ONLY = frozenset({str})
+_CONTAINERS = frozenset({list, dict})
 
 
 def _list_extend_delta(header: bytes, old: bytes, new: bytes) -> bytes | None:
