@@ -119,8 +119,8 @@ class Sqlite3(Backend):
         self._contexts = _Interner(f"{p}_contexts")
         self._insert_one = (
             f"INSERT INTO {self._log}(time, ns, field, ctx, data) VALUES "
-            f"(max(?, coalesce((SELECT time FROM {self._log} ORDER BY seq DESC LIMIT 1), 0.0)),"
-            " ?, ?, ?, ?) RETURNING seq, time"
+            f"(max(?, coalesce((SELECT time FROM {self._log} WHERE seq = "
+            f"(SELECT max(seq) FROM {self._log})), 0.0)), ?, ?, ?, ?) RETURNING seq, time"
         )
 
     def __repr__(self) -> str:
