@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import decimal
+import json as _json
 import math
 import random
 import uuid
@@ -171,7 +172,7 @@ class Codec:
                 raise UnsupportedValueError(
                     "str with lone surrogates cannot be stored (not valid UTF-8)"
                 ) from None
-        if kind in _PLAIN_CONTAINERS and _only_json_types(value):
+        if kind in _PLAIN_CONTAINERS and _only_json_types_safely(value):
             try:
                 encoded = orjson.dumps(value, default=_refuse, option=_ORJSON_OPTS)
             except TypeError:
@@ -185,15 +186,18 @@ class Codec:
             return bytes(memoryview(orjson.dumps(value)))
         try:
             tree = self._tree(value, ())
+            return b"~" + _dumps_tree(tree)
         except _Unsupported as exc:
             where = "".join(f"[{part}]" for part in exc.path)
             inside = f" at {where}" if where else ""
             raise UnsupportedValueError(
                 f"cannot store a value of type {exc.kind.__qualname__}{inside}"
             ) from None
-        try:
-            return b"~" + orjson.dumps(tree, option=orjson.OPT_SORT_KEYS)
-        except TypeError as exc:
+        except RecursionError:
+            raise UnsupportedValueError(
+                "cannot store a value that contains itself (or is nested too deeply)"
+            ) from None
+        except (TypeError, ValueError) as exc:  # orjson: lone surrogates in str
             raise UnsupportedValueError(f"cannot store value: {exc}") from None
 
     def _tree(self, value: Any, path: tuple[str, ...]) -> Any:
@@ -243,7 +247,7 @@ class Codec:
         """Rebuild the value from full-value bytes (not a delta). O(n)."""
         try:
             if data[0] == _TAGGED:
-                return self._untree(orjson.loads(data[1:]))
+                return self._untree(_loads_tree(data[1:]))
             if data[0] == _DELTA:
                 raise DecodeError("a delta cannot be decoded without its base value")
             return orjson.loads(data)
@@ -350,11 +354,14 @@ class Codec:
             added = new_value - old_value
             gone = old_value - new_value
             payload = ["S", self._tree(added, ()), self._tree(gone, ())]
-        delta = header + orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)[1:]
-        # Deltas are checked, never trusted: equality of decoded keys (1 == True) must
-        # not make us store something that rebuilds differently.
-        rebuilt = self.apply_delta(self.decode(old), delta)
-        return delta if self.encode(rebuilt) == new else None
+        delta = header + _dumps_tree(payload)[1:]
+        # Deltas are checked, never trusted: equality of decoded keys (1 == True, a
+        # nan key) must not make us store something that rebuilds differently.
+        try:
+            rebuilt = self.apply_delta(self.decode(old), delta)
+            return delta if self.encode(rebuilt) == new else None
+        except (DecodeError, UnsupportedValueError):
+            return None
 
     @staticmethod
     def delta_base(delta: bytes) -> int:
@@ -434,7 +441,37 @@ def _list_extend_delta(header: bytes, old: bytes, new: bytes) -> bytes | None:
 
 
 def _canonical_bytes(tree: Any) -> bytes:
-    return orjson.dumps(tree, option=orjson.OPT_SORT_KEYS)
+    return _dumps_tree(tree)
+
+
+def _loads_tree(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "recursion" not in str(exc).lower():
+            raise
+    return _json.loads(data)
+
+
+def _dumps_tree(tree: Any) -> bytes:
+    """JSON for a tagged tree. orjson refuses nesting deeper than 254 levels; the
+    standard library's encoder takes those (a value always takes the same path, so
+    its bytes stay canonical)."""
+    try:
+        return orjson.dumps(tree, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        if "Recursion limit" not in str(exc):
+            raise
+    return _json.dumps(
+        tree, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
+
+
+def _only_json_types_safely(value: list[Any] | dict[Any, Any]) -> bool:
+    try:
+        return _only_json_types(value)
+    except RecursionError:  # a value that contains itself: the slow path names it
+        return False
 
 
 def _hashable(value: Any) -> Any:
@@ -446,13 +483,59 @@ def _date_tree(value: _dt.date) -> Any:
     return {"~da": value.isoformat()}
 
 
+def _zone_tree(zone: _dt.tzinfo | None) -> Any:
+    """A tzinfo as data: None, a fixed offset (exact, in microseconds) or a zone key."""
+    if zone is None:
+        return None
+    key = getattr(zone, "key", None)
+    if type(zone).__name__ == "ZoneInfo" and isinstance(key, str):
+        return ["zone", key]
+    if type(zone) is _dt.timezone:
+        offset = zone.utcoffset(None)
+        name = zone.tzname(None)
+        default = _dt.timezone(offset).tzname(None)
+        return ["fixed", offset // _dt.timedelta(microseconds=1), None if name == default else name]
+    raise _Unsupported(type(zone), ("tzinfo",))
+
+
+def _zone_from_tree(tree: Any) -> _dt.tzinfo | None:
+    if tree is None:
+        return None
+    if tree[0] == "zone":
+        import zoneinfo
+
+        return zoneinfo.ZoneInfo(tree[1])
+    offset = _dt.timedelta(microseconds=tree[1])
+    return _dt.timezone(offset) if tree[2] is None else _dt.timezone(offset, tree[2])
+
+
+def _datetime_tree(value: _dt.datetime) -> Any:
+    naive = value.replace(tzinfo=None, fold=0).isoformat()
+    return {"~dt": [naive, value.fold, _zone_tree(value.tzinfo)]}
+
+
+def _datetime_from_tree(payload: Any) -> _dt.datetime:
+    naive, fold, zone = payload
+    return _dt.datetime.fromisoformat(naive).replace(fold=fold, tzinfo=_zone_from_tree(zone))
+
+
+def _time_tree(value: _dt.time) -> Any:
+    naive = value.replace(tzinfo=None, fold=0).isoformat()
+    return {"~tm": [naive, value.fold, _zone_tree(value.tzinfo)]}
+
+
+def _time_from_tree(payload: Any) -> _dt.time:
+    naive, fold, zone = payload
+    return _dt.time.fromisoformat(naive).replace(fold=fold, tzinfo=_zone_from_tree(zone))
+
+
 _SIMPLE_TREES: dict[type, Callable[[Any], Any]] = {
     bytes: lambda v: {"~b": _b64(v)},
     bytearray: lambda v: {"~ba": _b64(v)},
     decimal.Decimal: lambda v: {"~D": str(v)},
-    _dt.datetime: lambda v: {"~dt": v.isoformat()},
+    _dt.datetime: _datetime_tree,
     _dt.date: _date_tree,
-    _dt.time: lambda v: {"~tm": v.isoformat()},
+    _dt.time: _time_tree,
     uuid.UUID: lambda v: {"~u": v.hex},
 }
 
@@ -462,9 +545,9 @@ _SIMPLE_UNTREES: dict[str, Callable[[Any], Any]] = {
     "~b": lambda p: base64.b64decode(p),
     "~ba": lambda p: bytearray(base64.b64decode(p)),
     "~D": decimal.Decimal,
-    "~dt": _dt.datetime.fromisoformat,
+    "~dt": _datetime_from_tree,
     "~da": _dt.date.fromisoformat,
-    "~tm": _dt.time.fromisoformat,
+    "~tm": _time_from_tree,
     "~u": lambda p: uuid.UUID(hex=p),
 }
 

@@ -54,19 +54,23 @@ class Memory(Backend):
                 actual = self._latest.get((namespace, field), 0)
                 if actual != expected:
                     raise conflict(namespace, field, expected, actual)
-            facts = self._facts
-            seq = len(facts)
+            seq = len(self._facts)
             last_time = self._times[-1] if self._times else 0.0
-            assigned: list[tuple[int, float]] = []
+            new_facts: list[Fact] = []
             for write in writes:
                 seq += 1
                 last_time = write.time if write.time > last_time else last_time
-                fact = Fact(seq, last_time, write.namespace, write.field, write.data, write.context)
-                facts.append(fact)
-                self._times.append(last_time)
-                self._by_namespace.setdefault(write.namespace, []).append(fact)
-                self._latest[(write.namespace, write.field)] = seq
-                assigned.append((seq, last_time))
+                new_facts.append(
+                    Fact(seq, last_time, write.namespace, write.field, write.data, write.context)
+                )
+            # Readers slice the list without the lock: one extend makes the whole
+            # transaction visible at once, never half of it.
+            for fact in new_facts:
+                self._by_namespace.setdefault(fact.namespace, []).append(fact)
+                self._latest[(fact.namespace, fact.field)] = fact.seq
+            self._times.extend(fact.time for fact in new_facts)
+            self._facts.extend(new_facts)
+            assigned = [(fact.seq, fact.time) for fact in new_facts]
             self._changed.notify_all()
             return assigned
 

@@ -18,24 +18,22 @@ inside that lock, so they are gap-free and ordered across processes.
 
 from __future__ import annotations
 
-import functools
-import mmap
-import operator
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..errors import BackendError, SchemaError, StoreClosedError
 from ..log import Fact, Write
+from ._walwatch import map_wal_header
 from .base import SCHEMA_VERSION, Backend, Expectation, conflict
 
 __all__ = ["Sqlite3"]
 
 _T = TypeVar("_T")
-_WAL_HEADER_BYTES = 48
 
 
 def _check_identifier(prefix: str) -> str:
@@ -110,7 +108,6 @@ class Sqlite3(Backend):
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        self._shm: mmap.mmap | None = None
         self._token: Callable[[], Hashable] = lambda: 0
         p = self.prefix
         self._log = f"{p}_log"
@@ -142,7 +139,7 @@ class Sqlite3(Backend):
             except sqlite3.Error as exc:
                 raise BackendError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._until_not_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute("PRAGMA synchronous=NORMAL")
                 self._ensure_schema(conn)
             except sqlite3.Error as exc:
@@ -153,6 +150,21 @@ class Sqlite3(Backend):
                 raise
             self._conn = conn
             self._token = self._make_token(conn)
+
+    def _until_not_busy(self, statement: Callable[[], object]) -> None:
+        # Switching to WAL needs a moment alone with the file, and SQLite does not
+        # apply busy_timeout to it: retry until busy_timeout is spent.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                statement()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         if self._read_version(conn) is None:
@@ -208,6 +220,20 @@ class Sqlite3(Backend):
             " ns INTEGER NOT NULL, field INTEGER NOT NULL, ctx INTEGER NOT NULL, data BLOB)",
             f"CREATE INDEX {p}_log_ns_field ON {p}_log(ns, field, seq)",
         ]
+        # INSERT OR REPLACE deletes the row it collides with without firing DELETE
+        # triggers, so an insert that collides is refused (the log) or skipped (the
+        # interning tables, whose INSERT OR IGNORE relies on that).
+        statements.append(
+            f"CREATE TRIGGER {p}_log_no_replace BEFORE INSERT ON {p}_log "
+            f"WHEN EXISTS (SELECT 1 FROM {p}_log WHERE seq = NEW.seq) BEGIN "
+            f"SELECT RAISE(ABORT, '{p}_log is append-only: that seq exists'); END"
+        )
+        for table in ("namespaces", "fields", "contexts"):
+            statements.append(
+                f"CREATE TRIGGER {p}_{table}_no_replace BEFORE INSERT ON {p}_{table} "
+                f"WHEN EXISTS (SELECT 1 FROM {p}_{table} WHERE id = NEW.id OR name = NEW.name) "
+                "BEGIN SELECT RAISE(IGNORE); END"
+            )
         for table in ("log", "namespaces", "fields", "contexts"):
             for action in ("UPDATE", "DELETE"):
                 statements.append(
@@ -226,19 +252,11 @@ class Sqlite3(Backend):
             # A private database: no other connection can write to it.
             return lambda: 0
         conn.execute(f"SELECT 1 FROM {self._log} LIMIT 1").fetchall()
-        try:
-            fd = os.open(self.path + "-shm", os.O_RDONLY)
-            try:
-                self._shm = mmap.mmap(fd, _WAL_HEADER_BYTES, prot=mmap.PROT_READ)
-            finally:
-                os.close(fd)
-        except (OSError, ValueError):
-            # No shared-memory index to watch: ask SQLite itself (slower, ~3 µs).
+        header = map_wal_header(self.path + "-shm")
+        if header is None:
+            # No shared-memory index to watch safely: ask SQLite (slower, ~3 µs).
             return self._data_version
-        # The WAL-index header changes with every commit by any connection (its frame
-        # count, change counter and checksums); SQLite keeps it mapped while this
-        # connection is open. Reading it costs a memory read, not a query.
-        return functools.partial(operator.itemgetter(slice(0, _WAL_HEADER_BYTES)), self._shm)
+        return header
 
     def _data_version(self) -> Hashable:
         with self._lock:
@@ -246,9 +264,6 @@ class Sqlite3(Backend):
 
     def close(self) -> None:
         with self._lock:
-            if self._shm is not None:
-                self._shm.close()
-                self._shm = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -1,0 +1,88 @@
+"""Watch an SQLite WAL index for commits, without touching SQLite's locks.
+
+Every commit by any connection rewrites the WAL-index header (the first 48 bytes of
+the ``-shm`` file: frame count, change counter, checksums). Reading it costs a memory
+read, where ``PRAGMA data_version`` costs a query (~3 µs).
+
+The mapping must not come from a file descriptor of our own: POSIX locks belong to
+the process, and closing *any* descriptor of a file drops all of them, SQLite's
+included (another process would then think it is alone and truncate the shared
+memory under everyone's feet). Python's ``mmap`` duplicates the descriptor it maps
+and closes the copy later, so it cannot be used either. Instead the header page is
+mapped with libc's ``mmap`` from the descriptor SQLite itself opened, found in
+``/proc/self/fd``; nothing is ever closed. The page stays mapped until the process
+exits (one page of address space per database file opened).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Callable
+
+__all__ = ["map_wal_header"]
+
+_HEADER_BYTES = 48
+_PAGE = 4096
+_PROT_READ = 1
+_MAP_SHARED = 1
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _libc_mmap() -> Callable[..., int | None] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        mmap = libc.mmap
+    except (OSError, AttributeError):
+        return None
+    mmap.restype = ctypes.c_void_p
+    mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    return mmap
+
+
+def _sqlite_descriptor(shm_path: str) -> int | None:
+    """The descriptor through which SQLite has ``shm_path`` open in this process."""
+    try:
+        wanted = os.stat(shm_path)
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    target = os.path.realpath(shm_path)
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") != target:
+                continue
+            found = os.fstat(int(name))
+        except (OSError, ValueError):
+            continue
+        if (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return int(name)
+    return None
+
+
+def map_wal_header(shm_path: str) -> Callable[[], bytes] | None:
+    """A function returning the current WAL-index header of ``shm_path``, or None
+    where that cannot be done safely (then ask SQLite: ``PRAGMA data_version``).
+
+    Call it only after a read on a WAL-mode connection (so SQLite has the file open),
+    and stop calling the result once that connection is closed.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    mmap = _libc_mmap()
+    descriptor = _sqlite_descriptor(shm_path)
+    if mmap is None or descriptor is None:
+        return None
+    address = mmap(None, _PAGE, _PROT_READ, _MAP_SHARED, descriptor, 0)
+    if address is None or address == _MAP_FAILED:
+        return None
+    header = (ctypes.c_char * _HEADER_BYTES).from_address(address)
+    return memoryview(header).tobytes
