@@ -723,3 +723,51 @@ def test_expect_makes_a_whole_transaction_conditional(make_backend: BackendFacto
     assert account.balance == 0 and "note" not in account
     with pytest.raises(RuntimeError):
         store.expect(account, "balance", 0)  # only inside a transaction
+
+
+def test_concurrent_changes_to_one_container_all_survive(make_backend: BackendFactory) -> None:
+    import threading
+
+    first = Store(make_backend())
+    second = Store(make_backend())
+    a = first.storage("merge")
+    b = second.storage("merge")
+    a.lst = list(range(100))
+    a.d = {f"k{i}": i for i in range(100)}
+    # Both read the same version, both change it, both commit: nothing is lost.
+    with a:
+        a.lst.append("from a")
+        a.d["a"] = 1
+        with b:
+            b.lst.append("from b")
+            b.d["b"] = 2
+            del b.d["k0"]
+    with a:
+        assert a.lst[-2:] == ["from b", "from a"]
+        assert a.d["a"] == 1 and a.d["b"] == 2 and "k0" not in a.d
+        seen_by_a = (a.lst, a.d)
+    with b:
+        assert (b.lst, b.d) == seen_by_a
+    fresh = Store(make_backend()).storage("merge")
+    history = fresh.__history__()["lst"]
+    assert [v.data[-1] for v in history] == [99, "from b", "from a"]
+    assert [v.data[-1] for v in list(history)] == [history[i].data[-1] for i in range(3)]
+
+    lock = threading.Barrier(4)
+
+    def appender(tag: int) -> None:
+        store = Store(make_backend())
+        s = store.storage("merge")
+        lock.wait()
+        for i in range(25):
+            with s:
+                s.lst.append((tag, i))
+
+    threads = [threading.Thread(target=appender, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with fresh:
+        appended = [item for item in fresh.lst if isinstance(item, tuple)]
+    assert sorted(appended) == [(t, i) for t in range(4) for i in range(25)]

@@ -318,26 +318,41 @@ class Codec:
     # -- deltas -------------------------------------------------------------------
 
     def make_delta(self, base_seq: int, old: bytes, new_value: Any, new: bytes) -> bytes | None:
-        """Bytes that rebuild ``new_value`` from the value encoded as ``old``.
+        """Bytes that rebuild ``new_value`` from the value encoded as ``old``, or None.
 
-        Returns None when a delta would not be smaller than ``new`` itself. Appending
-        to a list costs the appended items, whatever the list's length: the canonical
-        encoding of a list is its items' encodings joined, so the old bytes are a
-        prefix of the new ones.
+        Appending to a list costs the appended items, whatever the list's length: the
+        canonical encoding of a list is its items' encodings joined, so the old bytes
+        are a prefix of the new ones. Changed dicts and sets store the changed keys
+        and items. A delta is preferred even when it is slightly larger than the full
+        value: concurrent deltas to one container merge, full values overwrite.
         """
-        if len(new) < 24 or old[:1] != new[:1]:
-            return None
         kind = type(new_value)
         header = b"\x01[" + str(base_seq).encode() + b","
         if kind is list:
-            delta = _list_extend_delta(header, old, new)
+            delta = _list_extend_delta(header, old, new) if old[:1] == new[:1] else None
+            if delta is None:
+                delta = self._list_extend_by_items(header, old, new_value)
         elif kind is dict or kind is set:
             delta = self._mapping_delta(header, old, new_value, new)
         else:
             return None
-        if delta is None or len(delta) >= len(new):
+        if delta is None or len(delta) > len(new) + _DELTA_ALLOWANCE:
             return None
         return delta
+
+    def _list_extend_by_items(
+        self, header: bytes, old: bytes, new_value: list[Any]
+    ) -> bytes | None:
+        # The bytes differ in kind (a plain list that gained a tuple is now tagged):
+        # compare item by item instead.
+        try:
+            old_value = self.decode(old)
+        except DecodeError:
+            return None
+        count = len(old_value) if type(old_value) is list else -1
+        if not 0 <= count < len(new_value) or self.encode(new_value[:count]) != old:
+            return None
+        return header + b'"l",' + _dumps_tree(self._tree(new_value[count:], ())) + b"]"
 
     def _mapping_delta(self, header: bytes, old: bytes, new_value: Any, new: bytes) -> bytes | None:
         old_value = self.decode(old)
@@ -364,6 +379,12 @@ class Codec:
             return None
 
     @staticmethod
+    def delta_type(delta: bytes) -> type:
+        """The container type a delta applies to (list, dict or set)."""
+        op = delta[delta.index(b",", 2) + 2 : delta.index(b",", 2) + 3]
+        return _DELTA_TYPES[op]
+
+    @staticmethod
     def delta_base(delta: bytes) -> int:
         """The seq of the fact a delta applies to."""
         end = delta.index(b",", 2)
@@ -376,7 +397,7 @@ class Codec:
     def apply_delta(self, base: Any, delta: bytes) -> Any:
         """Apply ``delta`` to ``base`` in place where possible; returns the new value."""
         try:
-            _, op, *args = orjson.loads(delta[1:])
+            _, op, *args = _loads_tree(delta[1:])
             if op == "L":
                 base.extend(args[0])
             elif op == "l":
@@ -384,7 +405,7 @@ class Codec:
             elif op == "D":
                 base.update(self._untree(args[0]))
                 for key in self._untree(args[1]):
-                    del base[key]
+                    base.pop(key, None)  # a concurrent writer may have removed it
             elif op == "S":
                 base |= self._untree(args[0])
                 base -= self._untree(args[1])
@@ -395,6 +416,9 @@ class Codec:
         return base
 
 
+#: how many bytes a delta may exceed the full value by and still be preferred
+_DELTA_ALLOWANCE = 64
+_DELTA_TYPES: dict[bytes, type] = {b"L": list, b"l": list, b"D": dict, b"S": set}
 _JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
 _JSON_TYPES = _JSON_SCALARS | {list, dict}
 

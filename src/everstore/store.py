@@ -691,37 +691,61 @@ class Store:
         if log.by_value is not None:
             log.index(entry, len(log.values) - 1)
 
-    def _apply_delta(self, ns: Namespace, log: FieldLog, field: str, data: bytes) -> Any:
-        base_seq = self.codec.delta_base(data)
-        if log.seqs and log.seqs[-1] == base_seq and field in ns.mutable:
-            return self.codec.apply_delta(ns.mutable[field], data)
-        position = log.index_at(base_seq)
-        if position < 0 or log.seqs[position] != base_seq:
-            raise DecodeError(f"{_where(ns, field)}: a delta refers to missing seq {base_seq}")
-        return self.codec.apply_delta(self.value_at(log, position), data)
+    # A delta applies to the field's *previous* value when that value is a container
+    # of the delta's type, and only otherwise to the value at the seq it was made
+    # from. So when two writers change one list, dict or set at once, both changes
+    # survive (appends add up, keys merge), in every process, as the log orders them.
 
-    def value_at(self, log: FieldLog, position: int) -> Any:
-        """The value of entry ``position``, as a fresh object for mutable values."""
-        entry = log.values[position]
+    def _apply_delta(self, ns: Namespace, log: FieldLog, field: str, data: bytes) -> Any:
+        codec = self.codec
+        previous = ns.mutable.get(field, MISSING)
+        if type(previous) is codec.delta_type(data):
+            return codec.apply_delta(previous, data)  # the private current value
+        return codec.apply_delta(self._value_at_seq(log, codec.delta_base(data)), data)
+
+    def _value_at_seq(self, log: FieldLog, seq: int) -> Any:
+        position = log.index_at(seq)
+        if position < 0 or log.seqs[position] != seq:
+            raise DecodeError(f"a stored delta refers to missing seq {seq}")
+        return self.value_at(log, position)
+
+    def value_at(self, log: FieldLog, position: int, previous: Any = MISSING) -> Any:
+        """The value of entry ``position``, as a fresh object for mutable values.
+
+        ``previous`` may hold a private copy of entry ``position - 1``'s value (the
+        caller's running value when it walks a history in order).
+        """
+        values = log.values
+        entry = values[position]
         if type(entry.data) is not Raw:
             return entry.data
         codec = self.codec
-        deltas: list[bytes] = []
-        raw: bytes = entry.data.data
-        while raw[0] == 1:
-            deltas.append(raw)
-            base = codec.delta_base(raw)
-            position = log.index_at(base)
-            if position < 0 or log.seqs[position] != base:
-                raise DecodeError(f"a stored delta refers to missing seq {base}")
-            base_entry = log.values[position]
-            if type(base_entry.data) is not Raw:
-                raise DecodeError(f"a stored delta refers to seq {base}, which holds no container")
-            raw = base_entry.data.data
-        value = codec.decode(raw)
-        for delta in reversed(deltas):
+        if entry.data.data[0] != 1:
+            return codec.decode(entry.data.data)
+        if previous is MISSING:
+            start = position
+            while start > 0 and _is_delta(values[start]):
+                start -= 1
+            value = self._full_value(log, start)
+        else:
+            start = position - 1
+            value = previous
+        for index in range(start + 1, position + 1):
+            delta: bytes = values[index].data.data
+            if type(value) is not codec.delta_type(delta):
+                value = self._value_at_seq(log, codec.delta_base(delta))
             value = codec.apply_delta(value, delta)
         return value
+
+    def _full_value(self, log: FieldLog, position: int) -> Any:
+        entry = log.values[position]
+        data = entry.data
+        if type(data) is not Raw:
+            return data  # an immutable value, or None for a tombstone
+        raw: bytes = data.data
+        if raw[0] == 1:  # a field's first entry cannot be a delta: damaged data
+            raise DecodeError(f"a stored delta at seq {entry.seq} has no value before it")
+        return self.codec.decode(raw)
 
     # -- reading (the slow path: the fast one lives in Storage.__getattr__) --------
 
@@ -869,10 +893,20 @@ class History(Sequence[Value]):
         return entry
 
     def __iter__(self) -> Iterator[Value]:
-        values = self._log.values
+        # Walks in order with a running value, so a long chain of deltas is rebuilt
+        # once, not once per entry.
+        log = self._log
+        store = self._store
+        running: Any = MISSING
         for position in range(self._length):
-            entry = values[position]
-            yield self._entry(position) if type(entry.data) is Raw else entry
+            entry = log.values[position]
+            if type(entry.data) is not Raw:
+                running = MISSING
+                yield entry
+                continue
+            value = store.value_at(log, position, running)
+            running = store.codec.copy(value) if store.codec.is_mutable(value) else MISSING
+            yield entry._replace(data=value)
 
     def at(self, *, seq: int | None = None, time: float | None = None) -> Value | None:
         """The entry in force at ``seq`` or ``time`` (None before the first)."""
@@ -907,6 +941,11 @@ def namespace_path(parts: tuple[str, ...]) -> str:
                 f"namespace part {part!r} in {parts!r} must be non-empty printable text without '/'"
             )
     return "/".join(parts)
+
+
+def _is_delta(entry: Value) -> bool:
+    data = entry.data
+    return type(data) is Raw and data.data[0] == 1
 
 
 def check_field(field: object) -> str:
