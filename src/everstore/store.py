@@ -60,12 +60,14 @@ class Raw:
 class FieldLog:
     """The history of one field: parallel lists in seq order."""
 
-    __slots__ = ("by_value", "seqs", "times", "values")
+    __slots__ = ("by_value", "raw_count", "seqs", "times", "values")
 
     def __init__(self) -> None:
         self.seqs: list[int] = []
         self.times: list[float] = []
         self.values: list[Value] = []
+        #: how many entries hold encoded containers (to rebuild on reading)
+        self.raw_count = 0
         #: value -> positions holding it; built on the first ``within`` that needs it
         self.by_value: dict[Any, list[int]] | None = None
 
@@ -688,6 +690,8 @@ class Store:
         log.seqs.append(seq)
         log.times.append(when)
         log.values.append(entry)
+        if type(entry.data) is Raw:
+            log.raw_count += 1
         if log.by_value is not None:
             log.index(entry, len(log.values) - 1)
 
@@ -895,6 +899,12 @@ class History(Sequence[Value]):
     def __iter__(self) -> Iterator[Value]:
         # Walks in order with a running value, so a long chain of deltas is rebuilt
         # once, not once per entry.
+        log = self._log
+        if not log.raw_count:  # nothing to rebuild: the entries themselves
+            return iter(log.values[: self._length])
+        return self._rebuilding_iter()
+
+    def _rebuilding_iter(self) -> Iterator[Value]:
         log = self._log
         store = self._store
         running: Any = MISSING

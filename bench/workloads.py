@@ -1,0 +1,683 @@
+"""The benchmark workloads: one function per (family, library) case.
+
+Each case runs in a fresh interpreter started by ``bench/run.py`` and performs ONE
+repetition: every measurement in it repeats its workload (with fresh, untimed setup
+where the workload changes state) until at least ``min_time`` seconds were timed, and
+reports the time per operation. ``run.py`` takes the median over repetitions.
+
+The libraries are imported inside the case functions, never at module level, so a
+child process only ever loads the library it measures (peak RSS and import time stay
+meaningful).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import os
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["CASES", "Config", "Metrics", "Sizes", "cold_file", "sizes"]
+
+Metrics = dict[str, float]
+_S = TypeVar("_S")
+
+perf = time.perf_counter
+
+
+@dataclass(frozen=True)
+class Config:
+    """What a child needs to know: sizes come from ``quick``."""
+
+    quick: bool
+    min_time: float
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Sizes:
+    writes: int  # writes per timed loop (families 1 and 2)
+    reads: int  # reads per timed batch (family 3; 10 per loop iteration)
+    history: int  # values in the history (family 4)
+    within: int  # writes in the within namespace, half round and half score (family 5)
+    cold_namespaces: int  # family 6: namespaces x fields x writes per field
+    cold_fields: int
+    cold_writes: int
+    list_items: int  # family 7
+
+
+FULL = Sizes(
+    writes=100_000,
+    reads=1_000_000,
+    history=100_000,
+    within=100_000,
+    cold_namespaces=1_000,
+    cold_fields=10,
+    cold_writes=100,
+    list_items=10_000,
+)
+QUICK = Sizes(
+    writes=2_000,
+    reads=20_000,
+    history=2_000,
+    within=2_000,
+    cold_namespaces=10,
+    cold_fields=10,
+    cold_writes=10,
+    list_items=200,
+)
+
+
+def sizes(quick: bool) -> Sizes:
+    return QUICK if quick else FULL
+
+
+# -- timing helpers -------------------------------------------------------------------
+
+
+def timed_loops(
+    setup: Callable[[], _S],
+    run: Callable[[_S], None],
+    ops: int,
+    min_time: float,
+    teardown: Callable[[_S], None] | None = None,
+) -> float:
+    """Seconds per op: ``run(setup())`` (``ops`` ops each) repeated until ``min_time``
+    seconds were timed. Setup, teardown and garbage collection between loops are not
+    timed; collection during a loop is (both libraries pay it the same way)."""
+    total = 0.0
+    count = 0
+    while total < min_time:
+        state = setup()
+        gc.collect()
+        start = perf()
+        run(state)
+        total += perf() - start
+        count += ops
+        if teardown is not None:
+            teardown(state)
+        del state
+    return total / count
+
+
+def timed_batches(run: Callable[[], Any], ops: int, min_time: float) -> float:
+    """Seconds per op for a read-only ``run()`` of ``ops`` ops, repeated to ``min_time``."""
+    gc.collect()
+    total = 0.0
+    count = 0
+    while total < min_time:
+        start = perf()
+        run()
+        total += perf() - start
+        count += ops
+    return total / count
+
+
+@contextlib.contextmanager
+def scratch_dir(config: Config) -> Iterator[Path]:
+    """A private directory under the work directory (same disk as the cached files)."""
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="scratch-", dir=config.workdir))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sqlite_files_size(path: Path) -> int:
+    """Bytes of an SQLite database with its WAL (the -shm index is not data)."""
+    total = 0
+    for candidate in (path, Path(f"{path}-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += candidate.stat().st_size
+    return total
+
+
+def remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{path}{suffix}")
+
+
+class _Counter:
+    """Fresh file names inside one scratch directory."""
+
+    def __init__(self, directory: Path, stem: str) -> None:
+        self.directory = directory
+        self.stem = stem
+        self.count = 0
+
+    def next(self) -> Path:
+        self.count += 1
+        return self.directory / f"{self.stem}-{self.count}.db"
+
+
+# -- 1. writes on Memory -------------------------------------------------------------
+
+
+def writes_memory_everstore(config: Config) -> Metrics:
+    from everstore import Memory, Store
+
+    n = sizes(config.quick).writes
+
+    def setup() -> Any:
+        return Store(Memory()).storage("bench", "ns")
+
+    def run(s: Any) -> None:
+        for i in range(n):
+            s.x = i
+
+    return {"write_us": 1e6 * timed_loops(setup, run, n, config.min_time)}
+
+
+def writes_memory_appendmuch(config: Config) -> Metrics:
+    from appendmuch import Memory, Store
+
+    n = sizes(config.quick).writes
+
+    def setup() -> Any:
+        return Store(Memory()).storage("bench", "ns")
+
+    def run(s: Any) -> None:
+        for i in range(n):
+            s.x = i
+
+    return {"write_us": 1e6 * timed_loops(setup, run, n, config.min_time)}
+
+
+# -- 2. writes on an SQLite file ------------------------------------------------------
+
+
+def writes_sqlite_everstore(config: Config) -> Metrics:
+    from everstore import Sqlite3, Store
+
+    n = sizes(config.quick).writes
+    with scratch_dir(config) as directory:
+        names = _Counter(directory, "everstore")
+
+        def setup() -> tuple[Any, Any, Path]:
+            path = names.next()
+            store = Store(Sqlite3(path))
+            return store, store.storage("bench", "ns"), path
+
+        def teardown(state: tuple[Any, Any, Path]) -> None:
+            state[0].close()
+            remove_db(state[2])
+
+        def per_write(state: tuple[Any, Any, Path]) -> None:
+            s = state[1]
+            for i in range(n):
+                s.x = i
+
+        def txn100(state: tuple[Any, Any, Path]) -> None:
+            store, s, _ = state
+            i = 0
+            for _ in range(n // 100):
+                with store.transaction():
+                    for _ in range(100):
+                        s.x = i
+                        i += 1
+
+        committed = timed_loops(setup, per_write, n, config.min_time, teardown)
+        batched = timed_loops(setup, txn100, n // 100 * 100, config.min_time, teardown)
+    return {"write_us": 1e6 * committed, "txn100_us": 1e6 * batched}
+
+
+def writes_sqlite_appendmuch(config: Config) -> Metrics:
+    from appendmuch import Sqlite3, Store
+
+    n = sizes(config.quick).writes
+    with scratch_dir(config) as directory:
+        names = _Counter(directory, "appendmuch")
+
+        def setup() -> tuple[Any, Any, Path]:
+            path = names.next()
+            store = Store(Sqlite3(str(path)))
+            return store, store.storage("bench", "ns"), path
+
+        def teardown(state: tuple[Any, Any, Path]) -> None:
+            state[0].close()
+            remove_db(state[2])
+
+        def buffered(state: tuple[Any, Any, Path]) -> None:
+            store, s, _ = state
+            for i in range(n):
+                s.x = i
+            store.flush()
+
+        seconds = timed_loops(setup, buffered, n, config.min_time, teardown)
+    return {"write_us": 1e6 * seconds}
+
+
+_RAW_INSERT = "INSERT INTO everstore_log(time, ns, field, ctx, data) VALUES (?, ?, ?, ?, ?)"
+
+
+def writes_sqlite_raw(config: Config) -> Metrics:
+    """The floor: the stdlib sqlite3 module on the schema everstore creates.
+
+    Same settings as everstore's backend (autocommit connection, WAL,
+    synchronous=NORMAL); the encoded values are prepared before timing.
+    """
+    from everstore import Sqlite3, Store, default_codec
+
+    n = sizes(config.quick).writes
+    blobs = [default_codec.encode(i) for i in range(n)]
+    with scratch_dir(config) as directory:
+        names = _Counter(directory, "raw")
+
+        def setup() -> tuple[sqlite3.Connection, tuple[int, int, int], Path]:
+            path = names.next()
+            # everstore creates the schema, index and triggers, and interns the names.
+            with Store(Sqlite3(path)) as store:
+                store.storage("bench", "ns").x = 0
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            ids = (
+                conn.execute("SELECT id FROM everstore_namespaces WHERE name='bench/ns'"),
+                conn.execute("SELECT id FROM everstore_fields WHERE name='x'"),
+                conn.execute("SELECT max(id) FROM everstore_contexts"),
+            )
+            ns, field, ctx = (int(cursor.fetchone()[0]) for cursor in ids)
+            return conn, (ns, field, ctx), path
+
+        def teardown(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+            state[0].close()
+            remove_db(state[2])
+
+        def per_write(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+            conn, (ns, field, ctx), _ = state
+            execute = conn.execute
+            now = time.time
+            for i in range(n):
+                execute(_RAW_INSERT, (now(), ns, field, ctx, blobs[i]))
+
+        def executemany100(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+            conn, (ns, field, ctx), _ = state
+            execute = conn.execute
+            for first in range(0, n // 100 * 100, 100):
+                now = time.time()
+                rows = [(now, ns, field, ctx, blobs[i]) for i in range(first, first + 100)]
+                execute("BEGIN")
+                conn.executemany(_RAW_INSERT, rows)
+                execute("COMMIT")
+
+        committed = timed_loops(setup, per_write, n, config.min_time, teardown)
+        batched = timed_loops(setup, executemany100, n // 100 * 100, config.min_time, teardown)
+    return {"write_us": 1e6 * committed, "executemany100_us": 1e6 * batched}
+
+
+# -- 3. current-value reads -----------------------------------------------------------
+
+
+def _read_loop(s: Any, loops: int) -> Callable[[], None]:
+    def run() -> None:
+        # Ten reads per iteration keep the loop's own cost under 2 % of a read.
+        for _ in range(loops):
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+            s.x  # noqa: B018
+
+    return run
+
+
+def _reads(config: Config, library: str, backend: str) -> Metrics:
+    if library == "everstore":
+        import everstore as lib
+    else:
+        import appendmuch as lib  # type: ignore[no-redef]
+    n = sizes(config.quick).reads
+    with scratch_dir(config) as directory:
+        if backend == "memory":
+            store: Any = lib.Store(lib.Memory())
+        else:
+            store = lib.Store(lib.Sqlite3(str(directory / "reads.db")))
+        s = store.storage("bench", "ns")
+        s.x = 12345
+        assert s.x == 12345
+        seconds = timed_batches(_read_loop(s, n // 10), n // 10 * 10, config.min_time)
+        store.close()
+    return {"read_us": 1e6 * seconds}
+
+
+def reads_memory_everstore(config: Config) -> Metrics:
+    return _reads(config, "everstore", "memory")
+
+
+def reads_memory_appendmuch(config: Config) -> Metrics:
+    return _reads(config, "appendmuch", "memory")
+
+
+def reads_sqlite_everstore(config: Config) -> Metrics:
+    return _reads(config, "everstore", "sqlite")
+
+
+def reads_sqlite_appendmuch(config: Config) -> Metrics:
+    return _reads(config, "appendmuch", "sqlite")
+
+
+# -- 4. history of 100k values ----------------------------------------------------------
+
+
+def history_everstore(config: Config) -> Metrics:
+    from everstore import Memory, Store
+
+    n = sizes(config.quick).history
+    s = Store(Memory()).storage("bench", "ns")
+    for i in range(n):
+        s.x = i
+    assert len(s.__history__()["x"]) == n
+
+    def get() -> None:
+        s.__history__()["x"]
+
+    def iterate() -> None:
+        values = [v.data for v in s.__history__()["x"]]
+        assert len(values) == n
+
+    return {
+        "get_ms": 1e3 * timed_batches(get, 1, config.min_time),
+        "iterate_ms": 1e3 * timed_batches(iterate, 1, config.min_time),
+    }
+
+
+def history_appendmuch(config: Config) -> Metrics:
+    from appendmuch import Memory, Store
+
+    n = sizes(config.quick).history
+    s = Store(Memory()).storage("bench", "ns")
+    for i in range(n):
+        s.x = i
+    assert len(s.history()["x"]) == n
+
+    def get() -> None:
+        s.history()["x"]
+
+    def iterate() -> None:
+        values = [v.data for v in s.history()["x"]]
+        assert len(values) == n
+
+    return {
+        "get_ms": 1e3 * timed_batches(get, 1, config.min_time),
+        "iterate_ms": 1e3 * timed_batches(iterate, 1, config.min_time),
+    }
+
+
+# -- 5. within ----------------------------------------------------------------------------
+
+
+def _within(config: Config, library: str) -> Metrics:
+    """``round = k; score = 10 * k + 7`` alternating, then queries for random k."""
+    rounds = sizes(config.quick).within // 2
+    if library == "everstore":
+        from everstore import Memory, Store, within
+
+        s: Any = Store(Memory()).storage("bench", "ns")
+
+        def query(k: int) -> Any:
+            return within(s, round=k).score
+    else:
+        from appendmuch import Memory as AMemory
+        from appendmuch import Store as AStore
+
+        s = AStore(AMemory()).storage("bench", "ns")
+
+        def query(k: int) -> Any:
+            return s.within(round=k).score
+
+    for k in range(rounds):
+        s.round = k
+        s.score = 10 * k + 7
+    rng = random.Random(20261122)
+    start = perf()
+    first = query(rounds // 2)
+    first_seconds = perf() - start
+    assert first == 10 * (rounds // 2) + 7
+    ks = [rng.randrange(rounds) for _ in range(1000)]
+    for k in ks[:10]:
+        assert query(k) == 10 * k + 7
+    batch = 10
+    cycle = itertools.cycle(ks)
+
+    def run() -> None:
+        for _ in range(batch):
+            query(next(cycle))
+
+    seconds = timed_batches(run, batch, config.min_time)
+    return {"query_ms": 1e3 * seconds, "first_query_ms": 1e3 * first_seconds}
+
+
+def within_everstore(config: Config) -> Metrics:
+    return _within(config, "everstore")
+
+
+def within_appendmuch(config: Config) -> Metrics:
+    return _within(config, "appendmuch")
+
+
+# -- 6. cold open of a large file ---------------------------------------------------------
+
+
+def cold_file(config: Config, library: str) -> Path:
+    """Where the cached database for the cold-open family lives (built on demand)."""
+    sz = sizes(config.quick)
+    facts = sz.cold_namespaces * sz.cold_fields * sz.cold_writes
+    if library == "everstore":
+        from everstore.backends.base import SCHEMA_VERSION
+
+        version = f"schema{SCHEMA_VERSION}"
+    else:
+        version = "0.3.0"
+    return config.workdir / f"cold-{library}-{version}-{facts}facts.db"
+
+
+def _cold_names(config: Config) -> tuple[list[str], list[str], int]:
+    sz = sizes(config.quick)
+    namespaces = [f"n{i:04d}" for i in range(sz.cold_namespaces)]
+    fields = [f"f{i}" for i in range(sz.cold_fields)]
+    return namespaces, fields, sz.cold_writes
+
+
+def cold_build_everstore(config: Config) -> Metrics:
+    """Interleaved writes (every namespace gets one write per field per round), one
+    transaction per round: a namespace's facts end up spread over the whole file."""
+    from everstore import Sqlite3, Store
+
+    target = cold_file(config, "everstore")
+    building = target.with_suffix(".building")
+    remove_db(building)
+    namespaces, fields, rounds = _cold_names(config)
+    start = perf()
+    with Store(Sqlite3(building)) as store:
+        handles = [store.storage("cold", name) for name in namespaces]
+        for r in range(rounds):
+            with store.transaction():
+                for s in handles:
+                    for field in fields:
+                        setattr(s, field, r)
+    seconds = perf() - start
+    remove_db(target)
+    os.replace(building, target)
+    remove_db(building)
+    return {"build_s": seconds, "bytes": float(target.stat().st_size)}
+
+
+def cold_build_appendmuch(config: Config) -> Metrics:
+    from appendmuch import Sqlite3, Store
+
+    target = cold_file(config, "appendmuch")
+    building = target.with_suffix(".building")
+    remove_db(building)
+    namespaces, fields, rounds = _cold_names(config)
+    start = perf()
+    store = Store(Sqlite3(str(building)))
+    handles = [store.storage("cold", name) for name in namespaces]
+    for r in range(rounds):
+        for s in handles:
+            for field in fields:
+                setattr(s, field, r)
+    store.close()
+    seconds = perf() - start
+    remove_db(target)
+    os.replace(building, target)
+    remove_db(building)
+    return {"build_s": seconds, "bytes": float(target.stat().st_size)}
+
+
+def _rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def cold_open_everstore(config: Config) -> Metrics:
+    """One sample: this process is fresh; import, open, read one field."""
+    start = perf()
+    from everstore import Sqlite3, Store
+
+    imported = perf()
+    path = cold_file(config, "everstore")  # after the import: it may import everstore
+    namespaces, _, rounds = _cold_names(config)
+    rss_import = _rss_mib()
+    store = Store(Sqlite3(path))
+    value = store.storage("cold", namespaces[len(namespaces) // 2]).f5
+    done = perf()
+    assert value == rounds - 1, value
+    store.close()
+    return {
+        "import_s": imported - start,
+        "open_read_s": done - imported,
+        "rss_after_import_mib": rss_import,
+    }
+
+
+def cold_open_appendmuch(config: Config) -> Metrics:
+    start = perf()
+    from appendmuch import Sqlite3, Store
+
+    imported = perf()
+    path = cold_file(config, "appendmuch")  # after the import: it may import everstore
+    namespaces, _, rounds = _cold_names(config)
+    rss_import = _rss_mib()
+    store = Store(Sqlite3(str(path)))
+    value = store.storage("cold", namespaces[len(namespaces) // 2]).f5
+    done = perf()
+    assert value == rounds - 1, value
+    store.close()
+    return {
+        "import_s": imported - start,
+        "open_read_s": done - imported,
+        "rss_after_import_mib": rss_import,
+    }
+
+
+# -- 7. appending to a list inside `with` --------------------------------------------------
+
+
+def _list_append(config: Config, library: str, backend: str) -> Metrics:
+    if library == "everstore":
+        import everstore as lib
+    else:
+        import appendmuch as lib  # type: ignore[no-redef]
+    n = sizes(config.quick).list_items
+    tail = min(100, n)
+    total = 0.0
+    last = 0.0
+    growth = 0
+    loops = 0
+    with scratch_dir(config) as directory:
+        while total < config.min_time:
+            loops += 1
+            path = directory / f"list-{loops}.db"
+            if backend == "sqlite":
+                store: Any = lib.Store(lib.Sqlite3(str(path)))
+            else:
+                store = lib.Store(lib.Memory())
+            s = store.storage("bench", "ns")
+            s.lst = []
+            if backend == "sqlite":
+                # Measure growth from a closed, checkpointed file to another.
+                store.close()
+                before = sqlite_files_size(path)
+                store = lib.Store(lib.Sqlite3(str(path)))
+                s = store.storage("bench", "ns")
+            times: list[float] = []
+            gc.collect()
+            loop_start = perf()
+            for i in range(n):
+                start = perf()
+                with s:
+                    s.lst.append(i)
+                times.append(perf() - start)
+            if library == "appendmuch":
+                store.flush()  # its writes are buffered: the last ones are not on disk yet
+            total += perf() - loop_start
+            last += sum(times[-tail:]) / tail
+            with s:
+                assert len(s.lst) == n
+            store.close()
+            if backend == "sqlite":
+                growth += sqlite_files_size(path) - before
+                remove_db(path)
+            del store, s, times
+    metrics = {"append_ms": 1e3 * total / (loops * n), "last100_ms": 1e3 * last / loops}
+    if backend == "sqlite":
+        metrics["bytes_per_append"] = growth / (loops * n)
+    return metrics
+
+
+def list_sqlite_everstore(config: Config) -> Metrics:
+    return _list_append(config, "everstore", "sqlite")
+
+
+def list_sqlite_appendmuch(config: Config) -> Metrics:
+    return _list_append(config, "appendmuch", "sqlite")
+
+
+def list_memory_everstore(config: Config) -> Metrics:
+    return _list_append(config, "everstore", "memory")
+
+
+def list_memory_appendmuch(config: Config) -> Metrics:
+    return _list_append(config, "appendmuch", "memory")
+
+
+CASES: dict[str, Callable[[Config], Metrics]] = {
+    "writes_memory/everstore": writes_memory_everstore,
+    "writes_memory/appendmuch": writes_memory_appendmuch,
+    "writes_sqlite/everstore": writes_sqlite_everstore,
+    "writes_sqlite/appendmuch": writes_sqlite_appendmuch,
+    "writes_sqlite/raw": writes_sqlite_raw,
+    "reads_memory/everstore": reads_memory_everstore,
+    "reads_memory/appendmuch": reads_memory_appendmuch,
+    "reads_sqlite/everstore": reads_sqlite_everstore,
+    "reads_sqlite/appendmuch": reads_sqlite_appendmuch,
+    "history/everstore": history_everstore,
+    "history/appendmuch": history_appendmuch,
+    "within/everstore": within_everstore,
+    "within/appendmuch": within_appendmuch,
+    "cold_build/everstore": cold_build_everstore,
+    "cold_build/appendmuch": cold_build_appendmuch,
+    "cold_open/everstore": cold_open_everstore,
+    "cold_open/appendmuch": cold_open_appendmuch,
+    "list_sqlite/everstore": list_sqlite_everstore,
+    "list_sqlite/appendmuch": list_sqlite_appendmuch,
+    "list_memory/everstore": list_memory_everstore,
+    "list_memory/appendmuch": list_memory_appendmuch,
+}
