@@ -300,15 +300,21 @@ class Sqlite3(Backend):
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
-        with self._using() as conn:
-            ids = (
-                self._namespaces.ids.get(namespace) or self._namespaces.intern(conn, namespace),
-                self._fields.ids.get(field) or self._fields.intern(conn, field),
-                self._contexts.ids.get(context) or self._contexts.intern(conn, context),
-            )
-            # One autocommit statement: atomic, and seq and time are taken under
-            # SQLite's write lock, so they are ordered across processes.
-            row = conn.execute(self._insert_one, (time, *ids, data)).fetchall()
+        # The hot path of every assignment: a plain lock and try (no generator-based
+        # context manager) around one statement.
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreClosedError(f"{self!r} is not open")
+            try:
+                ns = self._namespaces.ids.get(namespace) or self._namespaces.intern(conn, namespace)
+                field_id = self._fields.ids.get(field) or self._fields.intern(conn, field)
+                ctx = self._contexts.ids.get(context) or self._contexts.intern(conn, context)
+                # One autocommit statement: atomic, and seq and time are taken under
+                # SQLite's write lock, so they are ordered across processes.
+                row = conn.execute(self._insert_one, (time, ns, field_id, ctx, data)).fetchall()
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
             return row[0][0], row[0][1]
 
     def _intern(self, conn: sqlite3.Connection, write: Write) -> tuple[int, int, int]:
