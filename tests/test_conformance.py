@@ -475,6 +475,20 @@ def test_history_at_seq_and_time(store: Store) -> None:
     assert len(history) == 10  # a history is a snapshot
 
 
+def test_iterating_a_history_while_writing_sees_the_snapshot(store: Store) -> None:
+    s = store.storage("h")
+    s.x = 0
+    s.x = 1
+    seen = []
+    for value in s.__history__()["x"]:
+        seen.append(value.data)
+        s.x = value.data + 10
+        assert len(list(s.__history__()["x"])) == len(seen) + 2
+    assert seen == [0, 1]
+    assert [v.data for v in s.__history__()["x"]] == [0, 1, 10, 11]
+    assert all(isinstance(v, Value) for v in s.__history__()["x"])
+
+
 def test_history_values_are_private_copies(store: Store) -> None:
     s = store.storage("h")
     s.lst = [1]
@@ -574,6 +588,27 @@ def test_seq_strictly_increases_and_time_never_decreases(store: Store) -> None:
     times = [v.time for v in values]
     assert seqs == sorted(set(seqs))
     assert all(a <= b for a, b in itertools.pairwise(times))
+
+
+def test_writers_clocks_never_make_time_go_back(make_backend: BackendFactory) -> None:
+    # Two writers whose clocks disagree: each fact's time is the larger of its
+    # writer's clock and the time before it, and what each writer is told it stored
+    # is what every reader sees.
+    first, second = make_backend(), make_backend()
+    first.open()
+    second.open()
+    told = [
+        first.append_one("clock", "x", b"1", "a", 100.0),
+        second.append_one("clock", "x", b"2", "b", 50.0),
+        second.append_one("clock", "x", b"3", "b", 60.0),
+        first.append_one("clock", "x", b"4", "a", 70.0),
+        first.append_one("clock", "x", b"5", "a", 200.0),
+        second.append_one("clock", "x", b"6", "b", 150.0),
+    ]
+    assert [when for _, when in told] == [100.0, 100.0, 100.0, 100.0, 200.0, 200.0]
+    stored = [(fact.seq, fact.time) for fact in first.facts_since(0)]
+    assert stored == told
+    assert [seq for seq, _ in told] == list(range(told[0][0], told[0][0] + 6))
 
 
 def test_store_is_a_context_manager_and_closed_stores_refuse_writes(

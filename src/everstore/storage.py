@@ -133,7 +133,7 @@ class Storage:
         if virtual is not None and name in virtual:
             raise ReservedNameError(f"{name!r} is a virtual field of {self!r}; it cannot be set")
         frame = sys._getframe(1)
-        context = _contexts.get((frame.f_code, frame.f_lineno)) or frame_context(frame)
+        context = _contexts.get((id(frame.f_code), frame.f_lasti)) or frame_context(frame)
         ns = _namespace_of(self)
         ns.store.write(ns, name, value, context)
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
+import itertools
+import operator
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import CodeType, TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, overload
 
 from .backends.base import Backend, Expectation
 from .backends.memory import Memory
@@ -38,9 +41,13 @@ if TYPE_CHECKING:
 __all__ = ["Change", "History", "Namespace", "Store", "Subscription", "Transaction"]
 
 # tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
-_new_value = tuple.__new__
+_as_value = functools.partial(tuple.__new__, Value)
+_seq_of = operator.itemgetter(4)  # Value.seq, as a C-level key for bisect
+_time_of = operator.itemgetter(0)  # Value.time
 MISSING: Any = object()
 TOMBSTONE: Any = object()
+#: types whose values are immutable and need no private copy in the cache
+_IMMUTABLE_SCALARS: frozenset[type] = frozenset({int, str, float, bool, type(None)})
 #: larger than any seq: "no upper bound"
 END_OF_LOG = 2**63
 
@@ -57,34 +64,46 @@ class Raw:
         return "<encoded>"
 
 
-class FieldLog:
-    """The history of one field: parallel lists in seq order."""
+#: A history entry as the cache keeps it: a plain tuple laid out as Value. CPython's
+#: collector stops tracking an exact tuple of atomic values but never a NamedTuple,
+#: and full collections rescanning a million Values cost more than the write itself.
+Entry = tuple[float, bool, Any, str, int]
+_UNAVAILABLE: Final = 1
+_DATA: Final = 2
+_SEQ: Final = 4
 
-    __slots__ = ("by_value", "raw_count", "seqs", "times", "values")
+
+class FieldLog:
+    """The history of one field: its entries in seq order."""
+
+    __slots__ = ("_public", "by_value", "entries", "raw_count")
 
     def __init__(self) -> None:
-        self.seqs: list[int] = []
-        self.times: list[float] = []
-        self.values: list[Value] = []
+        # One list, searched by seq or time with a key: parallel lists of seqs and
+        # times would cost two more appends per write.
+        self.entries: list[Entry] = []
+        #: the entries as Values, made on the first history read and extended after
+        self._public: list[Value] = []
         #: how many entries hold encoded containers (to rebuild on reading)
         self.raw_count = 0
         #: value -> positions holding it; built on the first ``within`` that needs it
         self.by_value: dict[Any, list[int]] | None = None
 
-    def index(self, entry: Value, position: int) -> None:
+    def index(self, entry: Entry, position: int) -> None:
         """Keep the value index (once built) current for a new entry."""
-        if self.by_value is not None and not entry.unavailable and type(entry.data) is not Raw:
+        data = entry[_DATA]
+        if self.by_value is not None and not entry[_UNAVAILABLE] and type(data) is not Raw:
             with contextlib.suppress(TypeError):  # unhashable values are searched by scan
-                self.by_value.setdefault(entry.data, []).append(position)
+                self.by_value.setdefault(data, []).append(position)
 
     def positions_of(self, wanted: Any) -> list[int] | None:
         """Positions whose value equals ``wanted``, or None if it cannot be indexed."""
         if self.by_value is None:
             index: dict[Any, list[int]] = {}
-            for position, entry in enumerate(self.values):
-                if not entry.unavailable and type(entry.data) is not Raw:
+            for position, (_, unavailable, data, _, _) in enumerate(self.entries):
+                if not unavailable and type(data) is not Raw:
                     try:
-                        index.setdefault(entry.data, []).append(position)
+                        index.setdefault(data, []).append(position)
                     except TypeError:
                         continue
             self.by_value = index
@@ -95,7 +114,27 @@ class FieldLog:
 
     def index_at(self, seq: int) -> int:
         """Position of the latest entry with a seq at or below ``seq`` (-1 if none)."""
-        return bisect.bisect_right(self.seqs, seq) - 1
+        return bisect.bisect_right(self.entries, seq, key=_seq_of) - 1
+
+    def seq(self, position: int) -> int:
+        """Seq of entry ``position``."""
+        return self.entries[position][_SEQ]
+
+    def unavailable(self, position: int) -> bool:
+        """True if entry ``position`` is a tombstone."""
+        return self.entries[position][_UNAVAILABLE]
+
+    def public(self, length: int) -> list[Value]:
+        """A list whose first ``length`` items are the entries as Values (containers
+        still encoded). It may be longer, and grows: read it with a bound.
+
+        Amortized O(1) per entry: entries never change, so the Values made for one
+        history read serve every later one. Call it under the store's lock.
+        """
+        public = self._public
+        if len(public) < length:
+            public.extend(map(_as_value, self.entries[len(public) : length]))
+        return public
 
 
 class Namespace:
@@ -222,7 +261,11 @@ class _Scope:
         self._store._end(kind is not None, sys._getframe(1))
 
 
-_contexts: dict[tuple[CodeType, int], str] = {}
+#: (id of a code object, instruction offset) -> "module.function:line". Keyed by id
+#: because hashing a code object costs more than the rest of the look-up; the code
+#: objects are kept alive in _context_codes, so an id is never reused.
+_contexts: dict[tuple[int, int], str] = {}
+_context_codes: dict[int, CodeType] = {}
 _internal_code: dict[CodeType, bool] = {}
 
 
@@ -238,7 +281,7 @@ def _is_internal(frame: Any) -> bool:
 
 def frame_context(frame: Any) -> str:
     """``module.function:line`` of ``frame``, skipping everstore's own frames."""
-    text = _contexts.get((frame.f_code, frame.f_lineno))
+    text = _contexts.get((id(frame.f_code), frame.f_lasti))
     if text is not None:
         return text
     while frame is not None and _is_internal(frame):
@@ -249,7 +292,8 @@ def frame_context(frame: Any) -> str:
     text = f"{module}.{frame.f_code.co_name}:{frame.f_lineno}"
     # Only locations outside everstore are cached: an internal frame's answer
     # depends on its caller.
-    _contexts[(frame.f_code, frame.f_lineno)] = text
+    _context_codes[id(frame.f_code)] = frame.f_code
+    _contexts[(id(frame.f_code), frame.f_lasti)] = text
     return text
 
 
@@ -472,7 +516,7 @@ class Store:
         """
         self.sync()
         log = storage.__ns__.fields.get(field)
-        return log.seqs[-1] if log is not None and log.seqs else 0
+        return log.entries[-1][_SEQ] if log is not None and log.entries else 0
 
     def expect(self, storage: Storage, field: str, seq: int) -> None:
         """Inside a transaction: commit only if ``field`` is still at ``seq`` then.
@@ -568,7 +612,8 @@ class Store:
         Outside a transaction the fact is committed before this returns.
         """
         if value is TOMBSTONE:
-            data = None
+            data: bytes | None = None
+            hint = MISSING
             if not self._visible(ns, field):
                 raise MissingFieldError(f"{_where(ns, field)} cannot be deleted: it has no value")
         else:
@@ -576,21 +621,38 @@ class Store:
                 data = self.codec.encode(value)
             except UnsupportedValueError as exc:
                 raise UnsupportedValueError(f"{_where(ns, field)}: {exc}") from None
+            # The cache keeps a private copy of a mutable value, decoded from the bytes.
+            if type(value) in _IMMUTABLE_SCALARS or not self.codec.is_mutable(value):
+                hint = value
+            else:
+                hint = MISSING
         txn = self._local.txn
         if txn is not None:
             txn.record(ns, field, data, context, value)
             return
-        if value is TOMBSTONE or self.codec.is_mutable(value):
-            value = MISSING  # the cache keeps a private copy, decoded from the bytes
-        with self._lock:
+        # acquire/release, not ``with``: the context-manager protocol costs as much
+        # as the lock itself on this path.
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 raise StoreClosedError("this Store is closed")
             seq, when = self.backend.append_one(ns.path, field, data, context, time.time())
-            if seq == self._applied + 1:
-                self._applied = seq
-                self._apply(ns, seq, when, field, data, context, value)
-            else:
-                self._catch_up_locked()
+            if seq != self._applied + 1:
+                self._catch_up_locked()  # others wrote in between: read theirs and ours
+                return
+            self._applied = seq
+            log = ns.fields.get(field)
+            if hint is MISSING or log is None or log.by_value is not None:
+                self._apply(ns, seq, when, field, data, context, hint)
+                return
+            # _apply's hot path, inlined: an immutable value to a known field.
+            log.entries.append((when, False, hint, context, seq))
+            ns.current[field] = hint
+            if field in ns.mutable:
+                del ns.mutable[field]
+        finally:
+            lock.release()
 
     def _visible(self, ns: Namespace, field: str) -> bool:
         txn = self._current_txn()
@@ -664,36 +726,39 @@ class Store:
         log = ns.fields.get(field)
         if log is None:
             log = ns.fields[field] = FieldLog()
+        entry: Entry
         if hint is not MISSING:  # the hot path: our own write of an immutable value
-            entry = _new_value(Value, (when, False, hint, context, seq))
+            entry = (when, False, hint, context, seq)
             ns.current[field] = hint
             if field in ns.mutable:
                 del ns.mutable[field]
-        elif data is None:
-            entry = Value(when, True, None, context, seq)
+            log.entries.append(entry)
+            if log.by_value is not None:
+                log.index(entry, len(log.entries) - 1)
+            return
+        if data is None:
+            entry = (when, True, None, context, seq)
             ns.current.pop(field, None)
             ns.mutable.pop(field, None)
         elif data[0] == 1:
-            entry = Value(when, False, Raw(data), context, seq)
+            entry = (when, False, Raw(data), context, seq)
             ns.mutable[field] = self._apply_delta(ns, log, field, data)
             ns.current.pop(field, None)
         else:
             value = self.codec.decode(data)
             if self.codec.is_mutable(value):
-                entry = Value(when, False, Raw(data), context, seq)
+                entry = (when, False, Raw(data), context, seq)
                 ns.mutable[field] = value
                 ns.current.pop(field, None)
             else:
-                entry = Value(when, False, value, context, seq)
+                entry = (when, False, value, context, seq)
                 ns.current[field] = value
                 ns.mutable.pop(field, None)
-        log.seqs.append(seq)
-        log.times.append(when)
-        log.values.append(entry)
-        if type(entry.data) is Raw:
+        log.entries.append(entry)
+        if type(entry[_DATA]) is Raw:
             log.raw_count += 1
         if log.by_value is not None:
-            log.index(entry, len(log.values) - 1)
+            log.index(entry, len(log.entries) - 1)
 
     # A delta applies to the field's *previous* value when that value is a container
     # of the delta's type, and only otherwise to the value at the seq it was made
@@ -709,7 +774,7 @@ class Store:
 
     def _value_at_seq(self, log: FieldLog, seq: int) -> Any:
         position = log.index_at(seq)
-        if position < 0 or log.seqs[position] != seq:
+        if position < 0 or log.seq(position) != seq:
             raise DecodeError(f"a stored delta refers to missing seq {seq}")
         return self.value_at(log, position)
 
@@ -719,36 +784,36 @@ class Store:
         ``previous`` may hold a private copy of entry ``position - 1``'s value (the
         caller's running value when it walks a history in order).
         """
-        values = log.values
-        entry = values[position]
-        if type(entry.data) is not Raw:
-            return entry.data
+        entries = log.entries
+        data = entries[position][_DATA]
+        if type(data) is not Raw:
+            return data
         codec = self.codec
-        if entry.data.data[0] != 1:
-            return codec.decode(entry.data.data)
+        if data.data[0] != 1:
+            return codec.decode(data.data)
         if previous is MISSING:
             start = position
-            while start > 0 and _is_delta(values[start]):
+            while start > 0 and _is_delta(entries[start]):
                 start -= 1
             value = self._full_value(log, start)
         else:
             start = position - 1
             value = previous
         for index in range(start + 1, position + 1):
-            delta: bytes = values[index].data.data
+            delta: bytes = entries[index][_DATA].data
             if type(value) is not codec.delta_type(delta):
                 value = self._value_at_seq(log, codec.delta_base(delta))
             value = codec.apply_delta(value, delta)
         return value
 
     def _full_value(self, log: FieldLog, position: int) -> Any:
-        entry = log.values[position]
-        data = entry.data
+        data = log.entries[position][_DATA]
         if type(data) is not Raw:
             return data  # an immutable value, or None for a tombstone
         raw: bytes = data.data
         if raw[0] == 1:  # a field's first entry cannot be a delta: damaged data
-            raise DecodeError(f"a stored delta at seq {entry.seq} has no value before it")
+            seq = log.seq(position)
+            raise DecodeError(f"a stored delta at seq {seq} has no value before it")
         return self.codec.decode(raw)
 
     # -- reading (the slow path: the fast one lives in Storage.__getattr__) --------
@@ -779,7 +844,7 @@ class Store:
             )
         with self._lock:
             recorded = self.codec.encode(ns.mutable[field])
-            base_seq = ns.fields[field].seqs[-1]
+            base_seq = ns.fields[field].entries[-1][_SEQ]
         work = _Work(self.codec.decode(recorded), recorded, base_seq)
         txn.work[(ns, field)] = work
         txn.touch(ns)
@@ -891,7 +956,7 @@ class History(Sequence[Value]):
         return self._entry(index)
 
     def _entry(self, position: int) -> Value:
-        entry = self._log.values[position]
+        entry = _as_value(self._log.entries[position])
         if type(entry.data) is Raw:
             return entry._replace(data=self._store.value_at(self._log, position))
         return entry
@@ -900,16 +965,17 @@ class History(Sequence[Value]):
         # Walks in order with a running value, so a long chain of deltas is rebuilt
         # once, not once per entry.
         log = self._log
+        with self._store._lock:
+            public = log.public(self._length)
         if not log.raw_count:  # nothing to rebuild: the entries themselves
-            return iter(log.values[: self._length])
-        return self._rebuilding_iter()
+            return itertools.islice(public, self._length)
+        return self._rebuilding_iter(public)
 
-    def _rebuilding_iter(self) -> Iterator[Value]:
+    def _rebuilding_iter(self, public: list[Value]) -> Iterator[Value]:
         log = self._log
         store = self._store
         running: Any = MISSING
-        for position in range(self._length):
-            entry = log.values[position]
+        for position, entry in enumerate(itertools.islice(public, self._length)):
             if type(entry.data) is not Raw:
                 running = MISSING
                 yield entry
@@ -926,7 +992,8 @@ class History(Sequence[Value]):
             position = self._log.index_at(seq)
         else:
             assert time is not None
-            position = bisect.bisect_right(self._log.times, time, 0, self._length) - 1
+            entries = self._log.entries
+            position = bisect.bisect_right(entries, time, 0, self._length, key=_time_of) - 1
         position = min(position, self._length - 1)
         return None if position < 0 else self._entry(position)
 
@@ -953,8 +1020,8 @@ def namespace_path(parts: tuple[str, ...]) -> str:
     return "/".join(parts)
 
 
-def _is_delta(entry: Value) -> bool:
-    data = entry.data
+def _is_delta(entry: Entry) -> bool:
+    data = entry[_DATA]
     return type(data) is Raw and data.data[0] == 1
 
 
@@ -973,6 +1040,6 @@ def _where(ns: Namespace, field: str) -> str:
 
 def _missing_message(ns: Namespace, field: str) -> str:
     log = ns.fields.get(field)
-    if log is not None and log.values and log.values[-1].unavailable:
+    if log is not None and log.entries and log.entries[-1][_UNAVAILABLE]:
         return f"{_where(ns, field)} was deleted (see its __history__())"
     return f"Storage{ns.parts!r} has no field {field!r}"

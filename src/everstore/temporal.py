@@ -38,7 +38,6 @@ def _latest_interval(
 
     O(log n) through the value index; O(n) for unhashable values.
     """
-    seqs = log.seqs
     before = log.index_at(bound - 1) + 1  # positions whose seq is < bound
     positions = log.positions_of(wanted)
     if positions is not None:
@@ -52,8 +51,8 @@ def _latest_interval(
             position -= 1
         if position < 0:
             return None
-    end = seqs[position + 1] if position + 1 < len(seqs) else END_OF_LOG
-    return position, seqs[position], min(end, bound)
+    end = log.seq(position + 1) if position + 1 < len(log.entries) else END_OF_LOG
+    return position, log.seq(position), min(end, bound)
 
 
 def _bisect_left(items: list[int], value: int) -> int:
@@ -68,15 +67,14 @@ def _bisect_left(items: list[int], value: int) -> int:
 
 
 def _holds(store: Store, log: FieldLog, position: int, wanted: Any) -> bool:
-    entry = log.values[position]
-    return not entry.unavailable and bool(store.value_at(log, position) == wanted)
+    return not log.unavailable(position) and bool(store.value_at(log, position) == wanted)
 
 
 def _period_start(store: Store, log: FieldLog, position: int, wanted: Any) -> int:
     """Seq where the run of equal values containing ``position`` began."""
     while position > 0 and _holds(store, log, position - 1, wanted):
         position -= 1
-    return log.seqs[position]
+    return log.seq(position)
 
 
 def latest_period(
@@ -165,9 +163,9 @@ class View:
             raise MissingFieldError(f"{self!r}: the conditions never held")
         start, end = period
         position = log.index_at(end - 1)
-        if position < 0 or log.values[position].unavailable:
+        if position < 0 or log.unavailable(position):
             raise MissingFieldError(f"{self!r}: {name!r} had no value then")
-        if self._strict and log.seqs[position] < start:
+        if self._strict and log.seq(position) < start:
             raise MissingFieldError(f"{self!r}: {name!r} was not written in that period")
         return store.value_at(log, position)
 
@@ -193,16 +191,15 @@ def _along(target: Any, field: str, strict: bool) -> Iterator[tuple[Any, View]]:
     count = log.index_at(bound - 1) + 1
     position = 0
     while position < count:
-        entry = log.values[position]
-        if entry.unavailable:
+        if log.unavailable(position):
             position += 1
             continue
         value = store.value_at(log, position)
         last = position
         while last + 1 < count and _holds(store, log, last + 1, value):
             last += 1
-        start = log.seqs[position]
-        end = min(log.seqs[last + 1] if last + 1 < len(log.seqs) else END_OF_LOG, bound)
+        start = log.seq(position)
+        end = min(log.seq(last + 1) if last + 1 < len(log.entries) else END_OF_LOG, bound)
         for period_end in _parent_periods(store, ns, conditions, start, end):
             yield value, View(target, {field: value}, strict=strict, upto=period_end)
         position = last + 1
@@ -277,7 +274,7 @@ class FrozenStorage:
             raise AttributeError(name)
         log = self._ns.fields.get(name)
         position = -1 if log is None else log.index_at(self._upto - 1)
-        if log is None or position < 0 or log.values[position].unavailable:
+        if log is None or position < 0 or log.unavailable(position):
             raise MissingFieldError(f"{self!r} has no field {name!r}")
         return self._store.value_at(log, position)
 
@@ -291,7 +288,7 @@ class FrozenStorage:
         names = []
         for name, log in self._ns.fields.items():
             position = log.index_at(self._upto - 1)
-            if position >= 0 and not log.values[position].unavailable:
+            if position >= 0 and not log.unavailable(position):
                 names.append(name)
         return names
 

@@ -7,6 +7,8 @@ writes exactly as processes sharing a database file do.
 from __future__ import annotations
 
 import bisect
+import functools
+import operator
 import threading
 from collections.abc import Callable, Hashable, Sequence
 
@@ -17,8 +19,12 @@ from .base import Backend, Expectation, conflict
 
 __all__ = ["Memory"]
 
-# tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
-_new_fact = tuple.__new__
+# The log keeps plain tuples laid out as Fact and hands out Facts. CPython's
+# collector stops tracking an exact tuple of atomic values, but never a NamedTuple,
+# so a long log of Facts would be rescanned by every full collection: that cost
+# more than the rest of an append put together.
+_as_fact = functools.partial(tuple.__new__, Fact)
+_time_of = operator.itemgetter(1)
 
 
 class Memory(Backend):
@@ -34,14 +40,17 @@ class Memory(Backend):
     kind = "memory"
 
     def __init__(self) -> None:
-        self._facts: list[Fact] = []
-        self._times: list[float] = []
+        #: (seq, time, namespace, field, data, context) plain tuples; seq n at n - 1
+        self._facts: list[tuple[int, float, str, str, bytes | None, str]] = []
         # Sorted by path, so that listing a prefix is O(log n + k), not a scan.
         self._by_namespace: SortedDict = SortedDict()
         #: (namespace, field) -> latest seq, for conditional writes
         self._latest: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        # Waking a Condition costs more than the append itself: writers notify only
+        # when someone waits (counted under the same lock, so no wake-up is lost).
+        self._waiting = 0
 
     def open(self) -> None:
         self._check_open()
@@ -55,45 +64,48 @@ class Memory(Backend):
                 if actual != expected:
                     raise conflict(namespace, field, expected, actual)
             seq = len(self._facts)
-            last_time = self._times[-1] if self._times else 0.0
-            new_facts: list[Fact] = []
+            last_time = self._facts[-1][1] if self._facts else 0.0
+            new_facts = []
             for write in writes:
                 seq += 1
                 last_time = write.time if write.time > last_time else last_time
                 new_facts.append(
-                    Fact(seq, last_time, write.namespace, write.field, write.data, write.context)
+                    (seq, last_time, write.namespace, write.field, write.data, write.context)
                 )
             # Readers slice the list without the lock: one extend makes the whole
             # transaction visible at once, never half of it.
             for fact in new_facts:
-                self._by_namespace.setdefault(fact.namespace, []).append(fact)
-                self._latest[(fact.namespace, fact.field)] = fact.seq
-            self._times.extend(fact.time for fact in new_facts)
+                self._by_namespace.setdefault(fact[2], []).append(fact)
+                self._latest[(fact[2], fact[3])] = fact[0]
             self._facts.extend(new_facts)
-            assigned = [(fact.seq, fact.time) for fact in new_facts]
-            self._changed.notify_all()
+            assigned = [(fact[0], fact[1]) for fact in new_facts]
+            if self._waiting:
+                self._changed.notify_all()
             return assigned
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
-        with self._changed:
+        lock = self._lock
+        lock.acquire()  # not ``with``: the protocol costs as much as the lock here
+        try:
             facts = self._facts
             seq = len(facts) + 1
-            times = self._times
-            if times and times[-1] > time:
-                time = times[-1]
-            fact = _new_fact(Fact, (seq, time, namespace, field, data, context))
+            if facts and facts[-1][1] > time:
+                time = facts[-1][1]
+            fact = (seq, time, namespace, field, data, context)
             facts.append(fact)
-            times.append(time)
             in_namespace = self._by_namespace.get(namespace)
             if in_namespace is None:
                 self._by_namespace[namespace] = [fact]
             else:
                 in_namespace.append(fact)
             self._latest[(namespace, field)] = seq
-            self._changed.notify_all()
+            if self._waiting:
+                self._changed.notify_all()
             return seq, time
+        finally:
+            lock.release()
 
     def token_reader(self) -> Callable[[], Hashable]:
         return self._facts.__len__
@@ -101,15 +113,19 @@ class Memory(Backend):
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._lock:
             self._check_open()
-            return len(self._facts), list(self._by_namespace.get(namespace, ()))
+            return len(self._facts), list(map(_as_fact, self._by_namespace.get(namespace, ())))
 
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         # Seqs are list positions (seq n is at index n - 1), so this is a slice.
-        return self._facts[seq : None if limit is None else seq + limit]
+        return list(map(_as_fact, self._facts[seq : None if limit is None else seq + limit]))
 
     def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._facts) != token, timeout)
+            self._waiting += 1
+            try:
+                return self._changed.wait_for(lambda: len(self._facts) != token, timeout)
+            finally:
+                self._waiting -= 1
 
     def last_seq(self) -> int:
         return len(self._facts)
@@ -130,11 +146,11 @@ class Memory(Backend):
             return [
                 path
                 for path in paths
-                if upto_seq is None or self._by_namespace[path][0].seq <= upto_seq
+                if upto_seq is None or self._by_namespace[path][0][0] <= upto_seq
             ]
 
     def seq_at_time(self, when: float) -> int:
-        return bisect.bisect_right(self._times, when)
+        return bisect.bisect_right(self._facts, when, key=_time_of)
 
     def close(self) -> None:
         # The log lives as long as this object: other Stores may still share it.

@@ -117,8 +117,10 @@ class Sqlite3(Backend):
         self._insert_one = (
             f"INSERT INTO {self._log}(time, ns, field, ctx, data) VALUES "
             f"(max(?, coalesce((SELECT time FROM {self._log} WHERE seq = "
-            f"(SELECT max(seq) FROM {self._log})), 0.0)), ?, ?, ?, ?) RETURNING seq, time"
+            f"(SELECT max(seq) FROM {self._log})), 0.0)), ?, ?, ?, ?)"
         )
+        #: (seq, time) of the last row this object wrote; see append_one
+        self._own_last: tuple[int, float] = (-1, 0.0)
 
     def __repr__(self) -> str:
         return f"Sqlite3({self.path!r})"
@@ -312,10 +314,21 @@ class Sqlite3(Backend):
                 ctx = self._contexts.ids.get(context) or self._contexts.intern(conn, context)
                 # One autocommit statement: atomic, and seq and time are taken under
                 # SQLite's write lock, so they are ordered across processes.
-                row = conn.execute(self._insert_one, (time, ns, field_id, ctx, data)).fetchall()
+                seq: int = conn.execute(self._insert_one, (time, ns, field_id, ctx, data)).lastrowid  # type: ignore[assignment]
+                last_seq, last_time = self._own_last
+                if seq == last_seq + 1:
+                    # The row before ours is our own last one (rows are never deleted,
+                    # so a seq is always the largest plus one): the statement stored
+                    # max(time, its time), computed here without RETURNING's cost.
+                    time = time if time > last_time else last_time
+                else:  # another connection wrote in between: read back the time
+                    time = conn.execute(
+                        f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
+                    ).fetchone()[0]
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
-            return row[0][0], row[0][1]
+            self._own_last = (seq, time)
+            return seq, time
 
     def _intern(self, conn: sqlite3.Connection, write: Write) -> tuple[int, int, int]:
         return (
@@ -355,6 +368,7 @@ class Sqlite3(Backend):
             # Interned names inserted inside the rolled-back transaction are gone too.
             self._forget_interned()
             raise
+        self._own_last = assigned[-1]
         return assigned
 
     def _forget_interned(self) -> None:
