@@ -263,6 +263,20 @@ def test_transaction_commits_all_at_exit(make_backend: BackendFactory) -> None:
     assert seqs[1] == seqs[0] + 1
 
 
+def test_a_large_transaction_keeps_every_write_in_order(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    with store.transaction():
+        for i in range(1000):
+            setattr(store.storage("big", str(i % 7)), f"f{i % 13}", i)
+    reader = Store(make_backend())
+    facts = list(reader.follow(since=0, timeout=0))
+    assert [change.data for change in facts] == list(range(1000))
+    assert [change.seq for change in facts] == list(range(facts[0].seq, facts[0].seq + 1000))
+    assert reader.storage("big", "3").f12 == max(
+        i for i in range(1000) if i % 7 == 3 and i % 13 == 12
+    )
+
+
 def test_transaction_rolls_back_when_block_raises(store: Store) -> None:
     s = store.storage("t")
     s.a = 0
