@@ -120,6 +120,10 @@ ROWS: list[Row] = [
         " raw executemany 100 in BEGIN/COMMIT", "µs/write",
         ("writes_sqlite/everstore", "txn100_us"), ("writes_sqlite/appendmuch", "write_us"),
         ("writes_sqlite/raw", "executemany100_us"), goals=(AM3, Goal("raw", 0.5))),
+    Row("2c", "write int, SQLite file, on disk when the write returns: everstore commit per"
+        " write; am write + flush(); raw INSERT autocommit", "µs/write",
+        ("writes_sqlite/everstore", "write_us"), ("writes_sqlite/appendmuch", "flush_each_us"),
+        ("writes_sqlite/raw", "write_us"), goals=(AM3,)),
     Row("3a", "read current value s.x, Memory", "µs/read",
         ("reads_memory/everstore", "read_us"), ("reads_memory/appendmuch", "read_us"),
         goals=(AM3, Goal("below", 0.5))),
