@@ -42,6 +42,7 @@ __all__ = ["Change", "History", "Namespace", "Store", "Subscription", "Transacti
 
 # tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
 _as_value = functools.partial(tuple.__new__, Value)
+_clock = time.time  # one global look-up on the write path instead of two
 _seq_of = operator.itemgetter(4)  # Value.seq, as a C-level key for bisect
 _time_of = operator.itemgetter(0)  # Value.time
 MISSING: Any = object()
@@ -327,6 +328,8 @@ class Store:
         self.codec: Codec = codec if codec is not None else default_codec
         self._lock = threading.RLock()
         self._local = _ThreadState()
+        #: transactions open in any thread (when 0, no thread-local look-up is needed)
+        self._open_txns = 0
         self._namespaces: dict[tuple[str, ...], Namespace] = {}
         self._by_path: dict[str, Namespace] = {}
         self._closed = False
@@ -460,6 +463,8 @@ class Store:
         txn = self._current_txn()
         if txn is None:
             txn = Transaction(self)
+            with self._lock:
+                self._open_txns += 1
             self._local.txn = txn
         elif txn.depth:
             txn.savepoint()
@@ -477,6 +482,8 @@ class Store:
                 txn.savepoints.pop()
             return
         self._local.txn = None
+        with self._lock:
+            self._open_txns -= 1
         try:
             if not failed:
                 self._commit_transaction(txn, frame_context(frame))
@@ -626,7 +633,9 @@ class Store:
                 hint = value
             else:
                 hint = MISSING
-        txn = self._local.txn
+        # Most writes happen with no transaction open anywhere: then the thread-local
+        # look-up is skipped.
+        txn = self._local.txn if self._open_txns else None
         if txn is not None:
             txn.record(ns, field, data, context, value)
             return
@@ -637,7 +646,7 @@ class Store:
         try:
             if self._closed:
                 raise StoreClosedError("this Store is closed")
-            seq, when = self.backend.append_one(ns.path, field, data, context, time.time())
+            seq, when = self.backend.append_one(ns.path, field, data, context, _clock())
             if seq != self._applied + 1:
                 self._catch_up_locked()  # others wrote in between: read theirs and ours
                 return

@@ -44,8 +44,11 @@ class Memory(Backend):
         self._facts: list[tuple[int, float, str, str, bytes | None, str]] = []
         # Sorted by path, so that listing a prefix is O(log n + k), not a scan.
         self._by_namespace: SortedDict = SortedDict()
-        #: (namespace, field) -> latest seq, for conditional writes
+        #: (namespace, field) -> latest seq, for conditional writes; brought up to date
+        #: (from seq _latest_upto on) only when a conditional write needs it, so that
+        #: plain appends do not pay for it
         self._latest: dict[tuple[str, str], int] = {}
+        self._latest_upto = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # Waking a Condition costs more than the append itself: writers notify only
@@ -59,6 +62,8 @@ class Memory(Backend):
         self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
     ) -> list[tuple[int, float]]:
         with self._changed:
+            if expect:
+                self._index_latest()
             for namespace, field, expected in expect:
                 actual = self._latest.get((namespace, field), 0)
                 if actual != expected:
@@ -76,7 +81,6 @@ class Memory(Backend):
             # transaction visible at once, never half of it.
             for fact in new_facts:
                 self._by_namespace.setdefault(fact[2], []).append(fact)
-                self._latest[(fact[2], fact[3])] = fact[0]
             self._facts.extend(new_facts)
             assigned = [(fact[0], fact[1]) for fact in new_facts]
             if self._waiting:
@@ -100,12 +104,18 @@ class Memory(Backend):
                 self._by_namespace[namespace] = [fact]
             else:
                 in_namespace.append(fact)
-            self._latest[(namespace, field)] = seq
             if self._waiting:
                 self._changed.notify_all()
             return seq, time
         finally:
             lock.release()
+
+    def _index_latest(self) -> None:
+        """Bring ``_latest`` up to the end of the log: O(facts since the last call)."""
+        latest = self._latest
+        for seq, _, namespace, field, _, _ in self._facts[self._latest_upto :]:
+            latest[(namespace, field)] = seq
+        self._latest_upto = len(self._facts)
 
     def token_reader(self) -> Callable[[], Hashable]:
         return self._facts.__len__
