@@ -7,7 +7,7 @@ present is a fast in-memory view over that log; any past moment can be read back
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Memory, Sqlite3
 from .codec import Codec, default_codec
@@ -30,6 +30,9 @@ from .storage import Storage
 from .store import Change, History, Store, Subscription
 from .temporal import FrozenStorage, StoreView, View, within
 
+if TYPE_CHECKING:
+    from .backends.postgresql import PostgreSQL
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "Memory",
     "MissingFieldError",
     "MutableAccessError",
+    "PostgreSQL",
     "ReadOnlyError",
     "ReservedNameError",
     "SchemaError",
@@ -71,8 +75,11 @@ def open(target: str | os.PathLike[str], **options: Any) -> Store:
     """Open a store from a URL or a path.
 
     ``":memory:"`` (or ``"memory://"``) is a Memory store; ``"sqlite:///relative.db"``,
-    ``"sqlite:////absolute.db"`` or a plain path is an SQLite file; ``options`` go to
-    the backend.
+    ``"sqlite:////absolute.db"`` or a plain path is an SQLite file;
+    ``"postgresql://user@host/dbname"`` (or ``postgres://``) is a PostgreSQL database,
+    which needs the ``postgres`` extra. ``options`` go to the backend (``schema=`` and
+    pool options for PostgreSQL, ``busy_timeout=`` for SQLite); ``codec=`` goes to
+    the Store.
 
     >>> store = open(":memory:")
     >>> store.backend
@@ -87,12 +94,26 @@ def open(target: str | os.PathLike[str], **options: Any) -> Store:
         # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
         path = text[len("sqlite:///") :] if text.startswith("sqlite:///") else ""
         backend = Sqlite3(path or ":memory:", **options)
+    elif text.startswith(("postgresql://", "postgres://")):
+        from .backends.postgresql import PostgreSQL
+
+        backend = PostgreSQL(text, **options)
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise ValueError(f"everstore.open(): unknown scheme {scheme!r} in {text!r}")
     else:
         backend = Sqlite3(text, **options)
     return Store(backend, codec=codec)
+
+
+def __getattr__(name: str) -> Any:
+    # PostgreSQL is imported on first use: ``import everstore`` stays as quick as the
+    # embedded default needs.
+    if name == "PostgreSQL":
+        from .backends.postgresql import PostgreSQL
+
+        return PostgreSQL
+    raise AttributeError(f"module 'everstore' has no attribute {name!r}")
 
 
 def fields(storage: Storage | FrozenStorage) -> list[str]:

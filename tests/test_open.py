@@ -1,0 +1,83 @@
+"""everstore.open(): one function from a URL or a path to a Store on the right backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+
+import everstore
+from everstore import Memory, Sqlite3, Store
+
+
+def _written_and_reread(target: str | os.PathLike[str]) -> Store:
+    with everstore.open(target) as store:
+        store.storage("doc").title = "kept"
+    reopened = everstore.open(target)
+    assert reopened.storage("doc").title == "kept"
+    return reopened
+
+
+@pytest.mark.parametrize("target", [":memory:", "memory://"])
+def test_memory_targets(target: str) -> None:
+    store = everstore.open(target)
+    assert isinstance(store.backend, Memory)
+    store.storage("doc").title = "x"
+    assert store.storage("doc").title == "x"
+
+
+def test_a_plain_path_and_a_pathlike_are_sqlite_files(tmp_path: Path) -> None:
+    for target in (str(tmp_path / "a.db"), tmp_path / "b.db"):
+        store = _written_and_reread(target)
+        assert isinstance(store.backend, Sqlite3)
+        assert store.backend.path == os.fspath(target)
+        store.close()
+
+
+def test_sqlite_urls_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = _written_and_reread("sqlite:///rel.db")
+    assert isinstance(relative.backend, Sqlite3) and (tmp_path / "rel.db").exists()
+    relative.close()
+    absolute = _written_and_reread(f"sqlite:///{tmp_path / 'abs.db'}")
+    assert isinstance(absolute.backend, Sqlite3) and (tmp_path / "abs.db").exists()
+    absolute.close()
+
+
+def test_options_reach_the_backend_and_codec_the_store(tmp_path: Path) -> None:
+    codec = everstore.Codec()
+    store = everstore.open(tmp_path / "c.db", busy_timeout=1.5, prefix="app", codec=codec)
+    assert isinstance(store.backend, Sqlite3)
+    assert (store.backend.busy_timeout, store.backend.prefix) == (1.5, "app")
+    assert store.codec is codec
+    store.close()
+
+
+def test_unknown_scheme_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown scheme 'mysql'"):
+        everstore.open("mysql://db/app")
+
+
+def _url(conninfo: str) -> str:
+    """The conninfo of the test server as a postgresql:// URL (its host may be a
+    socket directory, which a URL carries as a query parameter)."""
+    psycopg = pytest.importorskip("psycopg")
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    dbname = quote(str(params.pop("dbname", "postgres")))
+    query = urlencode({k: str(v) for k, v in params.items()})
+    return f"postgresql:///{dbname}?{query}"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgresql_urls(pg_schema: tuple[str, str], scheme: str) -> None:
+    conninfo, schema = pg_schema
+    url = _url(conninfo).replace("postgresql://", f"{scheme}://", 1)
+    with everstore.open(url, schema=schema, max_size=2) as store:
+        assert type(store.backend).__name__ == "PostgreSQL"
+        assert store.backend is not None and store.backend.schema == schema
+        store.storage("doc").title = "on the server"
+    with everstore.open(url, schema=schema) as reopened:
+        assert reopened.storage("doc").title == "on the server"
+    assert everstore.PostgreSQL is type(reopened.backend)
