@@ -193,6 +193,70 @@ def test_processes_writing_one_file_never_collide(tmp_path: Path) -> None:
     store.close()
 
 
+# -- 8 processes x 5,000 writes, with a follower checking exactly-once order --------
+
+STRESS_WRITER = r"""
+import sys
+from everstore import Store, Sqlite3
+
+path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Store(Sqlite3(path)) as store:
+    s = store.storage("proc", name)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for i in range(count):
+        s.n = i
+print("done", flush=True)
+"""
+
+#: writes per process in the stress test (8 processes)
+STRESS_WRITES = int(os.environ.get("EVERSTORE_STRESS_WRITES", "5000"))
+
+
+@pytest.mark.slow
+def test_eight_processes_write_and_a_follower_sees_each_fact_once_in_order(
+    tmp_path: Path,
+) -> None:
+    workers, count = 8, STRESS_WRITES
+    script = tmp_path / "stress.py"
+    script.write_text(STRESS_WRITER)
+    path = tmp_path / "stress.db"
+    follower = Store(Sqlite3(path))  # creates the file; the writers share it
+    total = workers * count
+    seen: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(child(script, str(path), f"w{k}", str(count)))
+            for k in range(workers)
+        ]
+        for proc in procs:
+            expect_line(proc, "ready")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        # The follower runs while they write: each fact must come exactly once, in
+        # seq order, never behind one already seen.
+        for change in follower.follow(since=0, timeout=CHILD_DEADLINE):
+            assert change.seq == len(seen) + 1, f"after seq {len(seen)} came {change.seq}"
+            seen.append(change)
+            if len(seen) == total:
+                break
+        for proc in procs:
+            expect_line(proc, "done")
+            assert proc.wait(timeout=CHILD_DEADLINE) == 0
+    assert len(seen) == total
+    by_worker: dict[tuple[str, ...], list[int]] = {}
+    for change in seen:
+        by_worker.setdefault(change.namespace, []).append(change.data)
+    assert sorted(by_worker) == [("proc", f"w{k}") for k in range(workers)]
+    for values in by_worker.values():
+        assert values == list(range(count))  # every write once, in its writer's order
+    assert all(a.time <= b.time for a, b in itertools.pairwise(seen))
+    assert list(follower.follow(since=total, timeout=0)) == []
+    follower.close()
+
+
 # -- a reader sees another process's write on its very next read ------------------
 
 SERVANT = r"""
