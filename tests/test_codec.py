@@ -94,11 +94,7 @@ def same(a: Any, b: Any) -> bool:
     if kind is random.Random:
         return bool(a.getstate() == b.getstate())
     if kind is dt.datetime or kind is dt.time:
-        return (
-            a.isoformat() == b.isoformat()
-            and a.fold == b.fold
-            and _same_tz(a.tzinfo, b.tzinfo)
-        )
+        return a.isoformat() == b.isoformat() and a.fold == b.fold and _same_tz(a.tzinfo, b.tzinfo)
     # None, bool, int, str, bytes, bytearray, date, UUID and registered custom types
     return bool(a == b)
 

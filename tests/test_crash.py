@@ -58,7 +58,6 @@ while True:
 """
 
 
-
 def value(i: int) -> object:
     """The value of field w{i} (the writer script gets this very function)."""
     return {"i": i, "text": "v" * (i % 30), "nested": [i, (i, -i)], "big": 2**70 + i}
