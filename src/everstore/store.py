@@ -43,6 +43,7 @@ __all__ = ["Change", "History", "Namespace", "Store", "Subscription", "Transacti
 # tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
 _as_value = functools.partial(tuple.__new__, Value)
 _clock = time.time  # one global look-up on the write path instead of two
+_as_write = functools.partial(tuple.__new__, Write)
 _seq_of = operator.itemgetter(4)  # Value.seq, as a C-level key for bisect
 _time_of = operator.itemgetter(0)  # Value.time
 MISSING: Any = object()
@@ -205,15 +206,16 @@ class Transaction:
             ns.in_txn += 1
 
     def record(
-        self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any
+        self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any, hint: Any
     ) -> None:
+        """Keep one write; ``hint`` is ``value`` if immutable, else MISSING."""
         self.touch(ns)
         key = (ns, field)
-        self.items.append((ns, field, data, context, value))
+        self.items.append((ns, field, data, context, hint))
         if data is None:
             self.overlay[key] = TOMBSTONE
             self.work.pop(key, None)
-        elif self.store.codec.is_mutable(value):
+        elif hint is MISSING:
             # The caller's own object: later in-place changes in the block are kept.
             self.overlay.pop(key, None)
             self.work[key] = _Work(value, data, None)
@@ -637,7 +639,7 @@ class Store:
         # look-up is skipped.
         txn = self._local.txn if self._open_txns else None
         if txn is not None:
-            txn.record(ns, field, data, context, value)
+            txn.record(ns, field, data, context, value, hint)
             return
         # acquire/release, not ``with``: the context-manager protocol costs as much
         # as the lock itself on this path.
@@ -676,9 +678,11 @@ class Store:
         return ns.available(field)
 
     def _commit(self, items: list[_Item], expect: Sequence[Expectation] = ()) -> None:
-        now = time.time()
+        """Commit ``items``: (namespace, field, data, context, hint), where ``hint`` is
+        the written value when it is immutable and MISSING otherwise."""
+        now = _clock()
         writes = [
-            Write(ns.path, field, data, context, now) for ns, field, data, context, _ in items
+            _as_write((ns.path, field, data, context, now)) for ns, field, data, context, _ in items
         ]
         with self._lock:
             self._check_open()
@@ -686,12 +690,11 @@ class Store:
             first = assigned[0][0]
             if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
                 # Nobody else committed in between: apply ours without a round trip.
-                codec = self.codec
-                for (ns, field, data, context, value), (seq, when) in zip(
+                apply = self._apply
+                for (ns, field, data, context, hint), (seq, when) in zip(
                     items, assigned, strict=True
                 ):
-                    hint = MISSING if value is TOMBSTONE or codec.is_mutable(value) else value
-                    self._apply(ns, seq, when, field, data, context, hint)
+                    apply(ns, seq, when, field, data, context, hint)
                 self._applied = assigned[-1][0]
             else:
                 self._catch_up_locked()
