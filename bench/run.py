@@ -1,4 +1,5 @@
-"""Benchmarks: everstore against appendmuch 0.3.0 and raw SQLite, in one run.
+"""Benchmarks: everstore against appendmuch 0.3.0 and raw SQLite, and on PostgreSQL
+against eventsourcing 9.5 and raw psycopg, in one run.
 
     .venv/bin/python bench/run.py            # full sizes (what docs/benchmarks.md shows)
     .venv/bin/python bench/run.py --quick    # tiny sizes: a smoke test, numbers mean nothing
@@ -15,7 +16,13 @@ Method (the same as appendmuch's own baseline, see docs/benchmarks.md):
   file and reads one field; a repetition takes samples until ``--min-time`` seconds
   of opening were timed (at most 10) and reports their mean.
 
-Results go to stdout as a Markdown table and to ``bench/results/latest.json``
+PostgreSQL: the ``pg_*`` families run against ONE throwaway server started for the run
+(``tests/pg_server.py``: fsync and synchronous_commit on, as a production server), or the
+server ``EVERSTORE_PG_CONNINFO`` names; children get its conninfo in that variable. They
+are skipped, with the reason printed, when no server can run here or eventsourcing 9.5.0
+is not installed. Their rows form a second table.
+
+Results go to stdout as Markdown tables and to ``bench/results/latest.json``
 (``quick.json`` for ``--quick``, so a smoke run never overwrites real numbers).
 """
 
@@ -36,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +52,11 @@ RESULTS = HERE / "results"
 
 sys.path.insert(0, str(HERE))
 
-import workloads  # noqa: E402  (bench/ is not a package)
+import pg_workloads  # noqa: E402  (bench/ is not a package)
+import workloads  # noqa: E402
+
+#: every case of every family, by "family/library"
+CASES = {**workloads.CASES, **pg_workloads.CASES}
 
 #: family -> libraries, in the order their repetitions alternate
 FAMILIES: dict[str, list[str]] = {
@@ -57,12 +69,19 @@ FAMILIES: dict[str, list[str]] = {
     "cold_open": ["everstore", "appendmuch"],
     "list_sqlite": ["everstore", "appendmuch"],
     "list_memory": ["everstore", "appendmuch"],
+    **pg_workloads.FAMILIES,
 }
 
 COLD_MAX_SAMPLES = 10
+#: seconds a child may run: a case that hangs (a peer's stuck save) fails, not the run
+CHILD_TIMEOUT = {True: 60.0, False: 900.0}
 TABLE_HEADER = (
     "| # | workload | unit | everstore | appendmuch | raw sqlite | vs appendmuch | vs raw "
     "| goal | result |"
+)
+PG_TABLE_HEADER = (
+    "| # | workload | unit | everstore | everstore /s | eventsourcing | raw psycopg "
+    "| vs eventsourcing | vs raw | goal | result |"
 )
 
 
@@ -71,22 +90,39 @@ TABLE_HEADER = (
 
 @dataclass(frozen=True)
 class Goal:
-    """One stated goal. Every metric is lower-is-better, so ratios are other / everstore."""
+    """One stated goal. Every metric is lower-is-better, so ratios are other / everstore.
 
-    kind: str  # "appendmuch" (ratio >= x), "raw" (ratio >= x) or "below" (everstore < x)
+    Kinds: "appendmuch" / "eventsourcing" (the peer column: peer / everstore >= x),
+    "raw" (raw / everstore >= x), "raw_within" (everstore / raw <= x: at most x times
+    the floor's time), "below" (everstore < x), "rate" (everstore, in µs per op, does
+    at least x ops per second).
+    """
+
+    kind: str
     threshold: float
 
     def label(self) -> str:
         if self.kind == "below":
             return f"< {self.threshold:g}"
-        return f"≥ {self.threshold:g}x {'am' if self.kind == 'appendmuch' else 'raw'}"
+        if self.kind == "rate":
+            return f"≥ {human(int(self.threshold))}/s"
+        if self.kind == "raw_within":
+            return f"≤ {self.threshold:g}x raw time"
+        peer = {"appendmuch": "am", "eventsourcing": "evs"}.get(self.kind, self.kind)
+        return f"≥ {self.threshold:g}x {peer}"
 
     def check(self, es: float | None, am: float | None, raw: float | None) -> str:
         if es is None:
             return "n/a"
         if self.kind == "below":
             return "PASS" if es < self.threshold else "MISS"
-        other = am if self.kind == "appendmuch" else raw
+        if self.kind == "rate":
+            return "PASS" if 1e6 / es >= self.threshold else "MISS"
+        if self.kind == "raw_within":
+            if raw is None:
+                return "n/a"
+            return "PASS" if es / raw <= self.threshold else "MISS"
+        other = raw if self.kind == "raw" else am
         if other is None:
             return "n/a"
         return "PASS" if other / es >= self.threshold else "MISS"
@@ -103,7 +139,7 @@ class Row:
     label: str
     unit: str
     es: Ref
-    am: Ref | None = None
+    am: Ref | None = None  # the peer column: appendmuch, or eventsourcing on PostgreSQL
     raw: Ref | None = None
     goals: tuple[Goal, ...] = ()
 
@@ -135,6 +171,9 @@ ROWS: list[Row] = [
     Row("4b", "history of {history} values: [v.data for v in ...['x']]", "ms/call",
         ("history/everstore", "iterate_ms"), ("history/appendmuch", "iterate_ms"),
         goals=(AM3,)),
+    Row("4c", "the same comprehension over a plain list of the same {history} Values (the"
+        " caller's loop alone: the floor of 4b)", "ms/call",
+        ("history/everstore", "loop_floor_ms"), ("history/appendmuch", "iterate_ms")),
     Row("5a", "within(round=k).score, namespace of {within} writes, random k", "ms/query",
         ("within/everstore", "query_ms"), ("within/appendmuch", "query_ms"), goals=(AM3,)),
     Row("5b", "within: first query (everstore builds its value index)", "ms",
@@ -163,6 +202,52 @@ ROWS: list[Row] = [
         goals=(AM3,)),
 ]  # fmt: skip
 
+PG_WITHIN = Goal("raw_within", 1.5)
+EVS5 = Goal("eventsourcing", 5.0)
+
+PG_ROWS: list[Row] = [
+    Row("P1a", "write an int, commit per write, synchronous_commit on (server default):"
+        " everstore `s.x = i`; evs one event per save; raw INSERT autocommit", "µs/write",
+        ("pg_writes/everstore", "write_us"), ("pg_writes/eventsourcing", "save_us"),
+        ("pg_writes/raw", "write_us"), goals=(PG_WITHIN, EVS5)),
+    Row("P1b", "write an int, commit per write, synchronous_commit off: everstore"
+        " `PostgreSQL(..., synchronous_commit=False)`; raw `SET synchronous_commit = off`;"
+        " evs as P1a (its default, on)", "µs/write",
+        ("pg_writes/everstore", "write_off_us"), ("pg_writes/eventsourcing", "save_us"),
+        ("pg_writes/raw", "write_off_us"), goals=(PG_WITHIN, EVS5)),
+    Row("P2a", "transactions of {txn} writes: everstore `with store.transaction()`; evs {txn}"
+        " events per save; raw executemany (pipelined) in BEGIN/COMMIT", "µs/write",
+        ("pg_txn1000/everstore", "txn_us"), ("pg_txn1000/eventsourcing", "save_us"),
+        ("pg_txn1000/raw", "executemany_us"), goals=(Goal("rate", 100_000),)),
+    Row("P2b", "transactions of {txn} writes: raw binary COPY in BEGIN/COMMIT", "µs/write",
+        ("pg_txn1000/everstore", "txn_us"), ("pg_txn1000/eventsourcing", "save_us"),
+        ("pg_txn1000/raw", "copy_us"), goals=(Goal("rate", 100_000),)),
+    Row("P3", "bulk import of {bulk} writes in transactions of {bulk_txn}: evs {es_save}"
+        " events per save (larger saves hang); raw binary COPY per transaction", "µs/write",
+        ("pg_bulk/everstore", "bulk_us"), ("pg_bulk/eventsourcing", "save_us"),
+        ("pg_bulk/raw", "copy_us")),
+    Row("P4", "follower reads a log of {follow} facts from the start: everstore"
+        " `store.follow(since=0, timeout=0)`; evs NotificationLogReader.select (1,000 per"
+        " section) + mapper.to_domain_event; raw SELECT seq > n LIMIT 1000, rows only",
+        "µs/fact", ("pg_follow/everstore", "follow_us"),
+        ("pg_follow/eventsourcing", "follow_us"), ("pg_follow/raw", "follow_us")),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Table:
+    """One results table: its header, the JSON key of its peer column, its rows."""
+
+    name: str
+    header: str
+    peer: str
+    rows: list[Row]
+    rate_column: bool = False  # "everstore /s" after the everstore column
+
+
+SQLITE_TABLE = Table("sqlite", TABLE_HEADER, "appendmuch", ROWS)
+PG_TABLE = Table("postgresql", PG_TABLE_HEADER, "eventsourcing", PG_ROWS, rate_column=True)
+
 
 # -- running cases in child processes ----------------------------------------------------
 
@@ -176,6 +261,7 @@ class Options:
     json_path: Path
     only: list[str]
     rebuild: bool
+    pg_conninfo: str | None = None  # the run's PostgreSQL server, for the pg_* families
 
 
 @dataclass
@@ -213,8 +299,16 @@ def run_child(case: str, opts: Options) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(opts.workdir / "pycache")
+    if opts.pg_conninfo is not None:
+        env[pg_workloads.CONNINFO_VAR] = opts.pg_conninfo
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env,
+                timeout=CHILD_TIMEOUT[opts.quick],
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise ChildFailed(f"{case} did not finish within {exc.timeout:g} s") from None
         if done.returncode != 0:
             raise ChildFailed(
                 f"{case} exited with {done.returncode}:\n{done.stdout}{done.stderr}".rstrip()
@@ -230,7 +324,7 @@ def child_main(case: str, out: str, config: workloads.Config) -> int:
     import resource
 
     start = time.perf_counter()
-    metrics = workloads.CASES[case](config)
+    metrics = CASES[case](config)
     wall = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     with open(out, "w", encoding="utf-8") as handle:
@@ -291,6 +385,83 @@ def ensure_cold_files(opts: Options) -> None:
         progress(f"  cold_open: built in {m['build_s']:.1f} s, {m['bytes'] / 1e6:.1f} MB")
 
 
+# -- the PostgreSQL server ---------------------------------------------------------------
+
+
+def pg_server_module() -> ModuleType:
+    """tests/pg_server.py: the throwaway server the test suite uses, shared, not copied."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import pg_server
+
+    return pg_server
+
+
+def pg_unavailable() -> str | None:
+    """Why the PostgreSQL families cannot run here, or None."""
+    return pg_workloads.unavailable_reason() or pg_server_module().unavailable_reason()
+
+
+def pg_settings(conninfo: str) -> dict[str, Any]:
+    """The server settings that decide what a commit costs."""
+    import psycopg
+
+    names = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method")
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        found: dict[str, Any] = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("server_version", *names)
+        }
+    found["durable"] = found["fsync"] == "on" and found["synchronous_commit"] == "on"
+    return found
+
+
+def pg_start(families: list[str], opts: Options, info: dict[str, Any]) -> tuple[Any, str | None]:
+    """Start the run's one server if a PostgreSQL family is selected: (server, None),
+    or (None, why they are skipped). Sets ``opts.pg_conninfo`` and ``info["postgresql"]``."""
+    wanted = [name for name in families if name in pg_workloads.FAMILIES]
+    if not wanted:
+        return None, None
+    reason = pg_unavailable()
+    if reason is None:
+        server = None
+        try:
+            server = pg_server_module().start_server()
+            info["postgresql"] = {**pg_settings(server.conninfo), "started_by_run": server.owned}
+        except Exception as exc:  # whatever stops a server here: skip, as when none exists
+            if server is not None:
+                server.stop()
+            reason = f"could not start or reach a PostgreSQL server: {exc}"
+        else:
+            opts.pg_conninfo = server.conninfo
+            progress(f"PostgreSQL server for the run: {server.conninfo}")
+            return server, None
+    skipped = f"PostgreSQL families ({', '.join(wanted)}) skipped: {reason}"
+    progress(skipped)
+    return None, skipped
+
+
+def print_pg_context(info: dict[str, Any], sz: pg_workloads.PgSizes, skipped: str | None) -> None:
+    if skipped is not None:
+        print(skipped)
+    pg = info.get("postgresql")
+    if pg is None:
+        return
+    source = "started for this run" if pg["started_by_run"] else "from EVERSTORE_PG_CONNINFO"
+    print(
+        f"PostgreSQL {pg['server_version']} ({source}, Unix socket or as given): fsync "
+        f"{pg['fsync']}, synchronous_commit {pg['synchronous_commit']}, full_page_writes "
+        f"{pg['full_page_writes']}, wal_sync_method {pg['wal_sync_method']} | eventsourcing "
+        f"{info['eventsourcing']}, psycopg {info['psycopg']}; sizes: {sz.commits:,} commits "
+        f"per loop, {sz.txns} transactions of {sz.txn_size:,}, {sz.bulk:,}-write import in "
+        f"transactions of {sz.bulk_txn:,}, {sz.follow:,}-fact log to follow"
+    )
+    if not pg["durable"]:
+        print("WARNING: the server does not flush commits (fsync or synchronous_commit off):")
+        print("  per-commit figures are far below what a durable server costs")
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -320,6 +491,8 @@ def machine() -> dict[str, Any]:
         "everstore": version("everstore"),
         "appendmuch": version("appendmuch"),
         "orjson": version("orjson"),
+        "eventsourcing": version("eventsourcing"),
+        "psycopg": version("psycopg"),
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--", "src")),
         "loadavg_start": os.getloadavg(),
@@ -352,25 +525,38 @@ def human(n: int) -> str:
     return f"{n:,}"
 
 
-def table(
-    medians: dict[str, dict[str, float]], sz: workloads.Sizes
-) -> tuple[str, list[dict[str, Any]]]:
-    names = {
+def label_names(sz: workloads.Sizes, pg: pg_workloads.PgSizes) -> dict[str, str]:
+    """The sizes the row labels mention, as ``{writes}`` etc."""
+    return {
         "writes": human(sz.writes),
         "history": human(sz.history),
         "within": human(sz.within),
         "cold": human(sz.cold_namespaces * sz.cold_fields * sz.cold_writes),
         "items": human(sz.list_items),
+        "txn": human(pg.txn_size),
+        "bulk": human(pg.bulk // pg.bulk_txn * pg.bulk_txn),
+        "bulk_txn": human(pg.bulk_txn),
+        "es_save": human(min(pg.bulk_txn, pg_workloads.ES_MAX_SAVE)),
+        "follow": human(pg.follow // pg.follow_keys * pg.follow_keys),
     }
 
+
+def per_second(us: float | None) -> str:
+    return "—" if not us else f"{1e6 / us:,.0f}"
+
+
+def table(
+    spec: Table, medians: dict[str, dict[str, float]], names: dict[str, str]
+) -> tuple[str, list[dict[str, Any]]]:
     def get(ref: Ref | None) -> float | None:
         if ref is None:
             return None
         return medians.get(ref[0], {}).get(ref[1])
 
-    lines = [TABLE_HEADER, "|---|---|---|--:|--:|--:|--:|--:|---|---|"]
+    numbers = 6 if spec.rate_column else 5
+    lines = [spec.header, "|---|---|---|" + "--:|" * numbers + "---|---|"]
     rows: list[dict[str, Any]] = []
-    for row in ROWS:
+    for row in spec.rows:
         label = row.label.format(**names)
         es, am, raw = get(row.es), get(row.am), get(row.raw)
         if es is None and am is None and raw is None:
@@ -378,17 +564,21 @@ def table(
         goals = " ; ".join(goal.label() for goal in row.goals) or "—"
         verdicts = [goal.check(es, am, raw) for goal in row.goals]
         result = " ; ".join(verdicts) or "—"
+        rate = f" {per_second(es)} |" if spec.rate_column else ""
         lines.append(
-            f"| {row.key} | {label} | {row.unit} | {fmt(es)} | {fmt(am)} | {fmt(raw)} "
+            f"| {row.key} | {label} | {row.unit} | {fmt(es)} |{rate} {fmt(am)} | {fmt(raw)} "
             f"| {ratio(am, es)} | {ratio(raw, es)} | {goals} | {result} |"
         )
-        rows.append({
-            "key": row.key, "label": label, "unit": row.unit,
-            "everstore": es, "appendmuch": am, "raw": raw,
-            "vs_appendmuch": None if am is None or not es else am / es,
+        found: dict[str, Any] = {
+            "table": spec.name, "key": row.key, "label": label, "unit": row.unit,
+            "everstore": es, spec.peer: am, "raw": raw,
+            f"vs_{spec.peer}": None if am is None or not es else am / es,
             "vs_raw": None if raw is None or not es else raw / es,
             "goals": [goal.label() for goal in row.goals], "results": verdicts,
-        })  # fmt: skip
+        }  # fmt: skip
+        if spec.rate_column:
+            found["everstore_per_s"] = None if not es else 1e6 / es
+        rows.append(found)
     return "\n".join(lines), rows
 
 
@@ -432,20 +622,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         return child_main(args.child, args.out, workloads.Config(quick, min_time, workdir))
 
-    try:
-        am_version = metadata.version("appendmuch")
-    except metadata.PackageNotFoundError:
-        am_version = None
-    if am_version != "0.3.0":
-        print(
-            f"bench/run.py needs appendmuch 0.3.0 (found {am_version}); `make bench` installs it",
-            file=sys.stderr,
-        )
-        return 2
     only = [name for name in args.only.split(",") if name]
     unknown = sorted(set(only) - set(FAMILIES))
     if unknown:
         print(f"unknown families {unknown}; choose from {list(FAMILIES)}", file=sys.stderr)
+        return 2
+    families = [name for name in FAMILIES if not only or name in only]
+    try:
+        am_version = metadata.version("appendmuch")
+    except metadata.PackageNotFoundError:
+        am_version = None
+    if am_version != "0.3.0" and any(name not in pg_workloads.FAMILIES for name in families):
+        print(
+            f"bench/run.py needs appendmuch 0.3.0 (found {am_version}); `make bench` installs it",
+            file=sys.stderr,
+        )
         return 2
     opts = Options(
         quick=quick,
@@ -459,7 +650,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts.workdir.mkdir(parents=True, exist_ok=True)
     info = machine()
     sz = workloads.sizes(quick)
-    families = [name for name in FAMILIES if not only or name in only]
+    pg_sz = pg_workloads.pg_sizes(quick)
+    server, pg_skipped = pg_start(families, opts, info)
+    if pg_skipped is not None:
+        families = [name for name in families if name not in pg_workloads.FAMILIES]
     progress(
         f"everstore benchmarks ({'quick' if quick else 'full'}): {opts.reps} repetition(s), "
         f"≥{min_time:g} s timed per measurement, families: {', '.join(families)}"
@@ -467,19 +661,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, CaseResult] = {}
     failures: list[str] = []
-    for family in families:
-        progress(f"{family}:")
-        try:
-            run_family(family, opts, results)
-        except ChildFailed as exc:
-            failures.append(str(exc))
-            progress(f"  FAILED: {exc}")
+    try:
+        for family in families:
+            progress(f"{family}:")
+            try:
+                run_family(family, opts, results)
+            except ChildFailed as exc:
+                failures.append(str(exc))
+                progress(f"  FAILED: {exc}")
+    finally:
+        if server is not None:
+            server.stop()  # a no-op for a server named by EVERSTORE_PG_CONNINFO
     total = time.perf_counter() - started
     info["loadavg_end"] = os.getloadavg()
     info["git_commit_end"] = git("rev-parse", "--short", "HEAD")
     info["git_dirty_end"] = bool(git("status", "--porcelain", "--", "src"))
     medians = {case: result.median() for case, result in results.items() if result.reps}
-    text, rows = table(medians, sz)
+    names = label_names(sz, pg_sz)
+    sqlite_text, sqlite_rows = table(SQLITE_TABLE, medians, names)
+    pg_text, pg_rows = table(PG_TABLE, medians, names)
 
     print(
         f"everstore {info['everstore']} (git {info['git_commit']}"
@@ -494,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{sz.cold_namespaces * sz.cold_fields * sz.cold_writes:,} facts for cold open, "
         f"{sz.list_items:,} list appends; total {total:.0f} s"
     )
+    print_pg_context(info, pg_sz, pg_skipped)
     if (info["git_commit_end"], info["git_dirty_end"]) != (info["git_commit"], info["git_dirty"]):
         print(
             f"WARNING: src/ changed during the run (git {info['git_commit']} -> "
@@ -501,8 +702,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print("Ratios: other / everstore time (or size); above 1x means everstore is better.")
     print()
-    print(text)
-    print()
+    # With only PostgreSQL families selected, an empty SQLite table would be noise.
+    if sqlite_rows or not pg_rows:
+        print(sqlite_text)
+        print()
+    if pg_rows:
+        print(pg_text)
+        print()
     print(rss_table(results))
     for failure in failures:
         print(f"\nFAILED: {failure}")
@@ -512,14 +718,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": info,
         "config": {
             "quick": quick, "reps": opts.reps, "min_time": min_time,
-            "sizes": sz.__dict__, "families": families, "total_s": total,
+            "sizes": sz.__dict__, "pg_sizes": pg_sz.__dict__, "families": families,
+            "pg_skipped": pg_skipped, "total_s": total,
         },
         "cases": {
             case: {"reps": result.reps, "median": medians.get(case),
                    "rss_mib": result.rss_mib, "wall_s": result.wall_s}
             for case, result in results.items()
         },
-        "rows": rows,
+        "rows": sqlite_rows + pg_rows,
         "failures": failures,
     }  # fmt: skip
     opts.json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
