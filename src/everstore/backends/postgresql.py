@@ -145,6 +145,7 @@ are retried once on a lost connection.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import hashlib
@@ -153,6 +154,8 @@ import operator
 import os
 import re
 import select
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -299,6 +302,8 @@ class _Listener:
         )
 
     def start(self) -> None:
+        if self._conn is not None:
+            self._conn.add_notify_handler(self._on_notify)
         self._thread.start()
 
     @staticmethod
@@ -310,6 +315,7 @@ class _Listener:
         conn: Connection[Any] = psycopg.connect(self._conninfo, autocommit=True)
         try:
             self.listen(psycopg, conn, self._channel)
+            conn.add_notify_handler(self._on_notify)
         except BaseException:
             conn.close()
             raise
@@ -338,16 +344,37 @@ class _Listener:
                 if not ready:
                     # Silence: make sure the server is still there (a dead peer that
                     # sent no FIN would otherwise make us deaf without knowing).
+                    # Notifications arriving meanwhile go to the handler.
                     conn.execute("SELECT 1")
-                payloads = [n.payload for n in conn.notifies(timeout=0)]
-                if payloads:
-                    self._feed.notified(payloads)
+                    continue
+                self._drain(conn)
             except (psycopg.Error, OSError, ValueError):
                 self._close(conn)
                 conn = self._conn = None
                 self._feed.reset()
         self._close(conn)
         self._conn = None
+
+    def _drain(self, conn: Connection[Any]) -> None:
+        """Hand the notifications waiting on the socket to the feed.
+
+        Straight through libpq: this runs after every commit of every writer,
+        including our own process's, and psycopg's ``notifies()`` generator cost
+        several times as much, holding the GIL the writer needs back.
+        """
+        pgconn = conn.pgconn
+        pgconn.consume_input()  # raises if the server closed the connection
+        payloads = []
+        notify = pgconn.notifies()
+        while notify is not None:
+            payloads.append(notify.extra.decode())
+            notify = pgconn.notifies()
+        if payloads:
+            self._feed.notified(payloads)
+
+    def _on_notify(self, notify: Any) -> None:
+        """Notifications psycopg received during a statement (the heartbeat)."""
+        self._feed.notified([notify.payload])
 
     def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stopped; True if stopped."""
@@ -548,6 +575,7 @@ class PostgreSQL(Backend):
             # The commit step relies on READ COMMITTED: after waiting for the counter
             # row, a statement reads its new version (REPEATABLE READ would fail).
             conn.execute("SET default_transaction_isolation = 'read committed'")
+            conn.adapters.register_dumper(_Int4Ids, _int4_ids_dumper(self._psycopg))
             if setting is not None:
                 conn.execute(f"SET synchronous_commit = {setting}")
             if user_configure is not None:
@@ -1009,9 +1037,9 @@ END
                 params = {
                     "n": len(writes),
                     "t": when,
-                    "ns": ids[0],
-                    "field": ids[1],
-                    "ctx": ids[2],
+                    "ns": _Int4Ids(ids[0]),
+                    "field": _Int4Ids(ids[1]),
+                    "ctx": _Int4Ids(ids[2]),
                     "data": [write.data for write in writes],
                 }
                 first, base = self._commit("append_ids", params, len(writes))
@@ -1225,6 +1253,43 @@ _KEEPALIVES = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }
+
+
+class _Int4Ids(list[int]):
+    """Interned ids, sent as one binary ``int4[]`` built in C (see _int4_array)."""
+
+
+def _int4_array(ids: list[int]) -> bytes:
+    """PostgreSQL's binary ``int4[]``: a header, then (length 4, value) per element.
+
+    psycopg's generic list dumper inspects every element's type and size; for the
+    three id arrays of a transaction of 1,000 writes that cost about 0.6 µs per write,
+    this about a tenth of it.
+    """
+    count = len(ids)
+    if not count:
+        return struct.pack(">3i", 0, 0, _INT4_OID)
+    body = array.array("i", [4]) * (2 * count)
+    body[1::2] = array.array("i", ids)
+    if sys.byteorder == "little":
+        body.byteswap()
+    return struct.pack(">5i", 1, 0, _INT4_OID, count, 1) + body.tobytes()
+
+
+_INT4_OID = 23
+_INT4_ARRAY_OID = 1007
+
+
+@functools.cache
+def _int4_ids_dumper(psycopg: ModuleType) -> type:
+    class Int4IdsDumper(psycopg.adapt.Dumper):  # type: ignore[name-defined,misc]
+        format = psycopg.pq.Format.BINARY
+        oid = _INT4_ARRAY_OID
+
+        def dump(self, obj: list[int]) -> bytes:
+            return _int4_array(obj)
+
+    return Int4IdsDumper
 
 
 def _describe(params: dict[str, Any]) -> str:
