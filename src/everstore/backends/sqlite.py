@@ -117,6 +117,7 @@ class Sqlite3(Backend):
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._write_cursor: sqlite3.Cursor | None = None
         self._token: Callable[[], Hashable] = lambda: 0
         p = self.prefix
         self._log = f"{p}_log"
@@ -164,6 +165,9 @@ class Sqlite3(Backend):
                 conn.close()
                 raise
             self._conn = conn
+            # One cursor for every single write: making a cursor per statement costs
+            # about 1 µs, a twentieth of the whole write.
+            self._write_cursor = conn.cursor()
             self._token = self._make_token(conn)
 
     def _until_not_busy(self, statement: Callable[[], object]) -> None:
@@ -282,6 +286,7 @@ class Sqlite3(Backend):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self._write_cursor = None
             self._token = lambda: 0
 
     @property
@@ -321,14 +326,15 @@ class Sqlite3(Backend):
         lock.acquire()
         try:
             conn = self._conn
-            if conn is None:
+            cursor = self._write_cursor
+            if conn is None or cursor is None:
                 raise StoreClosedError(f"{self!r} is not open")
             ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
             field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
             ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
             # One autocommit statement: atomic, and seq and time are taken under
             # SQLite's write lock, so they are ordered across processes.
-            cursor = conn.execute(self._insert_one, (time, ns, field_id, ctx, data))
+            cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
             seq: int = cursor.lastrowid  # type: ignore[assignment]
             last_seq, last_time = self._own_last
             if seq == last_seq + 1:
