@@ -270,7 +270,10 @@ def _reordered(value: Any, rnd: random.Random) -> Any:
 @settings(ROBUST, max_examples=60)
 @given(any_value, st.randoms(use_true_random=False))
 def test_equal_values_give_equal_bytes(value: Any, rnd: random.Random) -> None:
-    other = _reordered(value, rnd)
+    # One draw seeds a private Random: the shuffles walk sets, whose order can differ
+    # between hypothesis's replays of one example (NaN hashes by identity), and
+    # drawing from ``rnd`` in that walk made hypothesis report flaky data generation.
+    other = _reordered(value, random.Random(rnd.getrandbits(64)))
     assert same(other, value)  # the oracle agrees they are the same value
     assert CODEC.encode(other) == CODEC.encode(value)
 
