@@ -277,6 +277,26 @@ def test_a_large_transaction_keeps_every_write_in_order(make_backend: BackendFac
     )
 
 
+def test_fields_inside_a_transaction_count_its_own_writes(store: Store) -> None:
+    s = store.storage("pending")
+    s.a = 1
+    s.b = 2
+    with store.transaction():
+        s.c = 3
+        del s.a
+        assert s.__fields__() == ["b", "c"]
+        assert list(s) == ["b", "c"] and len(s) == 2
+        with pytest.raises(KeyError), store.transaction():
+            s.d = 4
+            s.a = 5
+            assert s.__fields__() == ["a", "b", "c", "d"]
+            raise KeyError("undo the inner block")
+        assert s.__fields__() == ["b", "c"]
+        other = store.storage("untouched")
+        assert other.__fields__() == []
+    assert s.__fields__() == ["b", "c"]
+
+
 def test_transaction_rolls_back_when_block_raises(store: Store) -> None:
     s = store.storage("t")
     s.a = 0

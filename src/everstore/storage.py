@@ -149,9 +149,12 @@ class Storage:
     # -- whole namespace ------------------------------------------------------------
 
     def __fields__(self) -> list[str]:
-        """Available (not deleted) fields, in the order they were first written. O(f)."""
-        self.__store__.sync()
-        return self.__ns__.field_names()
+        """Available (not deleted) fields, in the order they were first written. O(f).
+
+        Inside a transaction, the transaction's own writes and deletions count, as
+        they do for reading a field.
+        """
+        return self.__store__.field_names(self.__ns__)
 
     def __history__(self) -> dict[str, History]:
         """Every field ever written (deleted ones too) -> its :class:`History`.

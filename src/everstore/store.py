@@ -870,6 +870,18 @@ class Store:
         txn.touch(ns)
         return work.obj
 
+    def field_names(self, ns: Namespace) -> list[str]:
+        """The fields of ``ns`` the calling thread sees, in first-write order."""
+        self.sync()
+        txn = self._current_txn()
+        if txn is None or ns not in txn.touched:
+            return ns.field_names()
+        shown = {name: ns.available(name) for name in ns.fields}
+        for item_ns, field, data, _, _ in txn.items:
+            if item_ns is ns:
+                shown[field] = data is not None
+        return [name for name, visible in shown.items() if visible]
+
     def history(self, ns: Namespace, field: str, upto: int = END_OF_LOG) -> History:
         self.sync()
         log = ns.fields.get(field)
