@@ -1255,6 +1255,10 @@ _KEEPALIVES = {
 }
 
 
+_INT4_OID = 23
+_INT4_ARRAY_OID = 1007
+
+
 class _Int4Ids(list[int]):
     """Interned ids, sent as one binary ``int4[]`` built in C (see _int4_array)."""
 
@@ -1274,10 +1278,6 @@ def _int4_array(ids: list[int]) -> bytes:
     if sys.byteorder == "little":
         body.byteswap()
     return struct.pack(">5i", 1, 0, _INT4_OID, count, 1) + body.tobytes()
-
-
-_INT4_OID = 23
-_INT4_ARRAY_OID = 1007
 
 
 @functools.cache
