@@ -164,34 +164,36 @@ class _Counter:
 # -- 1. writes on Memory -------------------------------------------------------------
 
 
-def writes_memory_everstore(config: Config) -> Metrics:
-    from everstore import Memory, Store
+def _library(name: str) -> Any:
+    """The everstore or the appendmuch module, imported only by the case that runs it
+    (both spell Store, Memory and Sqlite3 alike)."""
+    if name == "everstore":
+        import everstore as lib
+    else:
+        import appendmuch as lib  # type: ignore[no-redef]
+    return lib
 
+
+def _writes_memory(config: Config, library: str) -> Metrics:
+    lib = _library(library)
     n = sizes(config.quick).writes
 
     def setup() -> Any:
-        return Store(Memory()).storage("bench", "ns")
+        return lib.Store(lib.Memory()).storage("bench", "ns")
 
     def run(s: Any) -> None:
         for i in range(n):
             s.x = i
 
     return {"write_us": 1e6 * timed_loops(setup, run, n, config.min_time)}
+
+
+def writes_memory_everstore(config: Config) -> Metrics:
+    return _writes_memory(config, "everstore")
 
 
 def writes_memory_appendmuch(config: Config) -> Metrics:
-    from appendmuch import Memory, Store
-
-    n = sizes(config.quick).writes
-
-    def setup() -> Any:
-        return Store(Memory()).storage("bench", "ns")
-
-    def run(s: Any) -> None:
-        for i in range(n):
-            s.x = i
-
-    return {"write_us": 1e6 * timed_loops(setup, run, n, config.min_time)}
+    return _writes_memory(config, "appendmuch")
 
 
 # -- 2. writes on an SQLite file ------------------------------------------------------
@@ -348,10 +350,7 @@ def _read_loop(s: Any, loops: int) -> Callable[[], None]:
 
 
 def _reads(config: Config, library: str, backend: str) -> Metrics:
-    if library == "everstore":
-        import everstore as lib
-    else:
-        import appendmuch as lib  # type: ignore[no-redef]
+    lib = _library(library)
     n = sizes(config.quick).reads
     with scratch_dir(config) as directory:
         if backend == "memory":
@@ -610,10 +609,7 @@ def cold_open_appendmuch(config: Config) -> Metrics:
 
 
 def _list_append(config: Config, library: str, backend: str) -> Metrics:
-    if library == "everstore":
-        import everstore as lib
-    else:
-        import appendmuch as lib  # type: ignore[no-redef]
+    lib = _library(library)
     n = sizes(config.quick).list_items
     tail = min(100, n)
     total = 0.0

@@ -90,6 +90,16 @@ def expect_line(proc: subprocess.Popen[str], wanted: str | None = None) -> str:
     return line
 
 
+def start_together(procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until every child is ready, then let them all go at once."""
+    for proc in procs:
+        expect_line(proc, "ready")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
 def all_values(store: Store) -> list[tuple[tuple[str, ...], str, Any]]:
     """Every fact of the store through the public API: (namespace, field, Value)."""
     found = []
@@ -150,12 +160,7 @@ def test_processes_writing_one_file_never_collide(tmp_path: Path) -> None:
     count = 150
     with contextlib.ExitStack() as stack:
         procs = [stack.enter_context(child(script, str(path), name, str(count))) for name in names]
-        for proc in procs:
-            expect_line(proc, "ready")
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+        start_together(procs)
         for proc in procs:
             expect_line(proc, "done")
             assert proc.wait(timeout=CHILD_DEADLINE) == 0
@@ -229,12 +234,7 @@ def test_eight_processes_write_and_a_follower_sees_each_fact_once_in_order(
             stack.enter_context(child(script, str(path), f"w{k}", str(count)))
             for k in range(workers)
         ]
-        for proc in procs:
-            expect_line(proc, "ready")
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+        start_together(procs)
         # The follower runs while they write: each fact must come exactly once, in
         # seq order, never behind one already seen.
         for change in follower.follow(since=0, timeout=CHILD_DEADLINE):
