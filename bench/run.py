@@ -215,6 +215,9 @@ PG_ROWS: list[Row] = [
         " evs as P1a (its default, on)", "µs/write",
         ("pg_writes/everstore", "write_off_us"), ("pg_writes/eventsourcing", "save_us"),
         ("pg_writes/raw", "write_off_us"), goals=(PG_WITHIN, EVS5)),
+    Row("P1c", "as P1b, like for like: evs with synchronous_commit off too (PGOPTIONS)",
+        "µs/write", ("pg_writes/everstore", "write_off_us"),
+        ("pg_writes/eventsourcing", "save_off_us"), ("pg_writes/raw", "write_off_us")),
     Row("P2a", "transactions of {txn} writes: everstore `with store.transaction()`; evs {txn}"
         " events per save; raw executemany (pipelined) in BEGIN/COMMIT", "µs/write",
         ("pg_txn1000/everstore", "txn_us"), ("pg_txn1000/eventsourcing", "save_us"),

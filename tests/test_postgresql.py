@@ -340,6 +340,9 @@ def test_a_batch_failing_on_the_server_leaves_nothing(
         backend.append(batch)
     with pytest.raises(BackendError, match="bad row"):
         backend.append([Write("doc", "before", b"bad", "ctx:1", now)])  # the cached-ids path
+    context = store.storage("doc").__history__()["before"][0].context
+    with pytest.raises(BackendError, match=r"refused a commit of 1 write.*bad row"):
+        backend.append_one("doc", "before", b"bad", context, now)  # the libpq path
     s = store.storage("doc")
     with pytest.raises(BackendError), store.transaction():
         s.x = 1
@@ -357,13 +360,17 @@ def test_a_batch_failing_on_the_server_leaves_nothing(
 
 def _kill_mid_commit(backend: PostgreSQL, location: Location, batch: list[Write]) -> object:
     """Append ``batch`` while another connection holds the commit step, terminate the
-    appending connection from a third one, and return what append gave or raised."""
+    appending connection from a third one, and return what append gave or raised.
+    A batch of one goes through ``append_one``, the Store's path for one write."""
     conninfo, schema = location
     outcome: list[object] = []
 
     def append() -> None:
         try:
-            outcome.append(backend.append(batch))
+            if len(batch) == 1:
+                outcome.append(backend.append_one(*batch[0]))
+            else:
+                outcome.append(backend.append(batch))
         except BaseException as exc:
             outcome.append(exc)
 
@@ -400,9 +407,10 @@ def test_a_connection_killed_mid_commit_leaves_nothing(
     context = doc.__history__()["before"][0].context
     # New names: the function interns them inside the same transaction.
     fresh = [Write(f"new{i}", "f", b"1", "killed.ctx:1", time.time()) for i in range(50)]
-    # Names interned already: the one-statement path.
-    cached = [Write("doc", "before", b"2", context, time.time())]
-    for batch in (fresh, cached):
+    # Names interned already: the one-statement paths, for several writes and for one.
+    cached = [Write("doc", "before", b"2", context, time.time())] * 2
+    single = cached[:1]
+    for batch in (fresh, cached, single):
         outcome = _kill_mid_commit(backend, location, batch)
         assert isinstance(outcome, BackendError), outcome
         assert "lost" in str(outcome) and "entirely or not at all" in str(outcome)
@@ -544,6 +552,33 @@ def test_one_backend_shared_by_two_stores_keeps_both_current(
     assert second.storage("doc").v == 1
     second.storage("doc").v = 2
     assert first.storage("doc").v == 2
+
+
+def test_one_write_survives_a_deallocated_statement_and_carries_large_values(
+    location: Location, opened: Callable[..., PostgreSQL]
+) -> None:
+    # One pooled connection: the one every write and every raw statement below uses.
+    backend = opened(min_size=1, max_size=1)
+    store = Store(backend)
+    s = store.storage("doc")
+    s.x = 1  # prepares the one-write commit on the connection
+    with backend.connection() as conn:
+        conn.execute("DEALLOCATE ALL")  # as a pool's reset or an admin might
+    s.x = 2
+    big = bytes(range(256)) * 20_000  # 5 MB through libpq's blocking call
+    s.blob = big
+    del s.x  # a tombstone: NULL data
+    s.x = 3
+    with Store(opened()) as other:
+        o = other.storage("doc")
+        assert o.blob == big and o.x == 3
+        assert [(v.unavailable, v.data) for v in o.__history__()["x"]] == [
+            (False, 1),
+            (False, 2),
+            (True, None),
+            (False, 3),
+        ]
+    assert [f.seq for f in backend.facts_since(0)] == [1, 2, 3, 4, 5]
 
 
 def test_synchronous_commit_can_be_relaxed(opened: Callable[..., PostgreSQL]) -> None:
