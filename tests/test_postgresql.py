@@ -581,6 +581,23 @@ def test_one_write_survives_a_deallocated_statement_and_carries_large_values(
     assert [f.seq for f in backend.facts_since(0)] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("names", ["new", "interned"])
+def test_a_batch_carries_nulls_empty_and_large_values_exactly(
+    opened: Callable[..., PostgreSQL], names: str
+) -> None:
+    backend = opened()
+    backend.open()
+    now = time.time()
+    if names == "interned":  # the cached-ids statement, not the function
+        backend.append([Write("doc", "f", b"0", "ctx:1", now)])
+    payloads: list[bytes | None] = [b"1", None, b"", bytes(range(256)) * 4_000, b"\x00", None]
+    batch = [Write("doc", "f", data, "ctx:1", now) for data in payloads]
+    assigned = backend.append(batch)
+    facts = backend.facts_since(assigned[0][0] - 1)
+    assert [fact.data for fact in facts] == payloads
+    assert [fact.seq for fact in facts] == [seq for seq, _ in assigned]
+
+
 def test_synchronous_commit_can_be_relaxed(opened: Callable[..., PostgreSQL]) -> None:
     relaxed = opened(synchronous_commit=False)
     strict = opened(synchronous_commit=True)

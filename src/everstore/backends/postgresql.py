@@ -588,7 +588,13 @@ class PostgreSQL(Backend):
             # The commit step relies on READ COMMITTED: after waiting for the counter
             # row, a statement reads its new version (REPEATABLE READ would fail).
             conn.execute("SET default_transaction_isolation = 'read committed'")
-            conn.adapters.register_dumper(_Int4Ids, _int4_ids_dumper(self._psycopg))
+            adapters = conn.adapters
+            adapters.register_dumper(
+                _Int4Ids, _array_dumper(self._psycopg, _INT4_ARRAY_OID, _int4_array)
+            )
+            adapters.register_dumper(
+                _Blobs, _array_dumper(self._psycopg, _BYTEA_ARRAY_OID, _bytea_array)
+            )
             if setting is not None:
                 conn.execute(f"SET synchronous_commit = {setting}")
             if user_configure is not None:
@@ -1055,7 +1061,7 @@ END
                     "ns": _Int4Ids(ids[0]),
                     "field": _Int4Ids(ids[1]),
                     "ctx": _Int4Ids(ids[2]),
-                    "data": [write.data for write in writes],
+                    "data": _Blobs([write.data for write in writes]),
                 }
                 first, base = self._commit("append_ids", params, len(writes))
                 return [(first + offset, base) for offset in range(1, len(writes) + 1)]
@@ -1144,7 +1150,7 @@ END
             [write.namespace for write in writes],
             [write.field for write in writes],
             [write.context for write in writes],
-            [write.data for write in writes],
+            _Blobs([write.data for write in writes]),
             [write.time for write in writes],
         ]
         tag: Any = self._feed.tag
@@ -1348,10 +1354,17 @@ _UNPACK_F8 = struct.Struct(">d").unpack
 
 _INT4_OID = 23
 _INT4_ARRAY_OID = 1007
+_BYTEA_OID = 17
+_BYTEA_ARRAY_OID = 1001
+_NULL_ELEMENT = struct.pack(">i", -1)
 
 
 class _Int4Ids(list[int]):
     """Interned ids, sent as one binary ``int4[]`` built in C (see _int4_array)."""
+
+
+class _Blobs(list["bytes | None"]):
+    """Encoded values, sent as one binary ``bytea[]`` (see _bytea_array)."""
 
 
 def _int4_array(ids: list[int]) -> bytes:
@@ -1371,16 +1384,38 @@ def _int4_array(ids: list[int]) -> bytes:
     return struct.pack(">5i", 1, 0, _INT4_OID, count, 1) + body.tobytes()
 
 
+def _bytea_array(blobs: list[bytes | None]) -> bytes:
+    """PostgreSQL's binary ``bytea[]``: a header, then (length, bytes) per element,
+    length -1 for NULL (a tombstone). Without NULLs the parts are interleaved in C:
+    about a third of psycopg's generic list dumper's time."""
+    count = len(blobs)
+    if not count:
+        return struct.pack(">3i", 0, 0, _BYTEA_OID)
+    parts: list[bytes | None] = [None] * (2 * count)
+    parts[1::2] = blobs
+    if None in blobs:
+        parts[0::2] = [_NULL_ELEMENT if blob is None else _PACK_I4(len(blob)) for blob in blobs]
+        parts[1::2] = [blob or b"" for blob in blobs]
+        has_null = 1
+    else:
+        parts[0::2] = map(_PACK_I4, map(len, blobs))  # type: ignore[arg-type]
+        has_null = 0
+    header = struct.pack(">5i", 1, has_null, _BYTEA_OID, count, 1)
+    return header + b"".join(parts)  # type: ignore[arg-type]
+
+
 @functools.cache
-def _int4_ids_dumper(psycopg: ModuleType) -> type:
-    class Int4IdsDumper(psycopg.adapt.Dumper):  # type: ignore[name-defined,misc]
+def _array_dumper(psycopg: ModuleType, array_oid: int, encode: Callable[[Any], bytes]) -> type:
+    """A binary psycopg dumper sending a list subclass through ``encode``."""
+
+    class ArrayDumper(psycopg.adapt.Dumper):  # type: ignore[name-defined,misc]
         format = psycopg.pq.Format.BINARY
-        oid = _INT4_ARRAY_OID
+        oid = array_oid
 
-        def dump(self, obj: list[int]) -> bytes:
-            return _int4_array(obj)
+        def dump(self, obj: list[Any]) -> bytes:
+            return encode(obj)
 
-    return Int4IdsDumper
+    return ArrayDumper
 
 
 def _describe(params: dict[str, Any]) -> str:
