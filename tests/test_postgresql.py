@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -358,6 +359,21 @@ def test_a_batch_failing_on_the_server_leaves_nothing(
         assert [f.seq for f in other.backend.facts_since(0)] == [1, 2]
 
 
+def _lock_waiter(conn: Any, schema: str) -> int:
+    """The pid of the session waiting for the commit step's lock on ``schema``'s
+    tables (asked until it appears, for at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND pid <> pg_backend_pid() AND query LIKE %s",
+            (f"%{schema}%",),
+        ).fetchone()
+        if row:
+            return int(row[0])
+    raise AssertionError("no write reached the commit step")
+
+
 def _kill_mid_commit(backend: PostgreSQL, location: Location, batch: list[Write]) -> object:
     """Append ``batch`` while another connection holds the commit step, terminate the
     appending connection from a third one, and return what append gave or raised.
@@ -379,16 +395,7 @@ def _kill_mid_commit(backend: PostgreSQL, location: Location, batch: list[Write]
         blocker.execute(f"SELECT * FROM {backend.table('counter')} FOR UPDATE")
         thread = threading.Thread(target=append)
         thread.start()
-        pid = None
-        deadline = time.monotonic() + 10
-        while pid is None and time.monotonic() < deadline:
-            row = killer.execute(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND pid <> pg_backend_pid() AND query LIKE %s",
-                (f"%{schema}%",),
-            ).fetchone()
-            pid = row[0] if row else None
-        assert pid is not None, "the append never reached the commit step"
+        pid = _lock_waiter(killer, schema)
         killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
         thread.join(10)
         blocker.execute("ROLLBACK")
@@ -422,6 +429,63 @@ def test_a_connection_killed_mid_commit_leaves_nothing(
             ).fetchone() == (0,)
     doc.after = 2  # the pool replaced the dead connection
     assert store.last_seq == 2 and doc.before == 1
+
+
+_STUCK_WRITER = textwrap.dedent(
+    """
+    import sys
+    from everstore import Store
+    from everstore.backends.postgresql import PostgreSQL
+
+    with Store(PostgreSQL(sys.argv[1], schema=sys.argv[2])) as store:
+        s = store.storage("doc")
+        for value in (0, 1):
+            # One line, one context: the first write interns the names, so the
+            # second takes the one-write path (straight through libpq).
+            s.n = value
+            if value == 0:
+                print("ready", flush=True)
+                sys.stdin.readline()
+        print("written", flush=True)
+    """
+)
+
+
+def test_ctrl_c_interrupts_a_write_stuck_behind_the_commit_step(
+    location: Location, opened: Callable[..., PostgreSQL]
+) -> None:
+    conninfo, schema = location
+    backend = opened()
+    Store(backend)  # opens it: the table names are known
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_WRITER, conninfo, schema],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        with raw(conninfo) as blocker, raw(conninfo) as watcher:
+            blocker.execute("BEGIN")
+            blocker.execute(f"SELECT * FROM {backend.table('counter')} FOR UPDATE")
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            _lock_waiter(watcher, schema)
+            child.send_signal(signal.SIGINT)
+            # The lock is still held: only an interruptible wait lets the child end.
+            returncode = child.wait(15)
+            blocker.execute("ROLLBACK")
+        _, stderr = child.communicate(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert returncode != 0 and "KeyboardInterrupt" in stderr, stderr
+    # Cancelled on the server: it did not commit once the lock was released.
+    assert count_rows(conninfo, backend, "log") == 1
+    assert [f.data for f in backend.facts_since(0)] == [b"0"]
 
 
 # -- server restart ---------------------------------------------------------------------------

@@ -151,7 +151,11 @@ one statement, hence one transaction: if the connection is lost while it runs, i
 committed entirely or not at all (the error says which is unknown; the change feed
 will show it if it did), never half. Idle pooled connections are checked before use
 (without a round trip), so after a server restart the next operation reconnects; reads
-are retried once on a lost connection.
+are retried once on a lost connection. Ctrl-C during a commit (stuck, say, behind a
+session holding the counter row) cancels the statement on the server, so it can
+never commit behind the caller's back, and raises ``KeyboardInterrupt``. After any
+commit that failed, this process's Stores re-read the log's tail on their next read,
+in case a commit whose answer was lost did land.
 """
 
 from __future__ import annotations
@@ -196,6 +200,8 @@ _DEFAULT_RECONNECT_TIMEOUT = 5.0
 _FIRST_WAIT = 2.0
 #: seconds of silence after which the listener checks that its connection is alive
 _HEARTBEAT = 20.0
+#: seconds to wait for a statement cancelled by Ctrl-C to end
+_CANCEL_TIMEOUT = 5.0
 
 
 def _import_psycopg() -> tuple[ModuleType, ModuleType]:
@@ -1111,12 +1117,14 @@ END
         pq = self._psycopg.pq
         for attempt in (1, 2):
             if conn not in self._prepared_one:
-                prepared = pgconn.prepare(_APPEND_ONE, self._sql["append_ids_one"].encode())
+                pgconn.send_prepare(_APPEND_ONE, self._sql["append_ids_one"].encode())
+                prepared = self._wait_result(conn)
                 if prepared.status != pq.ExecStatus.COMMAND_OK:
                     raise self._result_error(pgconn, prepared)
                 self._prepared_one.add(conn)
-            # A None parameter is sent as NULL (a tombstone), whatever the stubs say.
-            result = pgconn.exec_prepared(_APPEND_ONE, params, _BINARY_5, 1)  # type: ignore[arg-type]
+            # A None parameter is sent as NULL (a tombstone).
+            pgconn.send_query_prepared(_APPEND_ONE, params, _BINARY_5, 1)
+            result = self._wait_result(conn)
             if result.status == pq.ExecStatus.TUPLES_OK:
                 return result
             if (
@@ -1128,6 +1136,54 @@ END
                 continue
             raise self._result_error(pgconn, result)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_result(self, conn: Connection[Any]) -> Any:
+        """The result of the statement just sent on ``conn``.
+
+        The wait is on the socket, in Python, not in libpq's blocking call, so that
+        Ctrl-C interrupts a commit stuck behind the commit step's lock: the statement
+        is then cancelled on the server (as psycopg does), so it cannot commit later
+        behind the caller's back, and the KeyboardInterrupt goes on.
+        """
+        pgconn = conn.pgconn
+        fd = pgconn.socket
+        try:
+            while pgconn.flush():
+                select.select([], [fd], [])
+            while True:
+                select.select([fd], [], [])
+                pgconn.consume_input()
+                if not pgconn.is_busy():
+                    break
+        except KeyboardInterrupt:
+            self._cancel(conn)
+            raise
+        result = pgconn.get_result()
+        while pgconn.get_result() is not None:
+            pass
+        return result
+
+    def _cancel(self, conn: Connection[Any]) -> None:
+        """Cancel the statement running on ``conn`` and wait for its end; a
+        connection that does not settle within seconds is closed (the pool drops it)."""
+        pgconn = conn.pgconn
+        try:
+            conn.cancel_safe(timeout=_CANCEL_TIMEOUT)
+            deadline = time.monotonic() + _CANCEL_TIMEOUT
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the cancelled statement did not end")
+                if select.select([pgconn.socket], [], [], left)[0]:
+                    pgconn.consume_input()
+            while pgconn.get_result() is not None:
+                pass
+        except BaseException:  # a second Ctrl-C too: give the connection up
+            conn.close()
+        finally:
+            # Committed or not, this process's Stores must look (see _commit_error).
+            self._feed.bump()
 
     def _result_error(self, pgconn: Any, result: Any) -> Exception:
         """The psycopg error for a failed libpq result; an OperationalError when the
@@ -1200,6 +1256,10 @@ END
         self, exc: BaseException, count: int, expect: Sequence[Expectation]
     ) -> Exception:
         """What a failed commit of ``count`` writes raises (its cause set)."""
+        # A commit whose outcome is unknown (a lost connection) may have landed: the
+        # read token leaves our own commits out, so make every Store of this backend
+        # look at the log on its next read instead of trusting its cache.
+        self._feed.bump()
         error: Exception
         diag = getattr(exc, "diag", None)
         if getattr(exc, "sqlstate", None) == "EV409" and diag and diag.message_detail:
