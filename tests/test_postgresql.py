@@ -662,6 +662,31 @@ def test_a_batch_carries_nulls_empty_and_large_values_exactly(
     assert [fact.seq for fact in facts] == [seq for seq, _ in assigned]
 
 
+def test_statements_are_not_prepared_when_psycopg_is_told_not_to(
+    opened: Callable[..., PostgreSQL],
+) -> None:
+    # What pgbouncer's transaction mode needs: prepare_threshold=None, as for psycopg.
+    backend = opened(min_size=1, max_size=1, kwargs={"prepare_threshold": None})
+    store = Store(backend)
+    s = store.storage("doc")
+    for value in range(10):
+        s.x = value  # one line: from the second write on, the one-write path
+    del s.x
+    with backend.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+    with Store(opened()) as other:
+        history = other.storage("doc").__history__()["x"]
+        assert [v.data for v in history] == [*range(10), None]
+    # The default prepares the one-write commit once per connection.
+    prepared = opened(min_size=1, max_size=1)
+    t = Store(prepared).storage("doc")
+    for value in range(3):
+        t.y = value
+    with prepared.connection() as conn:
+        names = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+    assert ("everstore_append_one",) in names
+
+
 def test_synchronous_commit_can_be_relaxed(opened: Callable[..., PostgreSQL]) -> None:
     relaxed = opened(synchronous_commit=False)
     strict = opened(synchronous_commit=True)

@@ -105,6 +105,9 @@ results, which spares the 50 µs of CPU psycopg's cursor machinery spends per
 statement. A single write thus costs about what a raw psycopg ``INSERT`` in autocommit
 does (0.9x its rate with the server's default ``synchronous_commit``, where the flush
 dominates); transactions spread the counter and the notification over their writes.
+With ``kwargs={"prepare_threshold": None}`` among the pool options (what psycopg wants
+behind pgbouncer in transaction mode) nothing is prepared: the statement is sent
+whole each time.
 
 Durability
 ----------
@@ -1115,6 +1118,20 @@ END
         connection has not; a failure becomes the psycopg error psycopg would raise."""
         pgconn = conn.pgconn
         pq = self._psycopg.pq
+        if conn.prepare_threshold is None:
+            # The user asked psycopg never to prepare (as behind pgbouncer in
+            # transaction mode, where a prepared statement may be on another server
+            # connection): send the statement itself, unnamed.
+            pgconn.send_query_params(
+                self._sql["append_ids_one"].encode(),
+                params,
+                param_formats=_BINARY_5,
+                result_format=1,
+            )
+            result = self._wait_result(conn)
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                return result
+            raise self._result_error(pgconn, result)
         for attempt in (1, 2):
             if conn not in self._prepared_one:
                 pgconn.send_prepare(_APPEND_ONE, self._sql["append_ids_one"].encode())
