@@ -417,10 +417,14 @@ def test_a_connection_killed_mid_commit_leaves_nothing(
     # Names interned already: the one-statement paths, for several writes and for one.
     cached = [Write("doc", "before", b"2", context, time.time())] * 2
     single = cached[:1]
+    read_token = backend.token_reader()
     for batch in (fresh, cached, single):
+        before = read_token()
         outcome = _kill_mid_commit(backend, location, batch)
         assert isinstance(outcome, BackendError), outcome
         assert "lost" in str(outcome) and "entirely or not at all" in str(outcome)
+        # The outcome is unknown to the client: the Stores are told to look.
+        assert read_token() != before
         assert count_rows(conninfo, backend, "log") == 1
         assert backend.last_seq() == 1
         with raw(conninfo) as conn:

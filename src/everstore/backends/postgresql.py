@@ -156,9 +156,9 @@ will show it if it did), never half. Idle pooled connections are checked before 
 (without a round trip), so after a server restart the next operation reconnects; reads
 are retried once on a lost connection. Ctrl-C during a commit (stuck, say, behind a
 session holding the counter row) cancels the statement on the server, so it can
-never commit behind the caller's back, and raises ``KeyboardInterrupt``. After any
-commit that failed, this process's Stores re-read the log's tail on their next read,
-in case a commit whose answer was lost did land.
+never commit behind the caller's back, and raises ``KeyboardInterrupt``. After a
+commit whose answer was lost (or interrupted), this process's Stores re-read the
+log's tail on their next read, in case it did land.
 """
 
 from __future__ import annotations
@@ -1199,7 +1199,7 @@ END
         except BaseException:  # a second Ctrl-C too: give the connection up
             conn.close()
         finally:
-            # Committed or not, this process's Stores must look (see _commit_error).
+            # Committed or not: this process's Stores must look (see _commit_error).
             self._feed.bump()
 
     def _result_error(self, pgconn: Any, result: Any) -> Exception:
@@ -1273,10 +1273,6 @@ END
         self, exc: BaseException, count: int, expect: Sequence[Expectation]
     ) -> Exception:
         """What a failed commit of ``count`` writes raises (its cause set)."""
-        # A commit whose outcome is unknown (a lost connection) may have landed: the
-        # read token leaves our own commits out, so make every Store of this backend
-        # look at the log on its next read instead of trusting its cache.
-        self._feed.bump()
         error: Exception
         diag = getattr(exc, "diag", None)
         if getattr(exc, "sqlstate", None) == "EV409" and diag and diag.message_detail:
@@ -1285,6 +1281,10 @@ END
             error.__suppress_context__ = True
             return error
         if isinstance(exc, self._psycopg.OperationalError) and _lost(exc):
+            # The commit may have landed. The read token leaves our own commits out,
+            # so make every Store of this backend look at the log on its next read
+            # instead of trusting its cache.
+            self._feed.bump()
             error = BackendError(
                 f"the connection to PostgreSQL ({self._where}) was lost while committing "
                 f"{count} write(s): they were committed entirely or not at all (the "
