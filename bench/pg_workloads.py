@@ -22,14 +22,14 @@ codec for everstore and raw psycopg, by eventsourcing's JSON transcoder for it):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 from workloads import Config, Metrics, timed_batches, timed_loops
 
@@ -470,26 +470,11 @@ def pg_writes_eventsourcing(config: Config) -> Metrics:
     seconds = timed_loops(_eventsourcing_setup, run, n, config.min_time, _eventsourcing_teardown)
     # Like for like with everstore's synchronous_commit=False: eventsourcing has no
     # such setting, but libpq applies PGOPTIONS to every connection it opens.
-    with _environment(PGOPTIONS="-c synchronous_commit=off"):
+    with mock.patch.dict(os.environ, PGOPTIONS="-c synchronous_commit=off"):
         sync_off = timed_loops(
             _eventsourcing_setup, run, n, config.min_time, _eventsourcing_teardown
         )
     return {"save_us": 1e6 * seconds, "save_off_us": 1e6 * sync_off}
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the block, then restore them."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = value
 
 
 def pg_txn1000_eventsourcing(config: Config) -> Metrics:

@@ -503,6 +503,7 @@ class PostgreSQL(Backend):
         self._sql: dict[str, str] = {}
         #: the pooled connections on which the one-write commit is prepared
         self._prepared_one: weakref.WeakSet[Connection[Any]] = weakref.WeakSet()
+        self._append_one_query = b""  # the one-write commit's SQL, for libpq
         self._resolved_schema: str | None = None
         self._readers = 0
         self._read_token: Callable[[], Hashable] = functools.partial(
@@ -688,6 +689,7 @@ class PostgreSQL(Backend):
             channel=sql.Literal(self.channel),
             tag=sql.Literal(" " + self._feed.tag),
         )
+        self._append_one_query = q["append_ids_one"].encode()
         q["last_seq"] = render("SELECT seq FROM {t_counter}")
         q["facts_since"] = render(
             "SELECT seq, time, ns, field, ctx, data FROM {t_log} WHERE seq > %b "
@@ -1123,7 +1125,7 @@ END
             # transaction mode, where a prepared statement may be on another server
             # connection): send the statement itself, unnamed.
             pgconn.send_query_params(
-                self._sql["append_ids_one"].encode(),
+                self._append_one_query,
                 params,
                 param_formats=_BINARY_5,
                 result_format=1,
@@ -1134,7 +1136,7 @@ END
             raise self._result_error(pgconn, result)
         for attempt in (1, 2):
             if conn not in self._prepared_one:
-                pgconn.send_prepare(_APPEND_ONE, self._sql["append_ids_one"].encode())
+                pgconn.send_prepare(_APPEND_ONE, self._append_one_query)
                 prepared = self._wait_result(conn)
                 if prepared.status != pq.ExecStatus.COMMAND_OK:
                     raise self._result_error(pgconn, prepared)
@@ -1162,40 +1164,18 @@ END
         is then cancelled on the server (as psycopg does), so it cannot commit later
         behind the caller's back, and the KeyboardInterrupt goes on.
         """
-        pgconn = conn.pgconn
-        fd = pgconn.socket
         try:
-            while pgconn.flush():
-                select.select([], [fd], [])
-            while True:
-                select.select([fd], [], [])
-                pgconn.consume_input()
-                if not pgconn.is_busy():
-                    break
+            return _answer(conn.pgconn)
         except KeyboardInterrupt:
             self._cancel(conn)
             raise
-        result = pgconn.get_result()
-        while pgconn.get_result() is not None:
-            pass
-        return result
 
     def _cancel(self, conn: Connection[Any]) -> None:
         """Cancel the statement running on ``conn`` and wait for its end; a
         connection that does not settle within seconds is closed (the pool drops it)."""
-        pgconn = conn.pgconn
         try:
             conn.cancel_safe(timeout=_CANCEL_TIMEOUT)
-            deadline = time.monotonic() + _CANCEL_TIMEOUT
-            pgconn.consume_input()
-            while pgconn.is_busy():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("the cancelled statement did not end")
-                if select.select([pgconn.socket], [], [], left)[0]:
-                    pgconn.consume_input()
-            while pgconn.get_result() is not None:
-                pass
+            _answer(conn.pgconn, time.monotonic() + _CANCEL_TIMEOUT)
         except BaseException:  # a second Ctrl-C too: give the connection up
             conn.close()
         finally:
@@ -1468,17 +1448,17 @@ def _bytea_array(blobs: list[bytes | None]) -> bytes:
     count = len(blobs)
     if not count:
         return struct.pack(">3i", 0, 0, _BYTEA_OID)
-    parts: list[bytes | None] = [None] * (2 * count)
-    parts[1::2] = blobs
+    parts: list[bytes] = [b""] * (2 * count)
     if None in blobs:
         parts[0::2] = [_NULL_ELEMENT if blob is None else _PACK_I4(len(blob)) for blob in blobs]
         parts[1::2] = [blob or b"" for blob in blobs]
         has_null = 1
     else:
         parts[0::2] = map(_PACK_I4, map(len, blobs))  # type: ignore[arg-type]
+        parts[1::2] = blobs  # type: ignore[assignment]
         has_null = 0
     header = struct.pack(">5i", 1, has_null, _BYTEA_OID, count, 1)
-    return header + b"".join(parts)  # type: ignore[arg-type]
+    return header + b"".join(parts)
 
 
 @functools.cache
@@ -1515,6 +1495,25 @@ def _lost(exc: BaseException) -> bool:
 def _check_time(when: float) -> None:
     if not math.isfinite(when):
         raise ValueError(f"a write's time must be a finite number of seconds, got {when!r}")
+
+
+def _answer(pgconn: Any, deadline: float | None = None) -> Any:
+    """Send what libpq still holds of the statement, wait for the server's answer on
+    the socket (until ``deadline`` on ``time.monotonic()``, if given: TimeoutError)
+    and return its first result, the others read and dropped."""
+    fd = pgconn.socket
+    while pgconn.flush():
+        select.select([], [fd], [])
+    while pgconn.is_busy():
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError("PostgreSQL did not answer in time")
+        if select.select([fd], [], [], timeout)[0]:
+            pgconn.consume_input()
+    result = pgconn.get_result()
+    while pgconn.get_result() is not None:
+        pass
+    return result
 
 
 def _alive(conn: Connection[Any]) -> bool:
