@@ -100,6 +100,20 @@ class Backend(abc.ABC):
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none)."""
 
+    def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store ``(digest, data)`` pairs in the blob table, atomically.
+
+        ``digest`` is the 32-byte SHA-256 of ``data`` (the caller computes it; the
+        backend trusts it). A digest already stored is left as it is: blobs are
+        content-addressed, so the same digest always holds the same bytes. Blobs, like
+        facts, are never updated or deleted.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no blob table")
+
+    def get_blob(self, digest: bytes) -> bytes | None:
+        """The bytes stored under ``digest`` (32 bytes), or None if there are none."""
+        raise NotImplementedError(f"{type(self).__name__} has no blob table")
+
     def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
         """Block until :meth:`change_token` differs from ``token`` or ``timeout``
         seconds pass; True if it changed. Used by followers, never by reads.

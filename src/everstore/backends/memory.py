@@ -54,6 +54,7 @@ class Memory(Backend):
         # Waking a Condition costs more than the append itself: writers notify only
         # when someone waits (counted under the same lock, so no wake-up is lost).
         self._waiting = 0
+        self._blobs: dict[bytes, bytes] = {}
 
     def open(self) -> None:
         self._check_open()
@@ -119,6 +120,14 @@ class Memory(Backend):
 
     def token_reader(self) -> Callable[[], Hashable]:
         return self._facts.__len__
+
+    def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        # One dict.update: every blob becomes visible at once, or none does.
+        with self._lock:
+            self._blobs.update((d, bytes(b)) for d, b in blobs if d not in self._blobs)
+
+    def get_blob(self, digest: bytes) -> bytes | None:
+        return self._blobs.get(digest)
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._lock:
