@@ -62,7 +62,7 @@ _BUILTIN_MUTABLE: frozenset[type] = frozenset({list, dict, set, bytearray, rando
 class _TooDeep(Exception):
     """Raised inside the encoder at a container nested deeper than _MAX_DEPTH."""
 
-    def __init__(self, path: tuple[str, ...]) -> None:
+    def __init__(self, path: tuple[Any, ...]) -> None:
         super().__init__(path)
         self.path = path
 
@@ -249,8 +249,9 @@ class Codec:
         except (TypeError, ValueError) as exc:  # orjson: lone surrogates in str
             raise UnsupportedValueError(f"cannot store value: {exc}") from None
 
-    def _tree(self, value: Any, path: tuple[str, ...]) -> Any:
-        # ``path`` names the containers above ``value``, so its length is the depth.
+    def _tree(self, value: Any, path: tuple[Any, ...]) -> Any:
+        # ``path`` holds where ``value`` is in each container above it (so its length
+        # is the depth); it is only formatted for an error message (by _at).
         kind = type(value)
         if kind in _PLAIN_SCALARS:
             return value
@@ -264,25 +265,27 @@ class Codec:
         if len(path) >= _MAX_DEPTH and (kind in _NESTING or kind in self._custom_by_type):
             raise _TooDeep(path)
         if kind is list:
-            return [self._tree(item, (*path, str(i))) for i, item in enumerate(value)]
+            return [self._tree(item, (*path, i)) for i, item in enumerate(value)]
         if kind is dict:
             return self._dict_tree(value, path)
         if kind is tuple:
-            return {"~t": [self._tree(item, (*path, str(i))) for i, item in enumerate(value)]}
+            return {"~t": [self._tree(item, (*path, i)) for i, item in enumerate(value)]}
         if kind is set or kind is frozenset:
-            items = [self._tree(item, (*path, "item")) for item in value]
+            items = [self._tree(item, (*path, _ITEM)) for item in value]
             items.sort(key=_dumps_tree)
             return {"~s" if kind is set else "~fs": items}
         custom = self._custom_by_type.get(kind)
         if custom is not None:
-            return {"~x": [custom.tag, self._tree(custom.encode(value), (*path, custom.tag))]}
+            return {
+                "~x": [custom.tag, self._tree(custom.encode(value), (*path, _Place(custom.tag)))]
+            }
         raise Unsupported(kind, path)
 
-    def _dict_tree(self, value: dict[Any, Any], path: tuple[str, ...]) -> Any:
+    def _dict_tree(self, value: dict[Any, Any], path: tuple[Any, ...]) -> Any:
         if all(type(key) is str and key[:1] != "~" for key in value):
-            return {key: self._tree(item, (*path, repr(key))) for key, item in value.items()}
+            return {key: self._tree(item, (*path, key)) for key, item in value.items()}
         pairs = [
-            [self._tree(key, (*path, "key")), self._tree(item, (*path, repr(key)))]
+            [self._tree(key, (*path, _KEY)), self._tree(item, (*path, key))]
             for key, item in value.items()
         ]
         pairs.sort(key=lambda pair: _dumps_tree(pair[0]))
@@ -658,12 +661,36 @@ def _dict_from_flat(keys_and_values: list[Any]) -> dict[Any, Any]:
     return dict(zip(pairs, pairs, strict=True))
 
 
-def _at(path: tuple[str, ...]) -> str:
+class _Place:
+    """A place in a container that has no key or index of its own, in messages."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_ITEM = _Place("item")  # a set's item
+_KEY = _Place("key")  # a dict's key (not a str)
+
+
+def _at(path: tuple[Any, ...]) -> str:
     """Where in a value ``path`` points, for messages (shortened when deep)."""
     if not path:
         return ""
-    where = "".join(f"[{part}]" for part in path[:5])
+    where = "".join(f"[{_short_repr(part)}]" for part in path[:5])
     return f" at {where}…" if len(path) > 5 else f" at {where}"
+
+
+def _short_repr(part: Any) -> str:
+    try:
+        text = repr(part)
+    except ValueError:  # an int too long for the process's int/str conversion limit
+        return f"<int of {part.bit_length()} bits>"
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _list_extend_delta(header: bytes, old: bytes, new: bytes) -> bytes | None:

@@ -42,7 +42,7 @@ _SAFE_DIGITS = 600
 class Unsupported(Exception):
     """Raised inside the encoder; the codec turns it into UnsupportedValueError."""
 
-    def __init__(self, kind: type, path: tuple[str, ...]) -> None:
+    def __init__(self, kind: type, path: tuple[Any, ...]) -> None:
         super().__init__(kind, path)
         self.kind = kind
         self.path = path
