@@ -232,6 +232,7 @@ def _deepest_changes() -> list[tuple[Any, Any]]:
     return [
         ([0], [0, deepest_item]),
         ({0: 0}, {0: 0, 1: deepest_item}),
+        ({0: 0}, {0: 0, 1: make("int_key_dict", DEPTH - 1, DEEP_LEAF)}),  # the most JSON
         ({"a": 0}, {"a": 0, "b": deepest_item}),
         ({"a": deepest_item, "b": 0}, {"a": deepest_item}),
         ({0}, {0, deepest_member}),

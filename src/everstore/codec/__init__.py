@@ -261,7 +261,10 @@ class Codec:
             return float_tree(value)
         scalar = SCALAR_TREES.get(kind)
         if scalar is not None:
-            return scalar(value)
+            try:
+                return scalar(value)
+            except Unsupported as exc:  # a part of it (a datetime's tzinfo)
+                raise Unsupported(exc.kind, (*path, *exc.path)) from None
         if len(path) >= _MAX_DEPTH and (kind in _NESTING or kind in self._custom_by_type):
             raise _TooDeep(path)
         if kind is list:
