@@ -665,10 +665,9 @@ class PostgreSQL(Backend):
             datas.append(bytes(data))
         if not digests:
             return
-        query = self._sql["put_blobs"]
 
         def work(conn: Connection[Any]) -> None:
-            conn.execute(query, (digests, datas))
+            conn.execute(self._sql["put_blobs"], (digests, datas))
 
         # Idempotent (content addressing), so it may be retried like a read.
         self._read(work)
