@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from everstore import BackendError, SchemaError, Store, StoreClosedError
+from everstore.backends.base import SCHEMA_VERSION
 from everstore.log import Write
 from pg_server import PgServer, drop_schema, fresh_schema
 
@@ -80,7 +81,7 @@ def test_schema_is_created_with_a_version_and_reopened(
         version = conn.execute(
             f"SELECT value FROM {backend.table('meta')} WHERE key = 'schema_version'"
         ).fetchone()
-    assert version == ("1",)
+    assert version == (str(SCHEMA_VERSION),)
     with Store(opened()) as again:
         assert again.storage("doc").title == "hello"
 

@@ -1,0 +1,718 @@
+"""The PostgreSQL class: a Backend whose log lives in a PostgreSQL database."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import operator
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ...errors import BackendError, SchemaError, StoreClosedError
+from ...log import Fact, Write
+from ..base import Backend, Expectation, conflict
+from .listener import KEEPALIVES, PEERS, Feed, Listener, StoreKey
+from .schema import TABLES, Place, ensure_schema, render_sql
+from .wire import (
+    BYTEA_ARRAY_OID,
+    INT4_ARRAY_OID,
+    ByteaArray,
+    Int4Array,
+    OneWriteCommit,
+    array_dumper,
+    connection_lost,
+    encode_bytea_array,
+    encode_int4_array,
+    error_text,
+    is_alive,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["PostgreSQL"]
+
+_T = TypeVar("_T")
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}\Z")
+_DEFAULT_CONNECT_TIMEOUT = 10
+_DEFAULT_POOL_TIMEOUT = 10.0
+_DEFAULT_RECONNECT_TIMEOUT = 5.0
+#: seconds to wait for a pooled connection before asking the server if it is up
+_FIRST_WAIT = 2.0
+
+
+def _import_psycopg() -> tuple[ModuleType, ModuleType]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise ImportError(
+            "the PostgreSQL backend needs psycopg 3 and psycopg-pool, which come with the "
+            f"'postgres' extra: pip install 'everstore[postgres]' ({exc})"
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def _check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValueError(
+            f"table prefix must be an ASCII identifier of at most 40 characters, got {prefix!r}"
+        )
+    return prefix
+
+
+def _check_schema(schema: str | None) -> str | None:
+    if schema is None:
+        return None
+    if (
+        not isinstance(schema, str)
+        or not schema
+        or len(schema.encode()) > 63
+        or not schema.isprintable()
+        or schema.startswith("pg_")
+    ):
+        raise ValueError(
+            "schema must be a printable name of 1 to 63 bytes not starting with 'pg_', "
+            f"got {schema!r}"
+        )
+    return schema
+
+
+def _shutdown(listener: Listener | None, pool: ConnectionPool[Any] | None) -> None:
+    if listener is not None:
+        listener.stop()
+    if pool is not None:
+        pool.close(timeout=5.0)
+
+
+class PostgreSQL(Backend):
+    """A log in a PostgreSQL database, shared by any number of processes and hosts.
+
+    ``conninfo`` is a libpq connection string or URL (``"dbname=app host=db"``,
+    ``"postgresql://user@db/app"``). ``schema`` names the schema holding the tables
+    (created if missing; default: the connection's current schema); ``prefix``
+    starts every table name. ``synchronous_commit`` sets the session's
+    ``synchronous_commit`` on (True) or off (False, faster: see "Durability" in
+    docs/postgresql.md); None keeps the server's setting. ``migrate`` (default True)
+    lets :meth:`open` migrate a schema written by an older everstore to this
+    release's version, in one transaction; with False such a schema is refused with
+    :class:`~everstore.errors.SchemaError`, left as it is. Other keywords go to
+    :class:`psycopg_pool.ConnectionPool` (``min_size`` default 1, ``max_size`` 4,
+    ``timeout`` 10 s, ...); ``connect_timeout`` (10 s) is added to the conninfo when
+    it has none.
+
+    The pool and the listener thread start in :meth:`open` (the Store calls it);
+    :meth:`close` stops them.
+    """
+
+    kind = "postgresql"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str | None = None,
+        prefix: str = "everstore",
+        synchronous_commit: bool | None = None,
+        migrate: bool = True,
+        **pool_options: Any,
+    ) -> None:
+        psycopg, psycopg_pool = _import_psycopg()
+        self._psycopg = psycopg
+        self._psycopg_pool = psycopg_pool
+        self.schema = _check_schema(schema)
+        self.prefix = _check_prefix(prefix)
+        if synchronous_commit not in (None, True, False):
+            raise TypeError(
+                f"synchronous_commit must be None, True or False, got {synchronous_commit!r}"
+            )
+        self.synchronous_commit = synchronous_commit
+        if not isinstance(migrate, bool):
+            raise TypeError(f"migrate must be True or False, got {migrate!r}")
+        self.migrate = migrate
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(conninfo)
+            extra: dict[str, Any] = {}
+            if "connect_timeout" not in params:
+                extra["connect_timeout"] = _DEFAULT_CONNECT_TIMEOUT
+            if "application_name" not in params:
+                extra["fallback_application_name"] = "everstore"
+            self._conninfo = psycopg.conninfo.make_conninfo(conninfo, **extra)
+            # The listener's connection idles for long: TCP keepalives notice a server
+            # that vanished without closing it (no effect on Unix sockets).
+            listener_extra = {k: v for k, v in KEEPALIVES.items() if k not in params}
+            self._listener_conninfo = psycopg.conninfo.make_conninfo(
+                self._conninfo, **listener_extra
+            )
+        except psycopg.Error as exc:
+            raise BackendError(f"bad PostgreSQL conninfo: {exc}") from None
+        self._where = _describe(params)
+        self._conninfo_given = conninfo
+        self._pool_options = dict(pool_options)
+        self._lock = threading.RLock()
+        self._pool: ConnectionPool[Any] | None = None
+        self._listener: Listener | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._feed = Feed()
+        self._peer_key: StoreKey | None = None
+        #: id -> name and name -> id of the three interning tables (committed names
+        #: never change, so these are never invalidated)
+        self._names: tuple[dict[int, str], dict[int, str], dict[int, str]] = ({}, {}, {})
+        self._ids: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
+        self._sql: dict[str, str] = {}
+        #: the one-write commit; after a Ctrl-C, this process's Stores must look at
+        #: the log (see _commit_error)
+        self._one_write = OneWriteCommit(psycopg, self._feed.bump)
+        self._resolved_schema: str | None = None
+        self._readers = 0
+        self._read_token: Callable[[], Hashable] = functools.partial(
+            operator.getitem, self._feed.box, 1
+        )
+
+    def __repr__(self) -> str:
+        extra = "" if self.schema is None else f", schema={self.schema!r}"
+        if self.prefix != "everstore":
+            extra += f", prefix={self.prefix!r}"
+        return f"PostgreSQL({self._where!r}{extra})"
+
+    # -- names --------------------------------------------------------------------
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this store (one per schema and prefix)."""
+        schema = self._resolved_schema or self.schema or ""
+        digest = hashlib.sha256(f"{schema}\x00{self.prefix}".encode()).hexdigest()[:16]
+        return f"{self.prefix}_{digest}"
+
+    def table(self, suffix: str) -> str:
+        """The quoted, schema-qualified name of one of the store's tables (for raw SQL)."""
+        if suffix not in TABLES:
+            raise ValueError(f"unknown table {suffix!r}; one of {TABLES}")
+        if not self._sql:
+            raise StoreClosedError(f"{self!r} was never opened: its schema is not known yet")
+        return self._sql[f"table_{suffix}"]
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def open(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                return
+            psycopg = self._psycopg
+            try:
+                conn = psycopg.connect(self._conninfo, autocommit=True)
+            except psycopg.Error as exc:
+                raise BackendError(
+                    f"cannot connect to PostgreSQL ({self._where}): {error_text(exc)}"
+                ) from None
+            try:
+                schema = self.schema
+                if schema is None:
+                    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+                    if schema is None:
+                        raise SchemaError(
+                            f"{self._where}: no current schema (the search_path names no "
+                            "existing schema); pass schema=..."
+                        )
+                self._resolved_schema = schema
+                place = Place(schema, self.prefix, self._where)
+                self._sql = render_sql(psycopg, conn, place, self.channel, self._feed.tag)
+                self._one_write.use(self._sql["append_ids_one"])
+                ensure_schema(psycopg, conn, place, self._sql, migrate=self.migrate)
+                Listener.listen(psycopg, conn, self.channel)
+            except psycopg.Error as exc:
+                conn.close()
+                raise BackendError(
+                    f"PostgreSQL error on {self._where}: {error_text(exc)}"
+                ) from None
+            except BaseException:
+                conn.close()
+                raise
+            feed = self._feed
+            feed.bump()  # LISTEN is established: anything earlier is in last_seq()
+            listener = Listener(psycopg, conn, self._listener_conninfo, self.channel, feed)
+            try:
+                pool = self._make_pool()
+            except BaseException:
+                listener.stop()
+                raise
+            listener.start()
+            self._listener = listener
+            self._pool = pool
+            self._finalizer = weakref.finalize(self, _shutdown, listener, pool)
+            self._peer_key = (self._conninfo_given, schema, self.prefix)
+            PEERS.join(self._peer_key, feed)
+
+    def _make_pool(self) -> ConnectionPool[Any]:
+        options = dict(self._pool_options)
+        kwargs = dict(options.pop("kwargs", None) or {})
+        kwargs.setdefault("autocommit", True)
+        if not kwargs["autocommit"]:
+            raise ValueError("the pool's connections must be in autocommit mode")
+        options.setdefault("min_size", 1)
+        options.setdefault("max_size", max(4, options["min_size"]))
+        options.setdefault("timeout", _DEFAULT_POOL_TIMEOUT)
+        options.setdefault("name", f"everstore-{self.channel}")
+        user_configure = options.pop("configure", None)
+        setting = {None: None, True: "on", False: "off"}[self.synchronous_commit]
+
+        def configure(conn: Connection[Any]) -> None:
+            # The commit step relies on READ COMMITTED: after waiting for the counter
+            # row, a statement reads its new version (REPEATABLE READ would fail).
+            conn.execute("SET default_transaction_isolation = 'read committed'")
+            adapters = conn.adapters
+            adapters.register_dumper(
+                Int4Array, array_dumper(self._psycopg, INT4_ARRAY_OID, encode_int4_array)
+            )
+            adapters.register_dumper(
+                ByteaArray, array_dumper(self._psycopg, BYTEA_ARRAY_OID, encode_bytea_array)
+            )
+            if setting is not None:
+                conn.execute(f"SET synchronous_commit = {setting}")
+            if user_configure is not None:
+                user_configure(conn)
+
+        # After an outage, give up a reconnection attempt soon: the next request then
+        # starts a fresh one at once, instead of waiting out a long backoff.
+        options.setdefault("reconnect_timeout", _DEFAULT_RECONNECT_TIMEOUT)
+        pool: ConnectionPool[Any] = self._psycopg_pool.ConnectionPool(
+            self._conninfo, kwargs=kwargs, configure=configure, open=False, **options
+        )
+        pool.open(wait=False)
+        return pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._peer_key is not None:
+                PEERS.leave(self._peer_key, self._feed)
+                self._peer_key = None
+            if self._finalizer is not None:
+                self._finalizer()  # stops the listener, then the pool; runs once
+                self._finalizer = None
+            self._listener = None
+            self._pool = None
+
+    # -- connections ------------------------------------------------------------------
+
+    def _require_pool(self) -> ConnectionPool[Any]:
+        pool = self._pool
+        if pool is None:
+            raise StoreClosedError(f"{self!r} is not open")
+        return pool
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection[Any]]:
+        """A pooled connection in autocommit mode, for inspection and raw SQL; every
+        psycopg error inside becomes :class:`BackendError`. Raw writes to the log are
+        refused by its triggers; use the table names from :meth:`table`."""
+        with self._connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        """A pooled connection; every psycopg error becomes a BackendError."""
+        with self._pooled() as conn:
+            try:
+                yield conn
+            except self._psycopg.Error as exc:
+                raise BackendError(f"PostgreSQL error on {self._where}: {error_text(exc)}") from exc
+
+    @contextmanager
+    def _pooled(self) -> Iterator[Connection[Any]]:
+        """A live connection from the pool, returned to it afterwards.
+
+        Failing to get one is a BackendError (or StoreClosedError once closed); errors
+        inside the block are the caller's to map.
+        """
+        pool = self._require_pool()
+        pools = self._psycopg_pool
+        try:
+            conn = self._live_connection(pool)
+        except pools.PoolClosed:
+            raise StoreClosedError(f"{self!r} is closed") from None
+        except pools.PoolTimeout as exc:
+            raise BackendError(
+                f"no connection to PostgreSQL ({self._where}) within {pool.timeout:g} s: "
+                f"{error_text(exc)}; the server answers, but every connection is busy"
+            ) from None
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _live_connection(self, pool: ConnectionPool[Any]) -> Connection[Any]:
+        """A connection that still works: an idle one the server dropped (a restart,
+        a terminated session) is replaced at once, without waiting or a round trip."""
+        for _ in range(pool.max_size + 1):
+            conn = self._getconn(pool)
+            if is_alive(conn):
+                return conn
+            conn.close()
+            pool.putconn(conn)  # a closed connection is discarded and replaced
+        return self._getconn(pool)
+
+    def _getconn(self, pool: ConnectionPool[Any]) -> Connection[Any]:
+        deadline = time.monotonic() + pool.timeout
+        timeout_error = self._psycopg_pool.PoolTimeout
+        try:
+            conn: Connection[Any] = pool.getconn(min(pool.timeout, _FIRST_WAIT))
+            return conn
+        except timeout_error:
+            pass
+        # Slow: is the server down? Ask it directly, for a quick, clear error.
+        try:
+            self._psycopg.connect(self._conninfo).close()
+        except self._psycopg.Error as exc:
+            raise BackendError(
+                f"cannot connect to PostgreSQL ({self._where}): {error_text(exc)}"
+            ) from None
+        # It is up: the pool is busy, or still waiting to reconnect. Asking again
+        # often lets the pool start a new connection attempt if it gave one up.
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise timeout_error(f"no connection after {pool.timeout:g} s")
+            try:
+                conn = pool.getconn(min(left, 0.5))
+                return conn
+            except timeout_error:
+                continue
+
+    def _read(self, work: Callable[[Connection[Any]], _T]) -> _T:
+        """Run a read; retried once if the connection was lost (reads are idempotent)."""
+        try:
+            with self._connection() as conn:
+                return work(conn)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, self._psycopg.OperationalError):
+                raise
+        with self._connection() as conn:
+            return work(conn)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(
+        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+    ) -> list[tuple[int, float]]:
+        if not writes:
+            if expect:
+                raise ValueError("expectations need at least one write")
+            return []
+        when = writes[0].time
+        _check_time(when)
+        uniform = True
+        for write in writes:
+            if write.time != when:
+                _check_time(write.time)
+                uniform = False
+        ns_ids, field_ids, ctx_ids = self._ids
+        if uniform and not expect:
+            try:
+                ids = (
+                    [ns_ids[write.namespace] for write in writes],
+                    [field_ids[write.field] for write in writes],
+                    [ctx_ids[write.context] for write in writes],
+                )
+            except KeyError:
+                pass  # a name never seen: the function interns it
+            else:
+                params = {
+                    "n": len(writes),
+                    "t": when,
+                    "ns": Int4Array(ids[0]),
+                    "field": Int4Array(ids[1]),
+                    "ctx": Int4Array(ids[2]),
+                    "data": ByteaArray([write.data for write in writes]),
+                }
+                first, base = self._commit("append_ids", params, len(writes))
+                return [(first + offset, base) for offset in range(1, len(writes) + 1)]
+        first, base = self._commit_by_name(writes, expect)
+        assigned: list[tuple[int, float]] = []
+        for offset, write in enumerate(writes, 1):
+            if write.time > base:
+                base = write.time
+            assigned.append((first + offset, base))
+        return assigned
+
+    def append_one(
+        self, namespace: str, field: str, data: bytes | None, context: str, time: float
+    ) -> tuple[int, float]:
+        ns = self._ids[0].get(namespace)
+        field_id = self._ids[1].get(field)
+        ctx = self._ids[2].get(context)
+        if ns is None or field_id is None or ctx is None:
+            return self.append([Write(namespace, field, data, context, time)])[0]
+        _check_time(time)
+        first, base = self._committed(self._commit_one(time, ns, field_id, ctx, data))
+        return first + 1, base
+
+    def _commit_one(
+        self, time: float, ns: int, field_id: int, ctx: int, data: bytes | None
+    ) -> tuple[int, float]:
+        """One write whose names are interned: see wire.OneWriteCommit."""
+        try:
+            with self._pooled() as conn:
+                return self._one_write.run(conn, time, ns, field_id, ctx, data)
+        except self._psycopg.Error as exc:
+            raise self._commit_error(exc, 1, ())  # noqa: B904 (the cause is set)
+
+    def _commit_by_name(
+        self, writes: Sequence[Write], expect: Sequence[Expectation]
+    ) -> tuple[int, float]:
+        """The general path: everstore_append interns names and checks expectations."""
+        params: list[list[Any]] = [
+            [write.namespace for write in writes],
+            [write.field for write in writes],
+            [write.context for write in writes],
+            ByteaArray([write.data for write in writes]),
+            [write.time for write in writes],
+        ]
+        tag: Any = self._feed.tag
+        params.append(tag)
+        if expect:
+            params += [
+                [namespace for namespace, _, _ in expect],
+                [field for _, field, _ in expect],
+                [seq for _, _, seq in expect],
+            ]
+        row = self._execute_commit(
+            "append_expect" if expect else "append", params, len(writes), expect
+        )
+        # The interned ids are committed now: remember them for the hot paths.
+        for table, idents in enumerate(row[2:5]):
+            names = params[table]
+            known = self._ids[table]
+            back = self._names[table]
+            for name, ident in zip(names, idents, strict=True):
+                known[name] = ident
+                back[ident] = name
+        return self._committed(row)
+
+    def _commit(self, kind: str, params: Any, count: int) -> tuple[int, float]:
+        return self._committed(self._execute_commit(kind, params, count, ()))
+
+    def _committed(self, row: tuple[Any, ...]) -> tuple[int, float]:
+        self._feed.committed()
+        PEERS.wake_others(self._peer_key, self._feed)
+        return int(row[0]), float(row[1])
+
+    def _execute_commit(
+        self, kind: str, params: Any, count: int, expect: Sequence[Expectation]
+    ) -> tuple[Any, ...]:
+        """One statement, so one transaction and one round trip."""
+        query = self._sql[kind]
+        try:
+            with self._pooled() as conn:
+                row: tuple[Any, ...] | None = conn.execute(query, params).fetchone()
+        except self._psycopg.Error as exc:
+            raise self._commit_error(exc, count, expect)  # noqa: B904 (the cause is set)
+        if row is None:  # pragma: no cover - the statements always return a row
+            raise BackendError(f"PostgreSQL returned nothing for a commit on {self._where}")
+        return row
+
+    def _commit_error(
+        self, exc: BaseException, count: int, expect: Sequence[Expectation]
+    ) -> Exception:
+        """What a failed commit of ``count`` writes raises (its cause set)."""
+        error: Exception
+        diag = getattr(exc, "diag", None)
+        if getattr(exc, "sqlstate", None) == "EV409" and diag and diag.message_detail:
+            namespace, field, expected = expect[int(diag.message_detail) - 1]
+            error = conflict(namespace, field, expected, int(diag.message_hint or 0))
+            error.__suppress_context__ = True
+            return error
+        if isinstance(exc, self._psycopg.OperationalError) and connection_lost(exc):
+            # The commit may have landed. The read token leaves our own commits out,
+            # so make every Store of this backend look at the log on its next read
+            # instead of trusting its cache.
+            self._feed.bump()
+            error = BackendError(
+                f"the connection to PostgreSQL ({self._where}) was lost while committing "
+                f"{count} write(s): they were committed entirely or not at all (the "
+                f"change feed shows which): {error_text(exc)}"
+            )
+        else:
+            error = BackendError(
+                f"PostgreSQL refused a commit of {count} write(s) on {self._where}; nothing "
+                f"was written: {error_text(exc)}"
+            )
+        error.__cause__ = exc
+        return error
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _facts(
+        self, conn: Connection[Any], rows: list[tuple[Any, ...]], namespace: str | None
+    ) -> list[Fact]:
+        ns_names, field_names, ctx_names = self._names
+        if namespace is None:
+            missing_ns = {row[2] for row in rows}.difference(ns_names)
+            offset = 1
+        else:
+            missing_ns = set()
+            offset = 0
+        missing_fields = {row[2 + offset] for row in rows}.difference(field_names)
+        missing_ctx = {row[3 + offset] for row in rows}.difference(ctx_names)
+        if missing_ns or missing_fields or missing_ctx:
+            found = conn.execute(
+                self._sql["names"],
+                (sorted(missing_ns), sorted(missing_fields), sorted(missing_ctx)),
+            ).fetchall()
+            for table, ident, name in found:
+                self._names[table][ident] = name
+                self._ids[table][name] = ident
+            for table, wanted in enumerate((missing_ns, missing_fields, missing_ctx)):
+                if not wanted.issubset(self._names[table]):
+                    raise SchemaError(
+                        f"interned names {sorted(wanted - self._names[table].keys())} are "
+                        f"missing on {self._where}: the database is damaged"
+                    )
+        if namespace is None:
+            return [
+                Fact(seq, when, ns_names[ns], field_names[field], data, ctx_names[ctx])
+                for seq, when, ns, field, ctx, data in rows
+            ]
+        return [
+            Fact(seq, when, namespace, field_names[field], data, ctx_names[ctx])
+            for seq, when, field, ctx, data in rows
+        ]
+
+    def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
+        def work(conn: Connection[Any]) -> tuple[int, list[Fact]]:
+            # One statement, one snapshot: the high water and the facts agree.
+            rows = conn.execute(self._sql["load_namespace"], (namespace,), binary=True).fetchall()
+            high = int(rows[0][0])
+            facts = [row[1:] for row in rows if row[1] is not None]
+            return high, self._facts(conn, facts, namespace)
+
+        return self._read(work)
+
+    def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
+        def work(conn: Connection[Any]) -> list[Fact]:
+            rows = conn.execute(self._sql["facts_since"], (seq, limit), binary=True).fetchall()
+            return self._facts(conn, rows, None)
+
+        return self._read(work)
+
+    def last_seq(self) -> int:
+        def work(conn: Connection[Any]) -> int:
+            row = conn.execute(self._sql["last_seq"]).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(work)
+
+    def change_token(self) -> Hashable:
+        """The count of notifications (and of this backend's own commits)."""
+        return self._feed.box[0]
+
+    def token_reader(self) -> Callable[[], Hashable]:
+        """The read token: like :meth:`change_token` but blind to this backend's own
+        commits, which the Store applies from :meth:`append`'s answer, so that a read
+        after a write costs no query. When a second Store asks (one backend shared by
+        two Stores), own commits count again for every reader."""
+        self._readers += 1
+        if self._readers > 1 and self._feed.filter_own:
+            self._feed.share()
+        return self._read_token
+
+    def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
+        feed = self._feed
+        with feed.changed:
+            return feed.changed.wait_for(lambda: feed.box[0] != token, timeout)
+
+    def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
+        limit = upto_seq if upto_seq is not None else 2**62
+
+        def work(conn: Connection[Any]) -> list[str]:
+            rows = conn.execute(self._sql["namespaces"], {"p": prefix, "upto": limit}).fetchall()
+            return [row[0] for row in rows]
+
+        return self._read(work)
+
+    def seq_at_time(self, when: float) -> int:
+        def work(conn: Connection[Any]) -> int:
+            row = conn.execute(self._sql["seq_at_time"], (float(when),)).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(work)
+
+    # -- blobs ----------------------------------------------------------------------
+
+    def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store ``(digest, data)`` pairs in the blob table, atomically, in one
+        statement (one round trip). A digest already stored is left as it is.
+
+        :param blobs: pairs of a 32-byte digest (the SHA-256 of ``data``; trusted)
+            and the bytes
+        :raises ValueError: if a digest is not 32 bytes long (nothing is written)
+        :raises TypeError: if a digest or data is not bytes-like
+        :raises BackendError: if the database refuses or cannot be reached
+        """
+        digests = ByteaArray()
+        datas = ByteaArray()
+        for index, (digest, data) in enumerate(blobs):
+            digests.append(_checked_digest(digest, f"blob {index}'s digest"))
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"blob {index}'s data must be bytes, got {type(data).__name__}")
+            datas.append(bytes(data))
+        if not digests:
+            return
+
+        def work(conn: Connection[Any]) -> None:
+            conn.execute(self._sql["put_blobs"], (digests, datas))
+
+        # Idempotent (content addressing), so it may be retried like a read.
+        self._read(work)
+
+    def get_blob(self, digest: bytes) -> bytes | None:
+        """The bytes stored under ``digest``.
+
+        :param digest: a 32-byte digest
+        :return: the blob's bytes, or None if none are stored under it
+        :raises ValueError: if ``digest`` is not 32 bytes long
+        :raises TypeError: if ``digest`` is not bytes-like
+        :raises BackendError: if the database cannot be reached
+        """
+        key = _checked_digest(digest, "the digest")
+
+        def work(conn: Connection[Any]) -> bytes | None:
+            row = conn.execute(self._sql["get_blob"], (key,), binary=True).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return self._read(work)
+
+    # -- inspection -----------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """True while the listener thread runs (it reconnects by itself)."""
+        return self._listener is not None and self._listener.alive
+
+
+def _describe(params: dict[str, Any]) -> str:
+    """The conninfo without its password, for messages."""
+    shown = {k: v for k, v in params.items() if k in ("host", "hostaddr", "port", "dbname", "user")}
+    return " ".join(f"{k}={v}" for k, v in shown.items()) or "default server"
+
+
+def _checked_digest(digest: bytes, what: str) -> bytes:
+    """``digest`` as bytes, if it is 32 bytes long (a SHA-256)."""
+    if not isinstance(digest, bytes | bytearray | memoryview):
+        raise TypeError(f"{what} must be 32 bytes, got {type(digest).__name__}")
+    digest = bytes(digest)
+    if len(digest) != 32:
+        raise ValueError(f"{what} must be 32 bytes (a SHA-256), got {len(digest)} bytes")
+    return digest
+
+
+def _check_time(when: float) -> None:
+    if not math.isfinite(when):
+        raise ValueError(f"a write's time must be a finite number of seconds, got {when!r}")

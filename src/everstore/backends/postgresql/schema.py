@@ -1,0 +1,494 @@
+"""The store's SQL: its tables, functions and statements, and the schema's versions.
+
+The layout, and why the commit step is written as it is, are in docs/postgresql.md.
+Every name is rendered for one store (schema, prefix, notification channel) when the
+backend opens. A schema is created, or migrated from an older version, in one
+transaction under an advisory lock on the schema's name, so that processes opening
+the store at the same moment do not race. Nothing here imports psycopg: the backend
+passes the module in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ...errors import SchemaError
+from ..base import SCHEMA_VERSION
+from .wire import error_text
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["MIGRATIONS", "TABLES", "Place", "ensure_schema", "render_sql"]
+
+#: table-name suffixes; every one of them is checked for foreign tables
+TABLES = ("meta", "log", "namespaces", "fields", "contexts", "counter", "blobs")
+
+
+class Place(NamedTuple):
+    """Where a store lives."""
+
+    #: the PostgreSQL schema holding its tables
+    schema: str
+    #: the start of every table name
+    prefix: str
+    #: the server, for messages (the conninfo without its password)
+    server: str
+
+
+_INTERNING = "".join(
+    f"""
+  INSERT INTO {{t_{table}}}(name)
+    SELECT DISTINCT u.name FROM unnest(p_{column}) AS u(name)
+    WHERE NOT EXISTS (SELECT 1 FROM {{t_{table}}} AS t WHERE t.name = u.name)
+    ORDER BY 1
+    ON CONFLICT (name) DO NOTHING;"""
+    for table, column in (("namespaces", "ns"), ("fields", "field"), ("contexts", "ctx"))
+)
+
+#: everstore_append: the general commit step (see docs/postgresql.md)
+_APPEND_BODY = (
+    """
+DECLARE
+  cnt integer := cardinality(p_ns);
+  failed bigint;
+  actual bigint;
+BEGIN
+  IF cnt IS NULL OR cnt = 0 THEN
+    RAISE EXCEPTION 'everstore: nothing to append' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- 1. Intern the names, before taking the counter lock. Sorted, so that concurrent
+  --    writers wait on each other's new names in one order (no deadlock); only the
+  --    missing ones, so that the identity sequences are not burnt by conflicts."""
+    + _INTERNING
+    + """
+  SELECT array_agg(tn.id ORDER BY w.ord), array_agg(tf.id ORDER BY w.ord),
+         array_agg(tc.id ORDER BY w.ord)
+    INTO ns_ids, field_ids, ctx_ids
+    FROM unnest(p_ns, p_field, p_ctx) WITH ORDINALITY AS w(ns, field, ctx, ord)
+    JOIN {t_namespaces} AS tn ON tn.name = w.ns
+    JOIN {t_fields} AS tf ON tf.name = w.field
+    JOIN {t_contexts} AS tc ON tc.name = w.ctx;
+  IF coalesce(cardinality(ns_ids), 0) <> cnt THEN
+    RAISE EXCEPTION 'everstore: % of % writes found their interned names',
+      coalesce(cardinality(ns_ids), 0), cnt;
+  END IF;
+  -- 2. The commit step: lock the one counter row. A concurrent writer waits here
+  --    until we have committed, then reads our new seq: seqs follow commit order.
+  SELECT c.seq, c.time INTO first_seq, base_time FROM {t_counter} AS c FOR UPDATE;
+  -- 3. Conditional writes: under the lock, nobody can commit between check and write.
+  IF cardinality(p_expect_ns) > 0 THEN
+    SELECT e.ord, coalesce(a.latest, 0) INTO failed, actual
+    FROM unnest(p_expect_ns, p_expect_field, p_expect_seq)
+         WITH ORDINALITY AS e(ns, field, seq, ord)
+    CROSS JOIN LATERAL (
+      SELECT max(l.seq) AS latest FROM {t_log} AS l
+      WHERE l.ns = (SELECT t.id FROM {t_namespaces} AS t WHERE t.name = e.ns)
+        AND l.field = (SELECT t.id FROM {t_fields} AS t WHERE t.name = e.field)
+    ) AS a
+    WHERE coalesce(a.latest, 0) <> e.seq
+    ORDER BY e.ord LIMIT 1;
+    IF FOUND THEN
+      RAISE EXCEPTION 'everstore: conditional write refused'
+        USING ERRCODE = 'EV409', DETAIL = failed::text, HINT = actual::text;
+    END IF;
+  END IF;
+  -- 4. Seqs and times, the counter, the notification; the commit follows at once.
+  INSERT INTO {t_log}(seq, time, ns, field, ctx, data)
+    SELECT first_seq + w.ord, greatest(base_time, max(w.t) OVER (ORDER BY w.ord)),
+           w.ns, w.field, w.ctx, w.data
+    FROM unnest(ns_ids, field_ids, ctx_ids, p_data, p_time)
+         WITH ORDINALITY AS w(ns, field, ctx, data, t, ord);
+  UPDATE {t_counter} SET seq = first_seq + cnt,
+    time = greatest(base_time, (SELECT max(x) FROM unnest(p_time) AS x));
+  PERFORM pg_notify({channel}, (first_seq + cnt)::text || ' ' || coalesce(p_tag, ''));
+END
+"""
+)
+
+#: everstore_seq_at_time
+_SEQ_AT_TIME_BODY = """
+DECLARE
+  lo bigint := 0;
+  hi bigint;
+  mid bigint;
+  found_time float8;
+BEGIN
+  -- times never decrease in seq order: a binary search over the primary key
+  SELECT c.seq INTO hi FROM {t_counter} AS c;
+  WHILE lo < hi LOOP
+    mid := (lo + hi + 1) / 2;
+    SELECT l.time INTO found_time FROM {t_log} AS l WHERE l.seq >= mid ORDER BY l.seq LIMIT 1;
+    IF FOUND AND found_time <= p_when THEN
+      lo := mid;
+    ELSE
+      hi := mid - 1;
+    END IF;
+  END LOOP;
+  RETURN lo;
+END
+"""
+
+_REFUSE_BODY = """
+BEGIN
+  RAISE EXCEPTION '%.% is append-only: % is refused', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END
+"""
+
+_NO_REWIND_BODY = """
+BEGIN
+  RAISE EXCEPTION '%.% cannot go backwards', TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
+END
+"""
+
+
+def _append_only(table: str, refused: str = "UPDATE OR DELETE") -> list[str]:
+    """The triggers refusing to rewrite ``table`` (``refused`` rows, and TRUNCATE)."""
+    return [
+        f"CREATE TRIGGER append_only BEFORE {refused} ON {{t_{table}}} "
+        "FOR EACH ROW EXECUTE FUNCTION {f_refuse}()",
+        f"CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {{t_{table}}} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {f_refuse}()",
+    ]
+
+
+#: The tables of schema version 1 (everstore 0.1.0); later versions add theirs in a
+#: migration step, which a new schema runs too: created or migrated, it is the same.
+_VERSION_1_TABLES = [
+    "CREATE TABLE {t_meta} (key text PRIMARY KEY, value text NOT NULL)",
+    *(
+        f"CREATE TABLE {{t_{table}}} (id integer GENERATED BY DEFAULT AS IDENTITY "
+        "PRIMARY KEY, name text NOT NULL UNIQUE)"
+        for table in ("namespaces", "fields", "contexts")
+    ),
+    "CREATE TABLE {t_log} (seq bigint PRIMARY KEY, time double precision NOT NULL, "
+    "ns integer NOT NULL, field integer NOT NULL, ctx integer NOT NULL, data bytea)",
+    "CREATE INDEX ON {t_log} (ns, field, seq)",
+    "CREATE TABLE {t_counter} (id boolean PRIMARY KEY DEFAULT true CHECK (id), "
+    "seq bigint NOT NULL, time double precision NOT NULL) WITH (fillfactor = 20)",
+    "INSERT INTO {t_counter}(seq, time) VALUES (0, 0)",
+    *(
+        trigger
+        for table in ("log", "namespaces", "fields", "contexts")
+        for trigger in _append_only(table)
+    ),
+    *_append_only("counter", "DELETE"),
+    "CREATE TRIGGER no_rewind BEFORE UPDATE ON {t_counter} FOR EACH ROW "
+    "WHEN (NEW.seq < OLD.seq OR NEW.time < OLD.time) EXECUTE FUNCTION {f_no_rewind}()",
+]
+
+#: The steps bringing a schema from the version they are keyed by to the next one.
+#: The next schema version adds one step here (and raises SCHEMA_VERSION).
+MIGRATIONS: dict[int, list[str]] = {
+    # 1 -> 2: the content-addressed blob table, append-only like the log
+    1: [
+        "CREATE TABLE {t_blobs} (digest bytea PRIMARY KEY CHECK (length(digest) = 32), "
+        "data bytea NOT NULL)",
+        *_append_only("blobs"),
+    ],
+}
+
+#: The functions, as this release defines them. A migration re-creates them (their
+#: signatures never change), so that a migrated schema runs this release's code.
+_FUNCTIONS = [
+    "{create} FUNCTION {f_refuse}() RETURNS trigger LANGUAGE plpgsql AS {refuse_body}",
+    "{create} FUNCTION {f_no_rewind}() RETURNS trigger LANGUAGE plpgsql AS {no_rewind_body}",
+    "{create} FUNCTION {f_append}(p_ns text[], p_field text[], p_ctx text[], "
+    "p_data bytea[], p_time float8[], p_tag text DEFAULT NULL, "
+    "p_expect_ns text[] DEFAULT NULL, "
+    "p_expect_field text[] DEFAULT NULL, p_expect_seq int8[] DEFAULT NULL, "
+    "OUT first_seq bigint, OUT base_time float8, OUT ns_ids int4[], "
+    "OUT field_ids int4[], OUT ctx_ids int4[]) "
+    "LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan "
+    "SET search_path = pg_catalog, pg_temp AS {append_body}",
+    "{create} FUNCTION {f_seq_at_time}(p_when float8) RETURNS bigint "
+    "LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp "
+    "AS {seq_at_time_body}",
+]
+
+
+def _steps_from(version: int) -> list[str]:
+    """Every migration step from ``version`` to SCHEMA_VERSION, in order."""
+    return [
+        statement for start in range(version, SCHEMA_VERSION) for statement in MIGRATIONS[start]
+    ]
+
+
+Render = Callable[..., str]
+
+
+def _renderer(psycopg: ModuleType, conn: Connection[Any], place: Place) -> Render:
+    """Formats a template's ``{t_<table>}`` and ``{f_<function>}`` (and any other
+    names given) as quoted, schema-qualified identifiers or literals."""
+    sql = psycopg.sql
+
+    def name(suffix: str) -> Any:
+        return sql.Identifier(place.schema, f"{place.prefix}_{suffix}")
+
+    names = {f"t_{suffix}": name(suffix) for suffix in TABLES}
+    for function in ("append", "seq_at_time", "refuse", "no_rewind"):
+        names[f"f_{function}"] = name(function)
+
+    def render(template: str, **extra: Any) -> str:
+        rendered: str = sql.SQL(template).format(**names, **extra).as_string(conn)
+        return rendered
+
+    return render
+
+
+def _schema_scripts(psycopg: ModuleType, render: Render, channel: str) -> dict[str, str]:
+    """The scripts creating the schema and migrating it from each older version."""
+    sql = psycopg.sql
+    bodies = {
+        "refuse_body": sql.Literal(_REFUSE_BODY),
+        "no_rewind_body": sql.Literal(_NO_REWIND_BODY),
+        "append_body": sql.Literal(render(_APPEND_BODY, channel=sql.Literal(channel))),
+        "seq_at_time_body": sql.Literal(render(_SEQ_AT_TIME_BODY)),
+        "version": sql.Literal(str(SCHEMA_VERSION)),
+    }
+    scripts = {
+        "create": render(
+            ";\n".join(
+                [
+                    *_FUNCTIONS,
+                    *_VERSION_1_TABLES,
+                    *_steps_from(1),
+                    "INSERT INTO {t_meta}(key, value) VALUES ('schema_version', {version})",
+                ]
+            ),
+            create=sql.SQL("CREATE"),
+            **bodies,
+        )
+    }
+    for start in MIGRATIONS:
+        scripts[f"migrate_from_{start}"] = render(
+            ";\n".join(
+                [
+                    *_FUNCTIONS,
+                    *_steps_from(start),
+                    "UPDATE {t_meta} SET value = {version} WHERE key = 'schema_version'",
+                ]
+            ),
+            create=sql.SQL("CREATE OR REPLACE"),
+            **bodies,
+        )
+    return scripts
+
+
+def render_sql(
+    psycopg: ModuleType, conn: Connection[Any], place: Place, channel: str, tag: str
+) -> dict[str, str]:
+    """Every statement the backend runs, rendered for one store.
+
+    :param psycopg: the psycopg module
+    :param conn: a connection (quoting depends on its encoding)
+    :param place: the store
+    :param channel: its LISTEN/NOTIFY channel
+    :param tag: the backend's tag, sent in its notifications ("<last seq> <tag>")
+    :return: statements by name: ``table_<suffix>`` (a quoted table name),
+        ``schema``, the commits (``append``, ``append_expect``, ``append_ids``,
+        ``append_ids_one``), the reads, ``put_blobs``, ``get_blob``, ``version``,
+        and the scripts ``create`` and ``migrate_from_<version>``
+    """
+    sql = psycopg.sql
+    render = _renderer(psycopg, conn, place)
+    q: dict[str, str] = {f"table_{s}": render(f"{{t_{s}}}") for s in TABLES}
+    q["schema"] = sql.Identifier(place.schema).as_string(conn)
+    returning = "SELECT first_seq, base_time, ns_ids, field_ids, ctx_ids FROM {f_append}"
+    q["append"] = render(
+        returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], %b::text)"
+    )
+    q["append_expect"] = render(
+        returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], "
+        "%b::text, %b::text[], %b::text[], %b::int8[])"
+    )
+    notified = {"channel": sql.Literal(channel), "tag": sql.Literal(" " + tag)}
+    # The hot paths: every name already interned (ids cached), one time for all
+    # writes (what the Store sends), no condition. One statement: the UPDATE locks
+    # the counter row and, having waited for it, reads its latest committed
+    # version, so this is the same commit step as in everstore_append.
+    # The hottest of them, for one write, is prepared and run through libpq
+    # directly (see wire.OneWriteCommit), hence libpq's $n placeholders.
+    q["append_ids_one"] = render(
+        "WITH c AS (UPDATE {t_counter} SET seq = seq + 1, time = greatest(time, $1::float8) "
+        "RETURNING seq, time), "
+        "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
+        "SELECT c.seq, c.time, $2::int4, $3::int4, $4::int4, $5::bytea FROM c) "
+        "SELECT c.seq - 1, c.time, pg_notify({channel}, c.seq || {tag}) FROM c",
+        **notified,
+    )
+    q["append_ids"] = render(
+        "WITH c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
+        "time = greatest(time, %(t)b::float8) RETURNING seq, time), "
+        "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
+        "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
+        "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "
+        "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)) "
+        "SELECT c.seq - %(n)b::int8, c.time, pg_notify({channel}, c.seq || {tag}) FROM c",
+        **notified,
+    )
+    q["last_seq"] = render("SELECT seq FROM {t_counter}")
+    q["facts_since"] = render(
+        "SELECT seq, time, ns, field, ctx, data FROM {t_log} WHERE seq > %b "
+        "ORDER BY seq LIMIT %b::int8"
+    )
+    q["load_namespace"] = render(
+        "SELECT c.seq, l.seq, l.time, l.field, l.ctx, l.data FROM {t_counter} AS c "
+        "LEFT JOIN {t_log} AS l ON l.ns = (SELECT id FROM {t_namespaces} WHERE name = %b) "
+        "ORDER BY l.seq"
+    )
+    q["names"] = render(
+        "SELECT 0, id, name FROM {t_namespaces} WHERE id = ANY(%b::int4[]) UNION ALL "
+        "SELECT 1, id, name FROM {t_fields} WHERE id = ANY(%b::int4[]) UNION ALL "
+        "SELECT 2, id, name FROM {t_contexts} WHERE id = ANY(%b::int4[])"
+    )
+    q["namespaces"] = render(
+        "SELECT n.name FROM {t_namespaces} AS n WHERE "
+        "(%(p)s = '' OR n.name = %(p)s OR starts_with(n.name, %(p)s || '/')) AND "
+        "EXISTS (SELECT 1 FROM {t_log} AS l WHERE l.ns = n.id AND l.seq <= %(upto)s) "
+        'ORDER BY n.name COLLATE "C"'
+    )
+    q["seq_at_time"] = render("SELECT {f_seq_at_time}(%b::float8)")
+    # One statement, so atomic; a digest already stored (or twice in the batch) is
+    # skipped, as content addressing allows.
+    q["put_blobs"] = render(
+        "INSERT INTO {t_blobs}(digest, data) SELECT * FROM unnest(%b::bytea[], %b::bytea[]) "
+        "ON CONFLICT (digest) DO NOTHING"
+    )
+    q["get_blob"] = render("SELECT data FROM {t_blobs} WHERE digest = %b")
+    q["version"] = render("SELECT value FROM {t_meta} WHERE key = 'schema_version'")
+    q.update(_schema_scripts(psycopg, render, channel))
+    return q
+
+
+def ensure_schema(
+    psycopg: ModuleType,
+    conn: Connection[Any],
+    place: Place,
+    sql: Mapping[str, str],
+    *,
+    migrate: bool,
+) -> None:
+    """Create the store's schema if missing, migrate it if older, check it otherwise.
+
+    Creation and migration each run in one transaction holding
+    ``pg_advisory_xact_lock`` on the schema's name: concurrent openers queue there,
+    and the later ones find the work done.
+
+    :param psycopg: the psycopg module
+    :param conn: an autocommit connection
+    :param place: the store
+    :param sql: what :func:`render_sql` gave
+    :param migrate: whether a schema of an older version may be migrated
+    :raises SchemaError: for a newer version, an older one when ``migrate`` is
+        False, or tables of our names that everstore did not create
+    :raises psycopg.Error: for any other database error
+    """
+    version = _read_version(psycopg, conn, place, sql)
+    if version is not None and version < SCHEMA_VERSION and not migrate:
+        raise _refusal(place, version)
+    if version is None or version < SCHEMA_VERSION:
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"everstore schema {place.schema}",),
+            )
+            version = _read_version(psycopg, conn, place, sql)
+            if version is None:
+                _create(psycopg, conn, place, sql)
+                version = SCHEMA_VERSION
+            elif version < SCHEMA_VERSION:
+                _migrate(psycopg, conn, place, sql, version)
+                version = SCHEMA_VERSION
+    if version != SCHEMA_VERSION:
+        raise _refusal(place, version)
+
+
+def _refusal(place: Place, version: int) -> SchemaError:
+    """Why a schema of another version is not opened, and what to do."""
+    holds = (
+        f"{place.server}, schema {place.schema!r}, prefix {place.prefix!r} holds everstore "
+        f"schema version {version}; this release needs version {SCHEMA_VERSION}. "
+    )
+    if version > SCHEMA_VERSION:
+        return SchemaError(holds + "Upgrade everstore to open it.")
+    if version in MIGRATIONS:
+        return SchemaError(
+            holds + "Open it with migrate=True (the default) to migrate it in place; "
+            "older everstore releases cannot open it afterwards."
+        )
+    return SchemaError(holds + "It cannot be opened.")
+
+
+def _create(
+    psycopg: ModuleType, conn: Connection[Any], place: Place, sql: Mapping[str, str]
+) -> None:
+    exists = conn.execute(
+        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (place.schema,)
+    ).fetchone()
+    if exists is None:
+        conn.execute(f"CREATE SCHEMA {sql['schema']}")
+    _run_script(psycopg, conn, place, sql["create"], "create")
+
+
+def _migrate(
+    psycopg: ModuleType, conn: Connection[Any], place: Place, sql: Mapping[str, str], version: int
+) -> None:
+    script = sql.get(f"migrate_from_{version}")
+    if script is None:  # older than any migration this release knows
+        raise _refusal(place, version)
+    _run_script(psycopg, conn, place, script, f"migrate (from version {version})")
+
+
+def _run_script(
+    psycopg: ModuleType, conn: Connection[Any], place: Place, script: str, doing: str
+) -> None:
+    """Run a schema script; a name already taken by something else is a SchemaError."""
+    errors = psycopg.errors
+    try:
+        conn.execute(script)
+    except (errors.DuplicateObject, errors.DuplicateFunction, errors.DuplicateTable) as exc:
+        raise SchemaError(
+            f"cannot {doing} the everstore schema in {place.schema!r} on {place.server}: "
+            f"{error_text(exc)}; choose another prefix or schema"
+        ) from None
+
+
+def _read_version(
+    psycopg: ModuleType, conn: Connection[Any], place: Place, sql: Mapping[str, str]
+) -> int | None:
+    """The schema version in the meta table; None if the store has no table yet."""
+    names = [f"{place.prefix}_{suffix}" for suffix in TABLES]
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (place.schema, names),
+    ).fetchall()
+    found = {row[0] for row in rows}
+    meta = f"{place.prefix}_meta"
+    if meta not in found:
+        if found:
+            raise SchemaError(
+                f"schema {place.schema!r} on {place.server} has {sorted(found)} but no "
+                f"{meta}: they were not created by everstore; choose another prefix or schema"
+            )
+        return None
+    try:
+        with conn.transaction():
+            row = conn.execute(sql["version"]).fetchone()
+    except psycopg.Error as exc:
+        raise SchemaError(
+            f"{place.schema}.{meta} on {place.server} is not an everstore table: {error_text(exc)}"
+        ) from None
+    if row is None:
+        raise SchemaError(f"{place.schema}.{meta} on {place.server} has no schema_version")
+    try:
+        return int(row[0])
+    except ValueError:
+        raise SchemaError(
+            f"{place.schema}.{meta} on {place.server} has schema_version {row[0]!r}"
+        ) from None
