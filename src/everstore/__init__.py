@@ -6,7 +6,6 @@ present is a fast in-memory view over that log; any past moment can be read back
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Memory, Sqlite3
