@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["map_wal_header"]
+__all__ = ["change_counter", "map_wal_header"]
 
 _HEADER_BYTES = 48
 _PAGE = 4096
@@ -86,3 +86,10 @@ def map_wal_header(shm_path: str) -> Callable[[], bytes] | None:
         return None
     header = (ctypes.c_char * _HEADER_BYTES).from_address(address)
     return memoryview(header).tobytes
+
+
+def change_counter(header: bytes) -> int:
+    """The ``iChange`` field of a WAL-index header: a u32 in native byte order at byte
+    8, which SQLite increments each time it writes the header (every commit; also a
+    WAL restart, so it may grow by more than one per commit, never by less)."""
+    return int.from_bytes(header[8:12], sys.byteorder)

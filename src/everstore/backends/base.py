@@ -21,7 +21,7 @@ __all__ = ["Backend", "Expectation", "conflict", "namespace_matches"]
 Expectation = tuple[str, str, int]
 
 #: The version of the log schema this release writes; stored in every database.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: everstore 0.1.0; 2: adds the content-addressed blob table
 
 
 class Backend(abc.ABC):
