@@ -180,7 +180,9 @@ class Sqlite3(Backend):
             f"(max(?, coalesce((SELECT time FROM {self._log} WHERE seq = "
             f"(SELECT max(seq) FROM {self._log})), 0.0)), ?, ?, ?, ?)"
         )
-        self._insert_blob = f"INSERT OR IGNORE INTO {p}_blobs(digest, data) VALUES (?, ?)"
+        # Not INSERT OR IGNORE, which would skip a bad digest (CHECK) silently: a
+        # digest already stored is skipped by the table's no_replace trigger.
+        self._insert_blob = f"INSERT INTO {p}_blobs(digest, data) VALUES (?, ?)"
         self._select_blob = f"SELECT data FROM {p}_blobs WHERE digest = ?"
         #: (seq, time) of the last row this object wrote; see append_one
         self._own_last: tuple[int, float] = (-1, 0.0)
