@@ -34,7 +34,7 @@ from ..errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
 from ..log import Fact, Write
 from . import _sqlite_schema as schema
 from ._sqlite_location import Location, locate
-from ._walwatch import change_counter, map_wal_header
+from ._walwatch import WalHeader, change_counter, map_wal_header
 from .base import SCHEMA_VERSION, Backend, Expectation, conflict
 
 __all__ = ["Sqlite3"]
@@ -166,6 +166,8 @@ class Sqlite3(Backend):
         #: what change_token() reads: "wal" (the WAL-index header), "data_version"
         #: (PRAGMA data_version) or "private" (a constant: nobody else writes)
         self._token_source = "private"
+        #: the mapped WAL-index header, while change_token() reads it
+        self._wal_header: WalHeader | None = None
         p = self.prefix
         self._log = f"{p}_log"
         self._namespaces = _Interner(f"{p}_namespaces")
@@ -346,7 +348,8 @@ class Sqlite3(Backend):
         if header is None:
             # No shared-memory index to watch safely: ask SQLite (slower, ~3 µs).
             return "data_version", self._data_version
-        return "wal", header
+        self._wal_header = header
+        return "wal", header.read
 
     def _data_version(self) -> Hashable:
         with self._lock:
@@ -360,6 +363,10 @@ class Sqlite3(Backend):
                 self._write_cursor = None
             self._token = lambda: _PRIVATE_TOKEN
             self._token_source = "private"
+            if self._wal_header is not None:
+                # Holding the mapping would hold the file (and its mount) open.
+                self._wal_header.release()
+                self._wal_header = None
 
     @property
     def connection(self) -> sqlite3.Connection:
