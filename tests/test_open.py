@@ -10,6 +10,7 @@ import pytest
 
 import everstore
 from everstore import Memory, Sqlite3, Store
+from everstore.log import Write
 
 
 def _written_and_reread(target: str | os.PathLike[str]) -> Store:
@@ -81,3 +82,64 @@ def test_postgresql_urls(pg_schema: tuple[str, str], scheme: str) -> None:
     with everstore.open(url, schema=schema) as reopened:
         assert reopened.storage("doc").title == "on the server"
     assert everstore.PostgreSQL is type(reopened.backend)
+
+
+def test_a_file_uri_is_a_shared_file_whose_changes_are_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = everstore.open("file:shared.db")
+    second = Store(Sqlite3("file:shared.db?cache=private"))
+    assert (tmp_path / "shared.db").exists()
+    first.storage("doc").title = "one"
+    assert second.storage("doc").title == "one"
+    second.storage("doc").title = "two"
+    assert first.storage("doc").title == "two"
+    assert first.backend.change_token() == second.backend.change_token()
+    first.close()
+    second.close()
+
+
+def test_private_databases_keep_a_constant_token() -> None:
+    for target in (":memory:", "", "file::memory:", "file:x?mode=memory"):
+        backend = Sqlite3(target)
+        with Store(backend) as store:
+            token = backend.change_token()
+            store.storage("doc").title = "x"
+            assert backend.change_token() == token
+            assert backend.token_after_commit(token, 1) == token
+
+
+def test_a_shared_memory_uri_sees_the_other_connections_writes() -> None:
+    uri = "file:everstore-test-shared?mode=memory&cache=shared"
+    first, second = Store(Sqlite3(uri)), Store(Sqlite3(uri))
+    first.storage("doc").title = "one"
+    assert second.storage("doc").title == "one"
+    first.storage("doc").title = "two"
+    assert second.storage("doc").title == "two"
+    first.close()
+    second.close()
+
+
+def test_token_after_commit_proves_only_a_lone_commit(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    mine, other = Sqlite3(path), Sqlite3(path)
+    mine.open()
+    other.open()
+    # The first write of a name also commits the name (one more commit): not a lone one.
+    before = mine.change_token()
+    mine.append_one("doc", "a", b"0", "test", 0.5)
+    assert mine.token_after_commit(before, 1) is None
+    before = mine.change_token()
+    mine.append_one("doc", "a", b"1", "test", 1.0)
+    after = mine.token_after_commit(before, 1)
+    assert after is not None and after == mine.change_token() != before
+    before = mine.change_token()
+    other.append_one("doc", "a", b"2", "test", 2.0)
+    mine.append_one("doc", "a", b"3", "test", 3.0)
+    assert mine.token_after_commit(before, 1) is None
+    before = mine.change_token()
+    mine.append([Write("doc", "a", data, "test", 4.0) for data in (b"4", b"5")])
+    assert mine.token_after_commit(before, 2) == mine.change_token()
+    mine.close()
+    other.close()

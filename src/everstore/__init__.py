@@ -6,7 +6,6 @@ present is a fast in-memory view over that log; any past moment can be read back
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Memory, Sqlite3
@@ -26,6 +25,7 @@ from .errors import (
     UnsupportedValueError,
 )
 from .log import Fact, Value
+from .opening import open
 from .storage import Storage
 from .store import Change, History, Store, Subscription
 from .temporal import FrozenStorage, StoreView, View, within
@@ -69,41 +69,6 @@ __all__ = [
     "open",
     "within",
 ]
-
-
-def open(target: str | os.PathLike[str], **options: Any) -> Store:
-    """Open a store from a URL or a path.
-
-    ``":memory:"`` (or ``"memory://"``) is a Memory store; ``"sqlite:///relative.db"``,
-    ``"sqlite:////absolute.db"`` or a plain path is an SQLite file;
-    ``"postgresql://user@host/dbname"`` (or ``postgres://``) is a PostgreSQL database,
-    which needs the ``postgres`` extra. ``options`` go to the backend (``schema=`` and
-    pool options for PostgreSQL, ``busy_timeout=`` for SQLite); ``codec=`` goes to
-    the Store.
-
-    >>> store = open(":memory:")
-    >>> store.backend
-    Memory()
-    """
-    codec = options.pop("codec", None)
-    text = os.fspath(target)
-    backend: Backend
-    if text in (":memory:", "memory://"):
-        backend = Memory(**options)
-    elif text.startswith("sqlite://"):
-        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
-        path = text[len("sqlite:///") :] if text.startswith("sqlite:///") else ""
-        backend = Sqlite3(path or ":memory:", **options)
-    elif text.startswith(("postgresql://", "postgres://")):
-        from .backends.postgresql import PostgreSQL
-
-        backend = PostgreSQL(text, **options)
-    elif "://" in text:
-        scheme = text.split("://", 1)[0]
-        raise ValueError(f"everstore.open(): unknown scheme {scheme!r} in {text!r}")
-    else:
-        backend = Sqlite3(text, **options)
-    return Store(backend, codec=codec)
 
 
 def __getattr__(name: str) -> Any:

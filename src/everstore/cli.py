@@ -3,16 +3,21 @@
 everstore demo [--path everstore-demo.db]
 everstore namespaces PATH [PREFIX ...]
 everstore show PATH NAMESPACE [FIELD]
+everstore migrate PATH [--prefix PREFIX]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 from . import open as open_store
+from .backends import Sqlite3
+from .backends.base import SCHEMA_VERSION
+from .errors import EverstoreError
 from .store import Store
 from .temporal import within
 
@@ -85,6 +90,25 @@ def _show(path: str, namespace: str, field: str | None) -> int:
     return 0
 
 
+def _migrate(path: str, prefix: str) -> int:
+    """Bring the SQLite store at ``path`` to this release's schema version."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        print(f"everstore migrate: no store at {path!r}", file=sys.stderr)
+        return 2
+    backend = Sqlite3(path, prefix=prefix)
+    try:
+        backend.open()
+    except EverstoreError as exc:
+        print(f"everstore migrate: {exc}", file=sys.stderr)
+        return 1
+    backend.close()
+    if backend.migrated_from is None:
+        print(f"{path}: already at schema version {SCHEMA_VERSION}")
+    else:
+        print(f"{path}: migrated from schema version {backend.migrated_from} to {SCHEMA_VERSION}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="everstore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,11 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("path")
     show.add_argument("namespace", help="parts joined by '/', like game/alice")
     show.add_argument("field", nargs="?")
+    upgrade = commands.add_parser(
+        "migrate", help="migrate an SQLite store to this release's schema version"
+    )
+    upgrade.add_argument("path")
+    upgrade.add_argument("--prefix", default="everstore", help="the store's table prefix")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.path)
     if args.command == "namespaces":
         return _namespaces(args.path, args.prefix)
+    if args.command == "migrate":
+        return _migrate(args.path, args.prefix)
     return _show(args.path, args.namespace, args.field)
 
 

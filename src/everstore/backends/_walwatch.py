@@ -11,7 +11,9 @@ memory under everyone's feet). Python's ``mmap`` duplicates the descriptor it ma
 and closes the copy later, so it cannot be used either. Instead the header page is
 mapped with libc's ``mmap`` from the descriptor SQLite itself opened, found in
 ``/proc/self/fd``; nothing is ever closed. The page stays mapped until the process
-exits (one page of address space per database file opened).
+closes the database: then :meth:`WalHeader.release` puts an anonymous zero page in
+its place (a reader called later reads zeros instead of faulting) and the file, and the
+mount it lives on, are no longer held.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["map_wal_header"]
+__all__ = ["WalHeader", "change_counter", "map_wal_header"]
 
 _HEADER_BYTES = 48
 _PAGE = 4096
 _PROT_READ = 1
 _MAP_SHARED = 1
+_MAP_PRIVATE = 2
+_MAP_FIXED = 0x10
+_MAP_ANONYMOUS = 0x20  # Linux
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -68,12 +73,34 @@ def _sqlite_descriptor(shm_path: str) -> int | None:
     return None
 
 
-def map_wal_header(shm_path: str) -> Callable[[], bytes] | None:
-    """A function returning the current WAL-index header of ``shm_path``, or None
-    where that cannot be done safely (then ask SQLite: ``PRAGMA data_version``).
+class WalHeader:
+    """The mapped WAL-index header of one ``-shm`` file."""
+
+    def __init__(self, address: int, mmap: Callable[..., int | None]) -> None:
+        self._address = address
+        self._mmap = mmap
+        header = (ctypes.c_char * _HEADER_BYTES).from_address(address)
+        #: the current 48 header bytes (a memory read)
+        self.read: Callable[[], bytes] = memoryview(header).tobytes
+
+    def release(self) -> None:
+        """Stop mapping the file: :attr:`read` returns zeros from now on. Idempotent."""
+        self._mmap(
+            self._address,
+            _PAGE,
+            _PROT_READ,
+            _MAP_PRIVATE | _MAP_FIXED | _MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+
+
+def map_wal_header(shm_path: str) -> WalHeader | None:
+    """The WAL-index header of ``shm_path``, mapped, or None where that cannot be done
+    safely (then ask SQLite: ``PRAGMA data_version``).
 
     Call it only after a read on a WAL-mode connection (so SQLite has the file open),
-    and stop calling the result once that connection is closed.
+    and release it when that connection is closed.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -84,5 +111,11 @@ def map_wal_header(shm_path: str) -> Callable[[], bytes] | None:
     address = mmap(None, _PAGE, _PROT_READ, _MAP_SHARED, descriptor, 0)
     if address is None or address == _MAP_FAILED:
         return None
-    header = (ctypes.c_char * _HEADER_BYTES).from_address(address)
-    return memoryview(header).tobytes
+    return WalHeader(address, mmap)
+
+
+def change_counter(header: bytes) -> int:
+    """The ``iChange`` field of a WAL-index header: a u32 in native byte order at byte
+    8, which SQLite increments each time it writes the header (every commit; also a
+    WAL restart, so it may grow by more than one per commit, never by less)."""
+    return int.from_bytes(header[8:12], sys.byteorder)

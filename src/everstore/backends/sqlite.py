@@ -1,14 +1,17 @@
 """The Sqlite3 backend: the embedded default, one file shared by many processes.
 
-Layout (``everstore`` is the default table prefix):
+Layout (``everstore`` is the default table prefix; the schema and its versions are in
+:mod:`everstore.backends._sqlite_schema`):
 
 * ``everstore_log(seq INTEGER PRIMARY KEY, time, ns, field, ctx, data)``: the facts.
   Namespaces, field names and contexts are interned as small integers in
   ``everstore_namespaces``, ``everstore_fields`` and ``everstore_contexts``, which keeps
   rows and the ``(ns, field, seq)`` index small.
-* ``everstore_meta``: the schema version.
-* Triggers refuse UPDATE and DELETE on the log and the interning tables, so history
-  cannot be rewritten by accident, even with raw SQL.
+* ``everstore_blobs(digest, data)``: content-addressed blobs (SHA-256 digest -> bytes).
+* ``everstore_meta``: the schema version. The file header carries everstore's
+  ``PRAGMA application_id`` and the schema version as ``user_version``.
+* Triggers refuse UPDATE and DELETE on the log, the blobs and the interning tables,
+  so history cannot be rewritten by accident, even with raw SQL.
 
 Durability: WAL with ``synchronous=NORMAL``. A write that returned survives a killed
 process; a power loss may lose the last transactions (never corrupt the file).
@@ -27,14 +30,21 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..errors import BackendError, SchemaError, StoreClosedError
+from ..errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
 from ..log import Fact, Write
-from ._walwatch import map_wal_header
+from . import _sqlite_schema as schema
+from ._sqlite_location import Location, locate
+from ._walwatch import WalHeader, change_counter, map_wal_header
 from .base import SCHEMA_VERSION, Backend, Expectation, conflict
 
 __all__ = ["Sqlite3"]
 
 _T = TypeVar("_T")
+
+#: the change token of a database no other connection can write to
+_PRIVATE_TOKEN = 0
+#: SQLite's result codes for "this file cannot be written here"
+_NOT_WRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 
 
 def _check_identifier(prefix: str) -> str:
@@ -95,9 +105,6 @@ class _Interner:
 class Sqlite3(Backend):
     """A log in one SQLite file (WAL mode), safe for many threads and processes.
 
-    ``path`` may be ``":memory:"`` for a private in-memory database.
-    ``busy_timeout`` is how long (seconds) a writer waits for another's lock.
-
     >>> import tempfile, os
     >>> from everstore import Store
     >>> path = os.path.join(tempfile.mkdtemp(), "doc.db")
@@ -105,20 +112,62 @@ class Sqlite3(Backend):
     ...     store.storage("doc").title = "hello"
     >>> Store(Sqlite3(path)).storage("doc").title
     'hello'
+    >>> Store(Sqlite3(path, readonly=True)).storage("doc").title
+    'hello'
+
+    Opening checks the file: a new or empty file becomes a store; a store of an
+    older schema version is migrated, in one transaction, unless ``migrate=False``.
+    A file that lost its store is refused with :class:`~everstore.errors.SchemaError`
+    where a trace of it is left: an empty main file beside a non-empty ``-wal``
+    (opening it would let SQLite discard that WAL), a header stamped by everstore
+    without any table, or ``<prefix>_meta`` without the tables of its version. What
+    leaves no trace cannot be told from a new file: a file truncated to 0 bytes after a
+    clean close (which removes the WAL) opens as an empty store.
+
+    :param path: a file path; ``":memory:"`` or ``""`` for a private database; or an
+        SQLite URI (``"file:app.db?cache=private"``). A ``file:`` URI naming a file is
+        shared like a path; only ``mode=memory`` makes it private.
+    :param prefix: the table-name prefix (an ASCII identifier), so that several stores
+        can share one file
+    :param busy_timeout: seconds a writer waits for another's lock
+    :param readonly: open with ``mode=ro``: every write raises
+        :class:`~everstore.errors.ReadOnlyError`, no schema is created or migrated. In
+        a directory this process cannot write, a file with no ``-wal``/``-shm`` beside
+        it is opened ``immutable=1`` (SQLite then assumes nobody writes it).
+    :param migrate: migrate an older schema on open (the default); with False an
+        older schema raises :class:`~everstore.errors.SchemaError`
+    :raises ValueError: for a prefix that is not an ASCII identifier
     """
 
     kind = "sqlite"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, prefix: str = "everstore", busy_timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        prefix: str = "everstore",
+        busy_timeout: float = 30.0,
+        readonly: bool = False,
+        migrate: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         self.prefix = _check_identifier(prefix)
         self.busy_timeout = busy_timeout
+        self.readonly = readonly
+        self.migrate = migrate
+        #: the schema version found in the file before :meth:`open` migrated it (None:
+        #: nothing was migrated)
+        self.migrated_from: int | None = None
+        self._location: Location = locate(self.path, readonly=readonly)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._write_cursor: sqlite3.Cursor | None = None
-        self._token: Callable[[], Hashable] = lambda: 0
+        self._token: Callable[[], Hashable] = lambda: _PRIVATE_TOKEN
+        #: what change_token() reads: "wal" (the WAL-index header), "data_version"
+        #: (PRAGMA data_version) or "private" (a constant: nobody else writes)
+        self._token_source = "private"
+        #: the mapped WAL-index header, while change_token() reads it
+        self._wal_header: WalHeader | None = None
         p = self.prefix
         self._log = f"{p}_log"
         self._namespaces = _Interner(f"{p}_namespaces")
@@ -133,6 +182,10 @@ class Sqlite3(Backend):
             f"(max(?, coalesce((SELECT time FROM {self._log} WHERE seq = "
             f"(SELECT max(seq) FROM {self._log})), 0.0)), ?, ?, ?, ?)"
         )
+        # Not INSERT OR IGNORE, which would skip a bad digest (CHECK) silently: a
+        # digest already stored is skipped by the table's no_replace trigger.
+        self._insert_blob = f"INSERT INTO {p}_blobs(digest, data) VALUES (?, ?)"
+        self._select_blob = f"SELECT data FROM {p}_blobs WHERE digest = ?"
         #: (seq, time) of the last row this object wrote; see append_one
         self._own_last: tuple[int, float] = (-1, 0.0)
 
@@ -142,33 +195,129 @@ class Sqlite3(Backend):
     # -- connection and schema ----------------------------------------------------
 
     def open(self) -> None:
+        """Connect, then create, check or migrate the schema. Idempotent.
+
+        :raises SchemaError: the file is not a store this release can use (another
+            application's, a newer or (with ``migrate=False`` or ``readonly``) an older
+            schema version, or a store that lost its tables)
+        :raises BackendError: the file cannot be opened (for writing: the message says
+            to use ``readonly=True``)
+        """
         with self._lock:
             if self._conn is not None:
                 return
+            self._refuse_truncated()
             try:
                 conn = sqlite3.connect(
-                    self.path,
+                    self._location.target,
+                    uri=self._location.uri,
                     timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
                 )
             except sqlite3.Error as exc:
-                raise BackendError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+                raise self._open_error(exc) from exc
             try:
-                self._until_not_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-                conn.execute("PRAGMA synchronous=NORMAL")
-                self._ensure_schema(conn)
+                self._prepare(conn)
+                token = self._token_source_of(conn)
             except sqlite3.Error as exc:
                 conn.close()
-                raise BackendError(f"cannot use SQLite database {self.path!r}: {exc}") from exc
+                raise self._open_error(exc) from exc
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
             # One cursor for every single write: making a cursor per statement costs
-            # about 1 µs, a twentieth of the whole write.
-            self._write_cursor = conn.cursor()
-            self._token = self._make_token(conn)
+            # about 1 µs, a twentieth of the whole write. A read-only backend has none,
+            # which is how append_one learns to refuse.
+            self._write_cursor = None if self.readonly else conn.cursor()
+            self._token_source, self._token = token
+
+    def _open_error(self, exc: sqlite3.Error) -> BackendError:
+        code = getattr(exc, "sqlite_errorname", "")
+        if not self.readonly and code.startswith(_NOT_WRITABLE):
+            return BackendError(
+                f"cannot open SQLite database {self.path!r} for writing ({exc}); to read "
+                "it where it cannot be written, open it with readonly=True"
+            )
+        return BackendError(f"cannot open SQLite database {self.path!r}: {exc}")
+
+    def _refuse_truncated(self) -> None:
+        # SQLite, opening an empty main file, deletes the WAL beside it: whatever
+        # the store still had there would be gone. Refuse before connecting.
+        file = self._location.file
+        if file is None:
+            return
+        try:
+            main_size = os.path.getsize(file)
+            wal_size = os.path.getsize(file + "-wal")
+        except OSError:
+            return
+        if main_size == 0 and wal_size > 0:
+            raise SchemaError(
+                f"{self.path!r} is empty but its write-ahead log {file + '-wal'!r} holds "
+                f"{wal_size} bytes: the database file was truncated after it held a "
+                "store. Restore it from a backup; do not open it with SQLite, which "
+                "would discard that log"
+            )
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        # The file is inspected before anything is written to it: a file that is not
+        # ours, or a schema we will not migrate, is left exactly as it was.
+        version = schema.inspect(conn, self.prefix, self.path)
+        self._check_version(version)
+        if self.readonly:
+            return
+        self._until_not_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if version != SCHEMA_VERSION:
+            self._upgrade(conn)
+
+    def _check_version(self, version: int | None) -> None:
+        if version is None:
+            if self.readonly:
+                raise SchemaError(
+                    f"{self.path!r} holds no everstore store (no {self.prefix}_meta "
+                    "table); a read-only open never creates one"
+                )
+            return
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path!r} holds everstore schema version {version}; this release "
+                f"reads version {SCHEMA_VERSION}. Upgrade everstore to open it."
+            )
+        if version < SCHEMA_VERSION and self.readonly:
+            raise SchemaError(
+                f"{self.path!r} holds everstore schema version {version}; this release "
+                f"needs version {SCHEMA_VERSION}, and a read-only open does not migrate. "
+                "Open it once writable (readonly=False) to migrate it."
+            )
+        if version < SCHEMA_VERSION and not self.migrate:
+            raise SchemaError(
+                f"{self.path!r} holds everstore schema version {version}; this release "
+                f"needs version {SCHEMA_VERSION}. Open it with migrate=True (the default) "
+                f"or run `everstore migrate {self.path}` to migrate it."
+            )
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Create or migrate the schema in one transaction. BEGIN IMMEDIATE takes the
+        write lock first, so of two processes opening at once, the second finds the
+        work done."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema.inspect(conn, self.prefix, self.path)
+            self._check_version(version)
+            if version is None:
+                schema.create(conn, self.prefix)
+            elif version < SCHEMA_VERSION:
+                schema.migrate(conn, self.prefix, version)
+                self.migrated_from = version
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.migrated_from = None
+            raise
 
     def _until_not_busy(self, statement: Callable[[], object]) -> None:
         # Switching to WAL needs a moment alone with the file, and SQLite does not
@@ -185,97 +334,22 @@ class Sqlite3(Backend):
                     raise
                 time.sleep(0.005)
 
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        if self._read_version(conn) is None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._read_version(conn) is None:
-                    self._create_schema(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        version = self._read_version(conn)
-        if version != SCHEMA_VERSION:
-            raise SchemaError(
-                f"{self.path!r} holds everstore schema version {version}; this release "
-                f"reads version {SCHEMA_VERSION}. Upgrade everstore to open it."
-            )
-
-    def _read_version(self, conn: sqlite3.Connection) -> int | None:
-        tables = self._tables(conn)
-        meta = f"{self.prefix}_meta"
-        if meta not in tables:
-            if tables:
-                raise SchemaError(
-                    f"{self.path!r} has tables {sorted(tables)} but no {meta}: they were not "
-                    "created by everstore; choose another prefix or file"
-                )
-            return None
-        row = conn.execute(f"SELECT value FROM {meta} WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            raise SchemaError(f"{meta} in {self.path!r} has no schema_version")
-        try:
-            return int(row[0])
-        except ValueError:
-            raise SchemaError(f"{meta} in {self.path!r} has schema_version {row[0]!r}") from None
-
-    def _tables(self, conn: sqlite3.Connection) -> set[str]:
-        names = {
-            f"{self.prefix}_{suffix}"
-            for suffix in ("meta", "log", "namespaces", "fields", "contexts")
-        }
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        return {row[0] for row in rows if row[0] in names}
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        p = self.prefix
-        statements = [
-            f"CREATE TABLE {p}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            f"CREATE TABLE {p}_namespaces (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-            f"CREATE TABLE {p}_fields (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-            f"CREATE TABLE {p}_contexts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-            f"CREATE TABLE {p}_log (seq INTEGER PRIMARY KEY, time REAL NOT NULL,"
-            " ns INTEGER NOT NULL, field INTEGER NOT NULL, ctx INTEGER NOT NULL, data BLOB)",
-            f"CREATE INDEX {p}_log_ns_field ON {p}_log(ns, field, seq)",
-        ]
-        # INSERT OR REPLACE deletes the row it collides with without firing DELETE
-        # triggers, so an insert that collides is refused (the log) or skipped (the
-        # interning tables, whose INSERT OR IGNORE relies on that).
-        statements.append(
-            f"CREATE TRIGGER {p}_log_no_replace BEFORE INSERT ON {p}_log "
-            f"WHEN EXISTS (SELECT 1 FROM {p}_log WHERE seq = NEW.seq) BEGIN "
-            f"SELECT RAISE(ABORT, '{p}_log is append-only: that seq exists'); END"
-        )
-        for table in ("namespaces", "fields", "contexts"):
-            statements.append(
-                f"CREATE TRIGGER {p}_{table}_no_replace BEFORE INSERT ON {p}_{table} "
-                f"WHEN EXISTS (SELECT 1 FROM {p}_{table} WHERE id = NEW.id OR name = NEW.name) "
-                "BEGIN SELECT RAISE(IGNORE); END"
-            )
-        for table in ("log", "namespaces", "fields", "contexts"):
-            for action in ("UPDATE", "DELETE"):
-                statements.append(
-                    f"CREATE TRIGGER {p}_{table}_no_{action.lower()} BEFORE {action} ON "
-                    f"{p}_{table} BEGIN SELECT RAISE(ABORT, "
-                    f"'{p}_{table} is append-only: {action} is refused'); END"
-                )
-        statements.append(
-            f"INSERT INTO {p}_meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
-        )
-        for statement in statements:
-            conn.execute(statement)
-
-    def _make_token(self, conn: sqlite3.Connection) -> Callable[[], Hashable]:
-        if self.path == ":memory:" or self.path.startswith("file:"):
-            # A private database: no other connection can write to it.
-            return lambda: 0
+    def _token_source_of(self, conn: sqlite3.Connection) -> tuple[str, Callable[[], Hashable]]:
+        """``(source, reader)`` of the change token (see ``_token_source``)."""
+        location = self._location
+        if location.shared_memory:
+            # Other connections of this process share it.
+            return "data_version", self._data_version
+        if location.file is None or location.immutable:
+            # Private, or promised unchanging: no other connection can write to it.
+            return "private", lambda: _PRIVATE_TOKEN
         conn.execute(f"SELECT 1 FROM {self._log} LIMIT 1").fetchall()
-        header = map_wal_header(self.path + "-shm")
+        header = map_wal_header(location.file + "-shm")
         if header is None:
             # No shared-memory index to watch safely: ask SQLite (slower, ~3 µs).
-            return self._data_version
-        return header
+            return "data_version", self._data_version
+        self._wal_header = header
+        return "wal", header.read
 
     def _data_version(self) -> Hashable:
         with self._lock:
@@ -287,7 +361,12 @@ class Sqlite3(Backend):
                 self._conn.close()
                 self._conn = None
                 self._write_cursor = None
-            self._token = lambda: 0
+            self._token = lambda: _PRIVATE_TOKEN
+            self._token_source = "private"
+            if self._wal_header is not None:
+                # Holding the mapping would hold the file (and its mount) open.
+                self._wal_header.release()
+                self._wal_header = None
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -295,6 +374,14 @@ class Sqlite3(Backend):
         if self._conn is None:
             raise StoreClosedError(f"{self!r} is not open")
         return self._conn
+
+    def _unwritable(self) -> StoreClosedError | ReadOnlyError:
+        """The error for a write this object cannot make: closed, or read-only."""
+        if self._conn is not None and self.readonly:
+            return ReadOnlyError(
+                f"{self.path!r} is open read-only (readonly=True): nothing was written"
+            )
+        return StoreClosedError(f"{self!r} is not open")
 
     @contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
@@ -315,6 +402,8 @@ class Sqlite3(Backend):
         if len(writes) == 1 and not expect:
             return [self.append_one(*writes[0])]
         with self._using() as conn:
+            if self._write_cursor is None:
+                raise self._unwritable()
             return self._append_many(conn, writes, expect)
 
     def append_one(
@@ -328,7 +417,7 @@ class Sqlite3(Backend):
             conn = self._conn
             cursor = self._write_cursor
             if conn is None or cursor is None:
-                raise StoreClosedError(f"{self!r} is not open")
+                raise self._unwritable()
             ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
             field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
             ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
@@ -391,6 +480,38 @@ class Sqlite3(Backend):
             raise
         self._own_last = assigned[-1]
         return assigned
+
+    def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store ``(digest, data)`` pairs in ``<prefix>_blobs`` in one transaction; a
+        digest already stored is left as it is.
+
+        :param blobs: pairs of a 32-byte SHA-256 digest and the bytes it names
+        :raises ReadOnlyError: the backend was opened with ``readonly=True``
+        :raises BackendError: SQLite refused (a digest not 32 bytes long, for one);
+            then nothing was stored
+        """
+        with self._using() as conn:
+            if self._write_cursor is None:
+                raise self._unwritable()
+            rows = [(bytes(digest), bytes(data)) for digest, data in blobs]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(self._insert_blob, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def get_blob(self, digest: bytes) -> bytes | None:
+        """The bytes stored under ``digest``, or None (one primary-key look-up).
+
+        :param digest: a 32-byte SHA-256 digest
+        :return: the stored bytes, or None if that digest was never stored
+        """
+        with self._using() as conn:
+            row = conn.execute(self._select_blob, (bytes(digest),)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def _insert_rows(self, conn: sqlite3.Connection, params: list[Any]) -> None:
         """Insert rows of six columns given flat, in statements of up to 128 rows.
@@ -480,6 +601,31 @@ class Sqlite3(Backend):
 
     def token_reader(self) -> Callable[[], Hashable]:
         return self._token
+
+    def token_after_commit(self, before: Hashable, count: int) -> Hashable | None:
+        """The change token right after this object committed ``count`` facts, if it
+        proves that nobody else committed since ``before``; else None.
+
+        Called by the Store right after its own commit, ``before`` being the token it
+        held (and had checked current) just before that commit. With the WAL-index
+        header as token, every commit adds one to the header's change counter, so a
+        counter exactly one above ``before``'s proves the only commit was ours. With
+        ``PRAGMA data_version`` nothing is proved (None); a private database's token
+        never changes. O(1), a memory read.
+
+        :param before: the change token just before the commit
+        :param count: how many facts the commit held (one commit whatever the count)
+        :return: the current change token, or None if another writer may have
+            committed since ``before``
+        """
+        current = self._token()
+        if self._token_source != "wal":
+            return current if self._token_source == "private" else None
+        if not isinstance(before, bytes) or not isinstance(current, bytes):
+            return None
+        if change_counter(current) == (change_counter(before) + 1) & 0xFFFFFFFF:
+            return current
+        return None
 
     def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
         limit = upto_seq if upto_seq is not None else 2**62

@@ -1,0 +1,188 @@
+"""The SQLite schema of a store: its tables, how a file is recognised, and migrations.
+
+Versions (``SCHEMA_VERSION`` in :mod:`everstore.backends.base`):
+
+1. everstore 0.1.0: the log, the interning tables and ``<prefix>_meta``.
+2. adds ``<prefix>_blobs``, the content-addressed blob table, and stamps the file
+   header (``PRAGMA application_id`` and ``user_version``).
+
+A migration is one step from the version it starts at to the next; :func:`migrate`
+runs the steps in order inside the caller's transaction, so a store is at one version
+or the next, never in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import SchemaError
+from .base import SCHEMA_VERSION
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "Migration",
+    "create",
+    "inspect",
+    "migrate",
+    "stamp",
+]
+
+#: ``PRAGMA application_id`` of every file holding a store: "Evst" in ASCII
+APPLICATION_ID = 0x45767374
+
+#: the tables of each schema version, by their suffix after ``<prefix>_``
+_TABLES = {
+    1: ("meta", "log", "namespaces", "fields", "contexts"),
+    2: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
+}
+
+
+def _refusing_triggers(p: str, tables: tuple[str, ...]) -> list[str]:
+    """Triggers that refuse UPDATE and DELETE on ``tables``: history cannot be
+    rewritten by accident, even with raw SQL."""
+    return [
+        f"CREATE TRIGGER {p}_{table}_no_{action.lower()} BEFORE {action} ON {p}_{table} "
+        f"BEGIN SELECT RAISE(ABORT, '{p}_{table} is append-only: {action} is refused'); END"
+        for table in tables
+        for action in ("UPDATE", "DELETE")
+    ]
+
+
+def _version_1(p: str) -> list[str]:
+    statements = [
+        f"CREATE TABLE {p}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"CREATE TABLE {p}_namespaces (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        f"CREATE TABLE {p}_fields (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        f"CREATE TABLE {p}_contexts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        f"CREATE TABLE {p}_log (seq INTEGER PRIMARY KEY, time REAL NOT NULL,"
+        " ns INTEGER NOT NULL, field INTEGER NOT NULL, ctx INTEGER NOT NULL, data BLOB)",
+        f"CREATE INDEX {p}_log_ns_field ON {p}_log(ns, field, seq)",
+        # INSERT OR REPLACE deletes the row it collides with without firing DELETE
+        # triggers, so an insert that collides is refused (the log) or skipped (the
+        # interning tables, whose INSERT OR IGNORE relies on that).
+        f"CREATE TRIGGER {p}_log_no_replace BEFORE INSERT ON {p}_log "
+        f"WHEN EXISTS (SELECT 1 FROM {p}_log WHERE seq = NEW.seq) BEGIN "
+        f"SELECT RAISE(ABORT, '{p}_log is append-only: that seq exists'); END",
+    ]
+    statements += [
+        f"CREATE TRIGGER {p}_{table}_no_replace BEFORE INSERT ON {p}_{table} "
+        f"WHEN EXISTS (SELECT 1 FROM {p}_{table} WHERE id = NEW.id OR name = NEW.name) "
+        "BEGIN SELECT RAISE(IGNORE); END"
+        for table in ("namespaces", "fields", "contexts")
+    ]
+    statements += _refusing_triggers(p, ("log", "namespaces", "fields", "contexts"))
+    statements.append(f"INSERT INTO {p}_meta(key, value) VALUES ('schema_version', '1')")
+    return statements
+
+
+def _blob_table(p: str) -> list[str]:
+    return [
+        f"CREATE TABLE {p}_blobs (digest BLOB PRIMARY KEY CHECK (length(digest) = 32),"
+        " data BLOB NOT NULL) WITHOUT ROWID",
+        # A digest names its bytes: storing it again is a no-op, and INSERT OR REPLACE
+        # (which would delete the old row without a DELETE trigger) is skipped too.
+        f"CREATE TRIGGER {p}_blobs_no_replace BEFORE INSERT ON {p}_blobs "
+        f"WHEN EXISTS (SELECT 1 FROM {p}_blobs WHERE digest = NEW.digest) "
+        "BEGIN SELECT RAISE(IGNORE); END",
+        *_refusing_triggers(p, ("blobs",)),
+    ]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: from version ``start`` to ``start + 1``."""
+
+    start: int
+    #: what the step adds, for messages and the ``everstore migrate`` command
+    describe: str
+    #: the SQL of the step, for a table prefix
+    statements: Callable[[str], list[str]]
+
+
+#: every step, in order of the version it starts from
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "adds the content-addressed blob table", _blob_table),
+)
+
+
+def create(conn: sqlite3.Connection, prefix: str) -> None:
+    """Create the current schema (inside the caller's transaction)."""
+    for statement in _version_1(prefix):
+        conn.execute(statement)
+    migrate(conn, prefix, 1)
+
+
+def migrate(conn: sqlite3.Connection, prefix: str, version: int) -> None:
+    """Run every step from ``version`` to ``SCHEMA_VERSION`` (inside the caller's
+    transaction), then stamp the file header."""
+    for step in MIGRATIONS:
+        if step.start >= version:
+            for statement in step.statements(prefix):
+                conn.execute(statement)
+            conn.execute(
+                f"UPDATE {prefix}_meta SET value = ? WHERE key = 'schema_version'",
+                (str(step.start + 1),),
+            )
+    stamp(conn)
+
+
+def stamp(conn: sqlite3.Connection) -> None:
+    """Mark the file header as everstore's, at the current schema version."""
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def inspect(conn: sqlite3.Connection, prefix: str, path: str) -> int | None:
+    """The schema version of the store ``prefix`` in the open file (None if it has
+    none yet), reading only.
+
+    :raises SchemaError: the file is another application's, or the store lost tables
+    """
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if application_id not in (0, APPLICATION_ID):
+        raise SchemaError(
+            f"{path!r} belongs to another application (its header's application_id is "
+            f"{application_id:#x}, everstore's is {APPLICATION_ID:#x})"
+        )
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    tables = {row[0] for row in rows}
+    meta = f"{prefix}_meta"
+    if meta not in tables:
+        ours = sorted(tables & {f"{prefix}_{suffix}" for suffix in _TABLES[SCHEMA_VERSION]})
+        if ours:
+            raise SchemaError(
+                f"{path!r} has tables {ours} but no {meta}: they were not created by "
+                "everstore; choose another prefix or file"
+            )
+        if application_id == APPLICATION_ID and not tables:
+            raise SchemaError(
+                f"{path!r} carries everstore's mark in its header but holds no tables: "
+                "the store lost its schema (dropped tables or a damaged file); restore it "
+                "from a backup"
+            )
+        return None
+    version = _stored_version(conn, meta, path)
+    missing = [
+        f"{prefix}_{suffix}"
+        for suffix in _TABLES.get(version, ())
+        if f"{prefix}_{suffix}" not in tables
+    ]
+    if missing:
+        raise SchemaError(
+            f"{path!r} holds {meta} (schema version {version}) but not {missing}: the "
+            "store lost tables; restore it from a backup"
+        )
+    return version
+
+
+def _stored_version(conn: sqlite3.Connection, meta: str, path: str) -> int:
+    row = conn.execute(f"SELECT value FROM {meta} WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise SchemaError(f"{meta} in {path!r} has no schema_version")
+    try:
+        return int(row[0])
+    except ValueError:
+        raise SchemaError(f"{meta} in {path!r} has schema_version {row[0]!r}") from None
