@@ -17,7 +17,12 @@ from typing import Any, Self
 
 import everstore
 from everstore import Value
-from everstore.errors import InvalidNameError, MissingFieldError, MutableAccessError
+from everstore.errors import (
+    InvalidNameError,
+    MissingFieldError,
+    MutableAccessError,
+    ReservedNameError,
+)
 
 from .drivers import DBDriver
 from .views import View
@@ -341,7 +346,7 @@ class Storage:
         # Reached only when normal look-up fails: methods, the internal attributes and
         # a subclass's own attributes win over fields, as in appendmuch.
         if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
+            raise ReservedNameError(name)
         virtual = self.__dict__["virtual"]
         if name in virtual:
             return virtual[name](self)
@@ -384,17 +389,21 @@ class Storage:
         cls = type(self)
         if name in ("name", "virtual") or (name.startswith("__") and name.endswith("__")):
             if name not in cls.INTERNAL_ATTRS:
-                raise AttributeError(_violation(f"Attribute '{name}' is not an internal attribute"))
+                raise ReservedNameError(
+                    _violation(f"Attribute '{name}' is not an internal attribute")
+                )
             if name in cls._FIXED and name in self.__dict__:
-                raise AttributeError(
+                raise ReservedNameError(
                     _violation(f"Attribute '{name}' is reserved and cannot be changed")
                 )
             object.__setattr__(self, name, value)
             return
         if name in cls.RESERVED_METHODS:
-            raise AttributeError(f"'{name}' is a Storage method and cannot be used as a field name")
+            raise ReservedNameError(
+                f"'{name}' is a Storage method and cannot be used as a field name"
+            )
         if name in self.__dict__["virtual"]:
-            raise AttributeError(f"Cannot assign to virtual field '{name}'")
+            raise ReservedNameError(f"Cannot assign to virtual field '{name}'")
         if cls is not Storage and _subclass_attribute(cls, self, name, value):
             return
         store = self.__store__
@@ -520,7 +529,7 @@ def _subclass_attribute(cls: type, storage: Storage, name: str, value: Any) -> b
         if hasattr(member, "__set__"):
             member.__set__(storage, value)
             return True
-        raise AttributeError(f"Cannot assign to '{name}'")
+        raise ReservedNameError(f"Cannot assign to '{name}'")
     return False
 
 

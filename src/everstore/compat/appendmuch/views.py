@@ -95,15 +95,19 @@ class View:
         """``(value, view)`` for each period in which ``field`` kept one value while
         this view's conditions held, oldest first; ``view`` adds ``field=value`` to
         the conditions and sees that period, not a later one with the same value.
+        Under conditions, only values written while they held count (a value
+        written before and carried in does not), as in appendmuch.
 
         :param field: the field whose values to walk.
         :return: an iterator; empty if ``field`` was never written.
         """
         storage = self.__storage__
         strict = self.__strict__
+        parent = self.__context_fields__
         for value, inner_view in everstore.within.along(self.__target__, field, strict=strict):
-            context = {**self.__context_fields__, field: value}
-            yield value, View._of(storage, context, strict, inner_view)
+            if parent and not _written_inside(inner_view, field, value):
+                continue
+            yield value, View._of(storage, {**parent, field: value}, strict, inner_view)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise ReadOnlyError(f"{type(self).__name__} is a read-only view")
@@ -115,6 +119,16 @@ class View:
         conditions = ", ".join(f"{k}={v!r}" for k, v in self.__context_fields__.items())
         strict = ", strict=True" if self.__strict__ else ""
         return f"View({self.__storage__!r}, {conditions}{strict})"
+
+
+def _written_inside(inner_view: Any, field: str, value: Any) -> bool:
+    """True if ``field`` got ``value`` while the view's other conditions held (as
+    appendmuch's chained ``along`` requires), not before, carried into the period."""
+    try:
+        getattr(everstore.within.strict(inner_view, **{field: value}), field)
+    except MissingFieldError:
+        return False
+    return True
 
 
 def _current(inner: Any, name: str) -> Any:
