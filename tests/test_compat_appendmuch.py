@@ -1109,3 +1109,20 @@ def test_seed_readme_runs_with_the_import_line_changed(
     assert 'store = Store(Sqlite3("db.sqlite3"))\n' in on_sqlite
     exec(compile(on_sqlite, "README", "exec"), {"__name__": "__main__"})
     assert capsys.readouterr().out.splitlines()[-1] == "42.7"
+
+
+def test_on_change_reports_in_place_changes_at_commit(make_store: MakeStore) -> None:
+    changes: list[tuple[str, Any]] = []
+    store = make_store(on_change=lambda ns, field, value: changes.append((field, value.data)))
+    store.storage("a").items = [1]
+    with store.storage("b"):
+        store.storage("a").items.append(2)  # read through another Storage
+        assert changes == [("items", [1])]
+    assert changes == [("items", [1]), ("items", [1, 2])]
+
+
+def test_fields_and_sub_namespaces_may_share_a_name(make_store: MakeStore) -> None:
+    store = make_store()
+    store.storage("a", "b").x = 1
+    store.storage("a").b = 2  # appendmuch refused this collision
+    assert (store.storage("a").b, store.storage("a", "b").x) == (2, 1)

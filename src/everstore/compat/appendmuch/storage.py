@@ -232,7 +232,7 @@ class VirtualFields(dict[str, Callable[..., Any]]):
     >>> fields["get"] = double
     Traceback (most recent call last):
     ...
-    ValueError: Constraint violation: Cannot use reserved name 'get' as a virtual field
+    everstore.errors.InvalidNameError: Constraint violation: Cannot use reserved name 'get' ...
     """
 
     def __init__(self, initial: dict[str, Callable[..., Any]] | None = None) -> None:
@@ -289,7 +289,7 @@ class Storage:
     >>> player.fields = 1
     Traceback (most recent call last):
     ...
-    AttributeError: 'fields' is a Storage method and cannot be used as a field name
+    everstore.errors.ReservedNameError: 'fields' is a Storage method and cannot be used as a ...
     """
 
     INTERNAL_ATTRS = frozenset(
