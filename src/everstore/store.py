@@ -47,6 +47,8 @@ _as_write = functools.partial(tuple.__new__, Write)
 _seq_of = operator.itemgetter(4)  # Value.seq, as a C-level key for bisect
 _time_of = operator.itemgetter(0)  # Value.time
 MISSING: Any = object()
+#: a change token equal to no backend's: the next read re-reads the log's tail
+_STALE: Any = object()
 TOMBSTONE: Any = object()
 #: types whose values are immutable and need no private copy in the cache
 _IMMUTABLE_SCALARS: frozenset[type] = frozenset({int, str, float, bool, type(None)})
@@ -368,6 +370,12 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.backend!r})"
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a Store cannot be pickled: it holds connections, locks and a cache; pass "
+            "its URL or path to the other process and open the store there"
+        )
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this Store is closed")
@@ -414,6 +422,11 @@ class Store:
         [('game', 'p1'), ('game', 'p2')]
         """
         self._check_open()
+        if isinstance(prefix, str):
+            raise TypeError(
+                f"namespaces() takes the prefix as a tuple of parts, like ({prefix!r},), "
+                f"not the str {prefix!r}"
+            )
         prefix_path = namespace_path(tuple(prefix)) if prefix else ""
         return [tuple(path.split("/")) for path in self.backend.namespaces(prefix_path)]
 
@@ -501,16 +514,16 @@ class Store:
         codec = self.codec
         for (ns, field), work in txn.work.items():
             try:
-                data = codec.encode(work.obj)
+                if work.base_seq is None:  # the caller's own new object: stored whole
+                    data: bytes | None = codec.encode(work.obj)
+                    if data == work.recorded:
+                        continue
+                else:
+                    data = codec.encode_change(work.base_seq, work.recorded, work.obj)
             except UnsupportedValueError as exc:
                 raise UnsupportedValueError(f"{_where(ns, field)}: {exc}") from None
-            if data == work.recorded:
-                continue
-            if work.base_seq is not None:
-                delta = codec.make_delta(work.base_seq, work.recorded, work.obj, data)
-                if delta is not None:
-                    data = delta
-            items.append((ns, field, data, context, MISSING))
+            if data is not None:
+                items.append((ns, field, data, context, MISSING))
         if items:
             self._commit(items, [(path, field, seq) for (path, field), seq in txn.expect.items()])
 
@@ -579,7 +592,10 @@ class Store:
         >>> [(c.namespace, c.field, c.data) for c in store.follow(timeout=0)]
         [(('doc',), 'title', 'a')]
         """
-        cursor = since
+        _check_follow_arguments(since, timeout, batch)
+        return self._follow(since, timeout, batch)
+
+    def _follow(self, cursor: int, timeout: float | None, batch: int) -> Iterator[Change]:
         backend = self.backend
         while True:
             self._check_open()
@@ -590,8 +606,20 @@ class Store:
                     yield self._change(fact)
                     cursor = fact.seq
                 continue
-            if not backend.wait_for_change(token, timeout):
+            if not self._wait_for_change(token, timeout):
                 return
+
+    def _wait_for_change(self, token: Any, timeout: float | None) -> bool:
+        """The backend's wait, in slices, so that close() ends a waiting follower
+        (with StoreClosedError) within a slice even when it waits for ever."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _FOLLOW_SLICE if deadline is None else deadline - time.monotonic()
+            if self.backend.wait_for_change(token, max(0.0, min(left, _FOLLOW_SLICE))):
+                return True
+            self._check_open()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def subscribe(
         self, callback: Callable[[Change], object], *, since: int | None = None
@@ -608,7 +636,7 @@ class Store:
         data = fact.data
         if data is None:
             value = None
-        elif data[0] == 1:  # a delta: rebuild from the namespace's history
+        elif self.codec.is_delta(data):  # rebuild from the namespace's history
             ns = self.namespace(parts)
             self.sync()
             log = ns.fields[fact.field]
@@ -656,22 +684,39 @@ class Store:
         try:
             if self._closed:
                 raise StoreClosedError("this Store is closed")
+            token = self._token
+            current = self._token_fn() == token
             seq, when = self.backend.append_one(ns.path, field, data, context, _clock())
             if seq != self._applied + 1:
                 self._catch_up_locked()  # others wrote in between: read theirs and ours
                 return
-            self._applied = seq
             log = ns.fields.get(field)
             if hint is MISSING or log is None or log.by_value is not None:
                 self._apply(ns, seq, when, field, data, context, hint)
-                return
-            # _apply's hot path, inlined: an immutable value to a known field.
-            log.entries.append((when, False, hint, context, seq))
-            ns.current[field] = hint
-            if field in ns.mutable:
-                del ns.mutable[field]
+            else:
+                # _apply's hot path, inlined: an immutable value to a known field.
+                log.entries.append((when, False, hint, context, seq))
+                ns.current[field] = hint
+                if field in ns.mutable:
+                    del ns.mutable[field]
+            self._applied = seq
+            if current:
+                self._settle_token(token, 1)
+        except BaseException:
+            # Ctrl-C (or any error) between the commit and the cache update: the next
+            # read re-reads the log's tail, so the view never misses a committed fact.
+            self._token = _STALE
+            raise
         finally:
             lock.release()
+
+    def _settle_token(self, before: Any, count: int) -> None:
+        """After our own commit of ``count`` facts, on a token that was current: keep
+        the cache marked current when the backend proves nobody else committed, so
+        the next read needs no round trip."""
+        after = self.backend.token_after_commit(before, count)
+        if after is not None:
+            self._token = after
 
     def _visible(self, ns: Namespace, field: str) -> bool:
         txn = self._current_txn()
@@ -694,18 +739,26 @@ class Store:
         ]
         with self._lock:
             self._check_open()
-            assigned = self.backend.append(writes, expect)
-            first = assigned[0][0]
-            if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
-                # Nobody else committed in between: apply ours without a round trip.
-                apply = self._apply
-                for (ns, field, data, context, hint), (seq, when) in zip(
-                    items, assigned, strict=True
-                ):
-                    apply(ns, seq, when, field, data, context, hint)
-                self._applied = assigned[-1][0]
-            else:
-                self._catch_up_locked()
+            token = self._token
+            current = self._token_fn() == token
+            try:
+                assigned = self.backend.append(writes, expect)
+                first = assigned[0][0]
+                if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
+                    # Nobody else committed in between: apply ours without a round trip.
+                    apply = self._apply
+                    for (ns, field, data, context, hint), (seq, when) in zip(
+                        items, assigned, strict=True
+                    ):
+                        apply(ns, seq, when, field, data, context, hint)
+                    self._applied = assigned[-1][0]
+                    if current:
+                        self._settle_token(token, len(assigned))
+                else:
+                    self._catch_up_locked()
+            except BaseException:
+                self._token = _STALE  # see write(): the next read re-reads the tail
+                raise
 
     # -- keeping current ------------------------------------------------------------
 
@@ -727,9 +780,15 @@ class Store:
         for fact in facts:
             ns = by_path.get(fact.namespace)
             if ns is not None and fact.seq > ns.loaded_upto:
-                self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context, MISSING)
-        if facts:
-            self._applied = max(self._applied, facts[-1].seq)
+                log = ns.fields.get(fact.field)
+                # A fact applied before an interrupt cut a batch short is not applied twice.
+                if log is None or not log.entries or log.entries[-1][_SEQ] < fact.seq:
+                    self._apply(
+                        ns, fact.seq, fact.time, fact.field, fact.data, fact.context, MISSING
+                    )
+            # Advanced fact by fact, after the fact: an interrupt loses nothing.
+            if fact.seq > self._applied:
+                self._applied = fact.seq
 
     def _apply(
         self,
@@ -760,7 +819,7 @@ class Store:
             entry = (when, True, None, context, seq)
             ns.current.pop(field, None)
             ns.mutable.pop(field, None)
-        elif data[0] == 1:
+        elif self.codec.is_delta(data):
             entry = (when, False, Raw(data), context, seq)
             ns.mutable[field] = self._apply_delta(ns, log, field, data)
             ns.current.pop(field, None)
@@ -786,11 +845,9 @@ class Store:
     # survive (appends add up, keys merge), in every process, as the log orders them.
 
     def _apply_delta(self, ns: Namespace, log: FieldLog, field: str, data: bytes) -> Any:
-        codec = self.codec
-        previous = ns.mutable.get(field, MISSING)
-        if type(previous) is codec.delta_type(data):
-            return codec.apply_delta(previous, data)  # the private current value
-        return codec.apply_delta(self._value_at_seq(log, codec.delta_base(data)), data)
+        # The private current value is changed in place when the delta fits it.
+        previous = ns.mutable.get(field, Codec.NO_VALUE)
+        return self.codec.decode_fact(data, previous, functools.partial(self._value_at_seq, log))
 
     def _value_at_seq(self, log: FieldLog, seq: int) -> Any:
         position = log.index_at(seq)
@@ -809,11 +866,11 @@ class Store:
         if type(data) is not Raw:
             return data
         codec = self.codec
-        if data.data[0] != 1:
+        if not codec.is_delta(data.data):
             return codec.decode(data.data)
         if previous is MISSING:
             start = position
-            while start > 0 and _is_delta(entries[start]):
+            while start > 0 and self._is_delta(entries[start]):
                 start -= 1
             value = self._full_value(log, start)
         else:
@@ -821,17 +878,19 @@ class Store:
             value = previous
         for index in range(start + 1, position + 1):
             delta: bytes = entries[index][_DATA].data
-            if type(value) is not codec.delta_type(delta):
-                value = self._value_at_seq(log, codec.delta_base(delta))
-            value = codec.apply_delta(value, delta)
+            value = codec.decode_fact(delta, value, functools.partial(self._value_at_seq, log))
         return value
+
+    def _is_delta(self, entry: Entry) -> bool:
+        data = entry[_DATA]
+        return type(data) is Raw and self.codec.is_delta(data.data)
 
     def _full_value(self, log: FieldLog, position: int) -> Any:
         data = log.entries[position][_DATA]
         if type(data) is not Raw:
             return data  # an immutable value, or None for a tombstone
         raw: bytes = data.data
-        if raw[0] == 1:  # a field's first entry cannot be a delta: damaged data
+        if self.codec.is_delta(raw):  # a field's first entry cannot be a delta: damaged
             seq = log.seq(position)
             raise DecodeError(f"a stored delta at seq {seq} has no value before it")
         return self.codec.decode(raw)
@@ -1052,11 +1111,6 @@ def namespace_path(parts: tuple[str, ...]) -> str:
     return "/".join(parts)
 
 
-def _is_delta(entry: Entry) -> bool:
-    data = entry[_DATA]
-    return type(data) is Raw and data.data[0] == 1
-
-
 def check_field(field: object) -> str:
     """``field`` if it is a field name (an identifier, not a dunder), else an error."""
     if type(field) is not str or not field.isidentifier():
@@ -1064,6 +1118,21 @@ def check_field(field: object) -> str:
     if field.startswith("__") and field.endswith("__"):
         raise ReservedNameError(f"{field!r}: dunder names are reserved for everstore and Python")
     return field
+
+
+#: how long a follower waits at most before it checks that its Store is still open
+_FOLLOW_SLICE = 0.25
+
+
+def _check_follow_arguments(since: object, timeout: object, batch: object) -> None:
+    if type(since) is not int or since < 0:
+        raise TypeError(f"follow(since=...) needs a seq, an int >= 0, got {since!r}")
+    if timeout is not None and (
+        type(timeout) not in (int, float) or not timeout >= 0  # type: ignore[operator]
+    ):
+        raise TypeError(f"follow(timeout=...) needs None or seconds >= 0, got {timeout!r}")
+    if type(batch) is not int or batch < 1:
+        raise TypeError(f"follow(batch=...) needs an int >= 1, got {batch!r}")
 
 
 def _where(ns: Namespace, field: str) -> str:

@@ -100,6 +100,15 @@ class Backend(abc.ABC):
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none)."""
 
+    def token_after_commit(self, before: Hashable, count: int) -> Hashable | None:
+        """Called right after this backend object committed ``count`` facts, with
+        ``before`` the change token the Store held, and had checked was current, just
+        before that commit: the current change token if it proves that nobody else
+        committed since ``before``, else None (the Store then re-reads the log's tail
+        on its next read). The default proves nothing.
+        """
+        return None
+
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
         """Store ``(digest, data)`` pairs in the blob table, atomically.
 

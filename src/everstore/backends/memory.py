@@ -49,6 +49,8 @@ class Memory(Backend):
         #: plain appends do not pay for it
         self._latest: dict[tuple[str, str], int] = {}
         self._latest_upto = 0
+        #: how many facts of the log _by_namespace holds
+        self._indexed = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # Waking a Condition costs more than the append itself: writers notify only
@@ -79,9 +81,9 @@ class Memory(Backend):
                     (seq, last_time, write.namespace, write.field, write.data, write.context)
                 )
             # Readers slice the list without the lock: one extend makes the whole
-            # transaction visible at once, never half of it.
-            for fact in new_facts:
-                self._by_namespace.setdefault(fact[2], []).append(fact)
+            # transaction visible at once, never half of it. It is the commit point: the
+            # namespace index is derived from the list later (see _index), so an
+            # interrupt cannot leave indexed facts that never reached the log.
             self._facts.extend(new_facts)
             assigned = [(fact[0], fact[1]) for fact in new_facts]
             if self._waiting:
@@ -98,18 +100,29 @@ class Memory(Backend):
             seq = len(facts) + 1
             if facts and facts[-1][1] > time:
                 time = facts[-1][1]
-            fact = (seq, time, namespace, field, data, context)
-            facts.append(fact)
-            in_namespace = self._by_namespace.get(namespace)
-            if in_namespace is None:
-                self._by_namespace[namespace] = [fact]
-            else:
-                in_namespace.append(fact)
+            facts.append((seq, time, namespace, field, data, context))
             if self._waiting:
                 self._changed.notify_all()
             return seq, time
         finally:
             lock.release()
+
+    def _index(self) -> None:
+        """Bring the namespace index up to the end of the log (under the lock).
+
+        O(facts since the last call). Idempotent fact by fact: an interrupt midway
+        leaves no fact indexed twice on the next call.
+        """
+        by_namespace = self._by_namespace
+        facts = self._facts
+        while self._indexed < len(facts):
+            fact = facts[self._indexed]
+            in_namespace = by_namespace.get(fact[2])
+            if in_namespace is None:
+                by_namespace[fact[2]] = [fact]
+            elif in_namespace[-1][0] < fact[0]:
+                in_namespace.append(fact)
+            self._indexed += 1
 
     def _index_latest(self) -> None:
         """Bring ``_latest`` up to the end of the log: O(facts since the last call)."""
@@ -120,6 +133,10 @@ class Memory(Backend):
 
     def token_reader(self) -> Callable[[], Hashable]:
         return self._facts.__len__
+
+    def token_after_commit(self, before: Hashable, count: int) -> Hashable | None:
+        length = len(self._facts)
+        return length if type(before) is int and length == before + count else None
 
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
         # One dict.update: every blob becomes visible at once, or none does.
@@ -132,6 +149,7 @@ class Memory(Backend):
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._lock:
             self._check_open()
+            self._index()
             return len(self._facts), list(map(_as_fact, self._by_namespace.get(namespace, ())))
 
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
@@ -154,6 +172,7 @@ class Memory(Backend):
 
     def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
         with self._lock:
+            self._index()
             if prefix:
                 # "/" sorts just after "." and before "0": "a/..." paths follow "a".
                 paths = [prefix] if prefix in self._by_namespace else []
