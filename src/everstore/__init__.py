@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Memory, Sqlite3
 from .codec import Codec, default_codec
+from .engine import AppliedFact, Change, Engine, History, Namespace, Subscription
 from .errors import (
     BackendError,
     ConflictError,
     DecodeError,
     EverstoreError,
     InvalidNameError,
+    MissingBlobError,
     MissingFieldError,
     MutableAccessError,
     ReadOnlyError,
@@ -27,7 +29,7 @@ from .errors import (
 from .log import Fact, Value
 from .opening import open
 from .storage import Storage
-from .store import Change, History, Store, Subscription
+from .store import Store
 from .temporal import FrozenStorage, StoreView, View, within
 
 if TYPE_CHECKING:
@@ -36,20 +38,24 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppliedFact",
     "Backend",
     "BackendError",
     "Change",
     "Codec",
     "ConflictError",
     "DecodeError",
+    "Engine",
     "EverstoreError",
     "Fact",
     "FrozenStorage",
     "History",
     "InvalidNameError",
     "Memory",
+    "MissingBlobError",
     "MissingFieldError",
     "MutableAccessError",
+    "Namespace",
     "PostgreSQL",
     "ReadOnlyError",
     "ReservedNameError",

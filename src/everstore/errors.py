@@ -56,12 +56,17 @@ class ConflictError(EverstoreError):
     """A conditional write lost: another writer changed the field first."""
 
 
+class MissingBlobError(EverstoreError, KeyError):
+    """No blob is stored under the digest asked for."""
+
+
 __all__ = [
     "BackendError",
     "ConflictError",
     "DecodeError",
     "EverstoreError",
     "InvalidNameError",
+    "MissingBlobError",
     "MissingFieldError",
     "MutableAccessError",
     "ReadOnlyError",

@@ -9,25 +9,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .engine import Engine, History, Namespace, check_field, describe_field, frame_context
 from .errors import MissingFieldError, ReservedNameError
-from .store import (
-    MISSING,
-    TOMBSTONE,
-    History,
-    Namespace,
-    Store,
-    _contexts,
-    _where,
-    check_field,
-    frame_context,
-)
-
-if TYPE_CHECKING:
-    from .log import Value
 
 __all__ = ["Storage", "check_field"]
+
+#: "not cached": distinct from every value, None included
+_NOT_CACHED: Any = object()
 
 _setters_by_class: dict[type, frozenset[str]] = {}
 #: names already checked by check_field (the check costs more than the look-up)
@@ -70,11 +60,11 @@ class Storage:
     __slots__ = ("__ns__", "__store__", "__virtual__")
 
     __ns__: Namespace
-    __store__: Store
+    __store__: Engine
     __virtual__: dict[str, Callable[[Any], Any]] | None
 
     def __init__(
-        self, *namespace: str, store: Store, virtual: dict[str, Callable[[Any], Any]] | None = None
+        self, *namespace: str, store: Engine, virtual: dict[str, Callable[[Any], Any]] | None = None
     ) -> None:
         ns = store.namespace(namespace)
         if virtual is not None:
@@ -93,13 +83,11 @@ class Storage:
         # The hot path. Overriding __getattribute__ (instead of relying on
         # __getattr__ after a failed normal look-up) saves the AttributeError that
         # CPython would raise and catch on every field read: about 3x faster.
+        _store_of(self).sync()
         ns = _namespace_of(self)
-        store = ns.store
-        if store._token_fn() != store._token:
-            store.sync()
         if not ns.in_txn and _virtual_of(self) is None:
-            value = ns.current.get(name, MISSING)
-            if value is not MISSING:
+            value = ns.current.get(name, _NOT_CACHED)
+            if value is not _NOT_CACHED:
                 return value
         # Methods and dunders; a miss goes on to __getattr__.
         return object.__getattribute__(self, name)
@@ -132,10 +120,7 @@ class Storage:
         virtual = _virtual_of(self)
         if virtual is not None and name in virtual:
             raise ReservedNameError(f"{name!r} is a virtual field of {self!r}; it cannot be set")
-        frame = sys._getframe(1)
-        context = _contexts.get((id(frame.f_code), frame.f_lasti)) or frame_context(frame)
-        ns = _namespace_of(self)
-        ns.store.write(ns, name, value, context)
+        _store_of(self).write(_namespace_of(self), name, value, frame_context(sys._getframe(1)))
 
     def __delattr__(self, name: str) -> None:
         check_field(name)
@@ -144,7 +129,7 @@ class Storage:
             raise ReservedNameError(
                 f"{name!r} is a virtual field of {self!r}; it cannot be deleted"
             )
-        self.__store__.write(self.__ns__, name, TOMBSTONE, frame_context(sys._getframe(1)))
+        self.__store__.delete(self.__ns__, name, frame_context(sys._getframe(1)))
 
     # -- whole namespace ------------------------------------------------------------
 
@@ -154,7 +139,7 @@ class Storage:
         Inside a transaction, the transaction's own writes and deletions count, as
         they do for reading a field.
         """
-        return self.__store__.field_names(self.__ns__)
+        return self.__store__.fields(self.__ns__)
 
     def __history__(self) -> dict[str, History]:
         """Every field ever written (deleted ones too) -> its :class:`History`.
@@ -164,7 +149,7 @@ class Storage:
         """
         store = self.__store__
         store.sync()
-        return {name: store.history(self.__ns__, name) for name in self.__ns__.fields}
+        return {name: store.history(self.__ns__, name) for name in self.__ns__.written_fields()}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.__fields__())
@@ -182,9 +167,8 @@ class Storage:
         return True
 
     def __read_visible__(self, name: str) -> None:
-        store = self.__store__
-        if not store._visible(self.__ns__, name):
-            raise MissingFieldError(_where(self.__ns__, name))
+        if not self.__store__.has(self.__ns__, name):
+            raise MissingFieldError(describe_field(self.__ns__.parts, name))
 
     def __dir__(self) -> list[str]:
         return sorted(set(self.__fields__()) | set(self.__virtual__ or ()))
@@ -192,13 +176,13 @@ class Storage:
     # -- with: a transaction --------------------------------------------------------
 
     def __enter__(self) -> Storage:
-        self.__store__._begin()
+        self.__store__.begin()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.__store__._end(kind is not None, sys._getframe(1))
+        self.__store__.end(kind is not None, frame_context(sys._getframe(1)))
 
     # -- identity -------------------------------------------------------------------
 
@@ -221,13 +205,9 @@ class Storage:
         raise TypeError("a Storage cannot be pickled or stored; store its namespace instead")
 
 
-def history_of(storage: Storage, field: str) -> list[Value]:
-    """The history of one field as a list (a convenience for tests and the CLI)."""
-    return list(storage.__history__()[field])
-
-
 # The slots' own descriptors: reading them does not go through __getattribute__.
 _namespace_of: Callable[[Storage], Namespace] = vars(Storage)["__ns__"].__get__
+_store_of: Callable[[Storage], Engine] = vars(Storage)["__store__"].__get__
 _virtual_of: Callable[[Storage], dict[str, Callable[[Any], Any]] | None] = vars(Storage)[
     "__virtual__"
 ].__get__

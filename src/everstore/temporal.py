@@ -8,19 +8,19 @@ which every condition held, found by binary searches over per-field histories.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Any
 
+from .engine import END_OF_LOG, Engine, History, Namespace
 from .errors import MissingFieldError, ReadOnlyError
-from .store import END_OF_LOG, FieldLog, History, Namespace, Store
+from .storage import Storage
 
 __all__ = ["FrozenStorage", "StoreView", "View", "within"]
 
 
-def _target(obj: Any) -> tuple[Store, Namespace, int, Any]:
+def _target(obj: Any) -> tuple[Engine, Namespace, int, Any]:
     """(store, namespace, exclusive seq bound, storage) for a Storage-like object."""
-    from .storage import Storage
-
     if isinstance(obj, View):
         return obj._store, obj._ns, obj._upto, obj._storage
     if isinstance(obj, FrozenStorage):
@@ -30,55 +30,50 @@ def _target(obj: Any) -> tuple[Store, Namespace, int, Any]:
     raise TypeError(f"within() needs a Storage, a View or a FrozenStorage, got {obj!r}")
 
 
-def _latest_interval(
-    store: Store, log: FieldLog, wanted: Any, bound: int
-) -> tuple[int, int, int] | None:
+def _history(store: Engine, ns: Namespace, field: str, upto: int = END_OF_LOG) -> History | None:
+    """``field``'s history up to seq ``upto``, None if it was never written."""
+    try:
+        return store.history(ns, field, upto)
+    except MissingFieldError:
+        return None
+
+
+def _latest_interval(history: History, wanted: Any, bound: int) -> tuple[int, int, int] | None:
     """The latest interval ``[start, end)`` with ``end <= bound`` clipped, in which
-    ``log``'s value equals ``wanted``, as (position, start, end); None if none.
+    the field's value equals ``wanted``, as (position, start, end); None if none.
 
     O(log n) through the value index; O(n) for unhashable values.
     """
-    before = log.index_at(bound - 1) + 1  # positions whose seq is < bound
-    positions = log.positions_of(wanted)
+    before = history.position(seq=bound - 1) + 1  # positions whose seq is < bound
+    positions = history.positions_of(wanted)
     if positions is not None:
-        k = _bisect_left(positions, before) - 1
+        k = bisect.bisect_left(positions, before) - 1
         if k < 0:
             return None
         position = positions[k]
     else:
         position = before - 1
-        while position >= 0 and not _holds(store, log, position, wanted):
+        while position >= 0 and not _holds(history, position, wanted):
             position -= 1
         if position < 0:
             return None
-    end = log.seq(position + 1) if position + 1 < len(log.entries) else END_OF_LOG
-    return position, log.seq(position), min(end, bound)
+    end = history.seq_at(position + 1) if position + 1 < len(history) else END_OF_LOG
+    return position, history.seq_at(position), min(end, bound)
 
 
-def _bisect_left(items: list[int], value: int) -> int:
-    low, high = 0, len(items)
-    while low < high:
-        middle = (low + high) // 2
-        if items[middle] < value:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+def _holds(history: History, position: int, wanted: Any) -> bool:
+    return not history.deleted_at(position) and bool(history.value_at(position) == wanted)
 
 
-def _holds(store: Store, log: FieldLog, position: int, wanted: Any) -> bool:
-    return not log.unavailable(position) and bool(store.value_at(log, position) == wanted)
-
-
-def _period_start(store: Store, log: FieldLog, position: int, wanted: Any) -> int:
+def _period_start(history: History, position: int, wanted: Any) -> int:
     """Seq where the run of equal values containing ``position`` began."""
-    while position > 0 and _holds(store, log, position - 1, wanted):
+    while position > 0 and _holds(history, position - 1, wanted):
         position -= 1
-    return log.seq(position)
+    return history.seq_at(position)
 
 
 def latest_period(
-    store: Store, ns: Namespace, conditions: dict[str, Any], bound: int
+    store: Engine, ns: Namespace, conditions: dict[str, Any], bound: int
 ) -> tuple[int, int] | None:
     """The latest ``[start, end)`` below ``bound`` in which every condition held.
 
@@ -86,26 +81,26 @@ def latest_period(
     the bound below the earliest end, so rounds are few unless the conditions
     alternate without ever overlapping.
     """
-    logs: list[tuple[FieldLog, Any]] = []
+    histories: list[tuple[History, Any]] = []
     for field, wanted in conditions.items():
-        log = ns.fields.get(field)
-        if log is None:
+        history = _history(store, ns, field)
+        if history is None:
             return None
-        logs.append((log, wanted))
+        histories.append((history, wanted))
     while True:
         start, end = -1, END_OF_LOG
-        found: list[tuple[FieldLog, Any, int]] = []
-        for log, wanted in logs:
-            interval = _latest_interval(store, log, wanted, bound)
+        found: list[tuple[History, Any, int]] = []
+        for history, wanted in histories:
+            interval = _latest_interval(history, wanted, bound)
             if interval is None:
                 return None
             position, first, last = interval
-            found.append((log, wanted, position))
+            found.append((history, wanted, position))
             start = max(start, first)
             end = min(end, last)
         if start < end:
             true_start = max(
-                _period_start(store, log, position, wanted) for log, wanted, position in found
+                _period_start(history, position, wanted) for history, wanted, position in found
             )
             return true_start, end
         bound = end
@@ -125,7 +120,7 @@ class View:
     _conditions: dict[str, Any]
     _ns: Namespace
     _storage: Any
-    _store: Store
+    _store: Engine
     _strict: bool
     _upto: int
 
@@ -154,20 +149,19 @@ class View:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         store = self._store
-        store.sync()
-        log = self._ns.fields.get(name)
-        if log is None:
+        history = _history(store, self._ns, name)
+        if history is None:
             raise MissingFieldError(f"{self!r} has no field {name!r}")
         period = latest_period(store, self._ns, self._conditions, self._upto)
         if period is None:
             raise MissingFieldError(f"{self!r}: the conditions never held")
         start, end = period
-        position = log.index_at(end - 1)
-        if position < 0 or log.unavailable(position):
+        position = history.position(seq=end - 1)
+        if position < 0 or history.deleted_at(position):
             raise MissingFieldError(f"{self!r}: {name!r} had no value then")
-        if self._strict and log.seq(position) < start:
+        if self._strict and history.seq_at(position) < start:
             raise MissingFieldError(f"{self!r}: {name!r} was not written in that period")
-        return store.value_at(log, position)
+        return history.value_at(position)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise ReadOnlyError(f"{self!r} is a read-only view of the past")
@@ -183,30 +177,29 @@ class View:
 
 def _along(target: Any, field: str, strict: bool) -> Iterator[tuple[Any, View]]:
     store, ns, bound, _ = _target(target)
-    store.sync()
     conditions = dict(target._conditions) if isinstance(target, View) else {}
-    log = ns.fields.get(field)
-    if log is None:
+    history = _history(store, ns, field)
+    if history is None:
         return
-    count = log.index_at(bound - 1) + 1
+    count = history.position(seq=bound - 1) + 1
     position = 0
     while position < count:
-        if log.unavailable(position):
+        if history.deleted_at(position):
             position += 1
             continue
-        value = store.value_at(log, position)
+        value = history.value_at(position)
         last = position
-        while last + 1 < count and _holds(store, log, last + 1, value):
+        while last + 1 < count and _holds(history, last + 1, value):
             last += 1
-        start = log.seq(position)
-        end = min(log.seq(last + 1) if last + 1 < len(log.entries) else END_OF_LOG, bound)
+        start = history.seq_at(position)
+        end = min(history.seq_at(last + 1) if last + 1 < len(history) else END_OF_LOG, bound)
         for period_end in _parent_periods(store, ns, conditions, start, end):
             yield value, View(target, {field: value}, strict=strict, upto=period_end)
         position = last + 1
 
 
 def _parent_periods(
-    store: Store, ns: Namespace, conditions: dict[str, Any], start: int, end: int
+    store: Engine, ns: Namespace, conditions: dict[str, Any], start: int, end: int
 ) -> list[int]:
     """Ends of the periods inside ``[start, end)`` where ``conditions`` held, in order."""
     if not conditions:
@@ -261,10 +254,10 @@ class FrozenStorage:
     __slots__ = ("_ns", "_store", "_upto")
 
     _ns: Namespace
-    _store: Store
+    _store: Engine
     _upto: int
 
-    def __init__(self, store: Store, ns: Namespace, upto: int) -> None:
+    def __init__(self, store: Engine, ns: Namespace, upto: int) -> None:
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_ns", ns)
         object.__setattr__(self, "_upto", upto)
@@ -272,11 +265,10 @@ class FrozenStorage:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        log = self._ns.fields.get(name)
-        position = -1 if log is None else log.index_at(self._upto - 1)
-        if log is None or position < 0 or log.unavailable(position):
+        history = _history(self._store, self._ns, name, self._upto - 1)
+        if history is None or not history or history.deleted_at(-1):
             raise MissingFieldError(f"{self!r} has no field {name!r}")
-        return self._store.value_at(log, position)
+        return history.value_at(-1)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise ReadOnlyError(f"{self!r} is a read-only view of the past")
@@ -285,19 +277,14 @@ class FrozenStorage:
         raise ReadOnlyError(f"{self!r} is a read-only view of the past")
 
     def __fields__(self) -> list[str]:
-        names = []
-        for name, log in self._ns.fields.items():
-            position = log.index_at(self._upto - 1)
-            if position >= 0 and not log.unavailable(position):
-                names.append(name)
-        return names
+        return [name for name, history in self.__history__().items() if not history.deleted_at(-1)]
 
     def __history__(self) -> dict[str, History]:
         found = {}
-        for name, log in self._ns.fields.items():
-            length = log.index_at(self._upto - 1) + 1
-            if length:
-                found[name] = History(self._store, log, length)
+        for name in self._ns.written_fields():
+            history = self._store.history(self._ns, name, self._upto - 1)
+            if history:
+                found[name] = history
         return found
 
     def __iter__(self) -> Iterator[str]:
@@ -320,7 +307,7 @@ class FrozenStorage:
 class StoreView:
     """The whole store as it was at one seq (see :meth:`Store.as_of`)."""
 
-    def __init__(self, store: Store, seq: int) -> None:
+    def __init__(self, store: Engine, seq: int) -> None:
         self._store = store
         self.seq = seq
 
@@ -330,12 +317,7 @@ class StoreView:
 
     def namespaces(self, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
         """Namespaces that held a fact at this view's seq, sorted."""
-        from .store import namespace_path
-
-        store = self._store
-        prefix_path = namespace_path(tuple(prefix)) if prefix else ""
-        paths = store.backend.namespaces(prefix_path, self.seq)
-        return [tuple(path.split("/")) for path in paths]
+        return self._store.namespaces(prefix, seq=self.seq)
 
     def __repr__(self) -> str:
         return f"<StoreView of {self._store!r} at seq {self.seq}>"

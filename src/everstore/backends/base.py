@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 from ..errors import ConflictError
 from ..log import Fact, Write
 
-__all__ = ["Backend", "Expectation", "conflict", "namespace_matches"]
+__all__ = ["Backend", "Expectation", "conflict"]
 
 #: ``(namespace, field, seq)``: the field's latest seq must be ``seq`` (0: unwritten)
 Expectation = tuple[str, str, int]
@@ -157,8 +157,3 @@ def conflict(namespace: str, field: str, expected: int, actual: int) -> Conflict
         f"field {field!r} of namespace {namespace!r} is at seq {actual}, not {expected}: "
         "another writer changed it first; nothing was written"
     )
-
-
-def namespace_matches(path: str, prefix: str) -> bool:
-    """True if ``path`` is ``prefix`` or lies under it (``a/b`` is under ``a``)."""
-    return not prefix or path == prefix or path.startswith(prefix + "/")

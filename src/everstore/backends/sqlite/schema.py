@@ -17,8 +17,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import SchemaError
-from .base import SCHEMA_VERSION
+from ...errors import SchemaError
+from ..base import SCHEMA_VERSION
 
 __all__ = [
     "APPLICATION_ID",

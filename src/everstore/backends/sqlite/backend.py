@@ -1,7 +1,7 @@
 """The Sqlite3 backend: the embedded default, one file shared by many processes.
 
 Layout (``everstore`` is the default table prefix; the schema and its versions are in
-:mod:`everstore.backends._sqlite_schema`):
+:mod:`everstore.backends.sqlite.schema`):
 
 * ``everstore_log(seq INTEGER PRIMARY KEY, time, ns, field, ctx, data)``: the facts.
   Namespaces, field names and contexts are interned as small integers in
@@ -30,12 +30,12 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
-from ..log import Fact, Write
-from . import _sqlite_schema as schema
-from ._sqlite_location import Location, locate
-from ._walwatch import WalHeader, change_counter, map_wal_header
-from .base import SCHEMA_VERSION, Backend, Expectation, conflict
+from ...errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
+from ...log import Fact, Write
+from ..base import SCHEMA_VERSION, Backend, Expectation, conflict
+from . import schema
+from .location import Location, locate
+from .walwatch import WalHeader, change_counter, map_wal_header
 
 __all__ = ["Sqlite3"]
 

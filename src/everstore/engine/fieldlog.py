@@ -1,0 +1,167 @@
+"""The cache's memory of one field: its entries in seq order, and how a past value
+is rebuilt from them (containers are kept encoded, deltas applied on demand)."""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import functools
+import operator
+from collections.abc import Callable
+from typing import Any, Final
+
+from ..codec import Codec
+from ..errors import DecodeError
+from ..log import Value
+
+__all__ = ["MISSING", "TOMBSTONE", "Entry", "FieldLog", "Raw", "as_value"]
+
+#: "no value given": distinct from None, which is a value
+MISSING: Any = object()
+#: tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
+as_value: Callable[[Any], Value] = functools.partial(tuple.__new__, Value)
+_seq_of = operator.itemgetter(4)  # Value.seq, as a C-level key for bisect
+
+#: A history entry as the cache keeps it: a plain tuple laid out as Value. CPython's
+#: collector stops tracking an exact tuple of atomic values but never a NamedTuple,
+#: and full collections rescanning a million Values cost more than the write itself.
+Entry = tuple[float, bool, Any, str, int]
+UNAVAILABLE: Final = 1
+DATA: Final = 2
+SEQ: Final = 4
+
+
+class Raw:
+    """Encoded data of a mutable (or delta) fact, rebuilt only when asked for."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return "<encoded>"
+
+
+class FieldLog:
+    """The history of one field: its entries in seq order."""
+
+    __slots__ = ("_public", "by_value", "entries", "raw_count")
+
+    def __init__(self) -> None:
+        # One list, searched by seq or time with a key: parallel lists of seqs and
+        # times would cost two more appends per write.
+        self.entries: list[Entry] = []
+        #: the entries as Values, made on the first history read and extended after
+        self._public: list[Value] = []
+        #: how many entries hold encoded containers (to rebuild on reading)
+        self.raw_count = 0
+        #: value -> positions holding it; built on the first ``within`` that needs it
+        self.by_value: dict[Any, list[int]] | None = None
+
+    def add(self, entry: Entry) -> None:
+        """Append one entry (its seq above every other), keeping the indexes current."""
+        self.entries.append(entry)
+        data = entry[DATA]
+        if type(data) is Raw:
+            self.raw_count += 1
+        elif self.by_value is not None and not entry[UNAVAILABLE]:
+            with contextlib.suppress(TypeError):  # unhashable values are searched by scan
+                self.by_value.setdefault(data, []).append(len(self.entries) - 1)
+
+    def last_seq(self) -> int:
+        """The seq of the latest entry, 0 if there is none."""
+        return self.entries[-1][SEQ] if self.entries else 0
+
+    def positions_of(self, wanted: Any) -> list[int] | None:
+        """Positions whose value equals ``wanted``, or None if it cannot be indexed."""
+        if self.by_value is None:
+            index: dict[Any, list[int]] = {}
+            for position, (_, unavailable, data, _, _) in enumerate(self.entries):
+                if not unavailable and type(data) is not Raw:
+                    try:
+                        index.setdefault(data, []).append(position)
+                    except TypeError:
+                        continue
+            self.by_value = index
+        try:
+            return self.by_value.get(wanted, [])
+        except TypeError:
+            return None
+
+    def index_at(self, seq: int) -> int:
+        """Position of the latest entry with a seq at or below ``seq`` (-1 if none)."""
+        return bisect.bisect_right(self.entries, seq, key=_seq_of) - 1
+
+    def public(self, length: int) -> list[Value]:
+        """A list whose first ``length`` items are the entries as Values (containers
+        still encoded). It may be longer, and grows: read it with a bound.
+
+        Amortized O(1) per entry: entries never change, so the Values made for one
+        history read serve every later one. Call it under the store's lock.
+        """
+        public = self._public
+        if len(public) < length:
+            public.extend(map(as_value, self.entries[len(public) : length]))
+        return public
+
+    # -- rebuilding values ----------------------------------------------------------
+    # A delta applies to the field's *previous* value when that value is a container
+    # of the delta's type, and only otherwise to the value at the seq it was made
+    # from. So when two writers change one list, dict or set at once, both changes
+    # survive (appends add up, keys merge), in every process, as the log orders them.
+
+    def apply_delta(self, codec: Codec, data: bytes, previous: Any) -> Any:
+        """The value after delta ``data``, changing ``previous`` in place when it fits."""
+        return codec.decode_fact(data, previous, functools.partial(self.value_at_seq, codec))
+
+    def value_at_seq(self, codec: Codec, seq: int) -> Any:
+        """The value of the entry at exactly ``seq``, as a fresh object."""
+        position = self.index_at(seq)
+        if position < 0 or self.entries[position][SEQ] != seq:
+            raise DecodeError(f"a stored delta refers to missing seq {seq}")
+        return self.value_at(codec, position)
+
+    def value_at(self, codec: Codec, position: int, previous: Any = MISSING) -> Any:
+        """The value of entry ``position``, as a fresh object for mutable values.
+
+        ``previous`` may hold a private copy of entry ``position - 1``'s value (the
+        caller's running value when it walks a history in order).
+        """
+        entries = self.entries
+        data = entries[position][DATA]
+        if type(data) is not Raw:
+            return data
+        if not codec.is_delta(data.data):
+            return codec.decode(data.data)
+        if previous is MISSING:
+            start = position
+            while start > 0 and self._is_delta(codec, entries[start]):
+                start -= 1
+            value = self._full_value(codec, start)
+        else:
+            start = position - 1
+            value = previous
+        for index in range(start + 1, position + 1):
+            value = self.apply_delta(codec, entries[index][DATA].data, value)
+        return value
+
+    @staticmethod
+    def _is_delta(codec: Codec, entry: Entry) -> bool:
+        data = entry[DATA]
+        return type(data) is Raw and codec.is_delta(data.data)
+
+    def _full_value(self, codec: Codec, position: int) -> Any:
+        data = self.entries[position][DATA]
+        if type(data) is not Raw:
+            return data  # an immutable value, or None for a tombstone
+        raw: bytes = data.data
+        if codec.is_delta(raw):  # a field's first entry cannot be a delta: damaged
+            raise DecodeError(
+                f"a stored delta at seq {self.entries[position][SEQ]} has no value before it"
+            )
+        return codec.decode(raw)
+
+
+#: the value a write carries to delete its field (a tombstone)
+TOMBSTONE: Any = object()

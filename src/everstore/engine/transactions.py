@@ -1,0 +1,125 @@
+"""Transactions: one thread's pending writes between the outermost ``with`` enter
+and exit, with savepoints for nested blocks."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any, Protocol
+
+from ..codec import Codec
+from .contexts import frame_context
+from .fieldlog import MISSING, TOMBSTONE
+from .namespace import Namespace
+
+__all__ = ["Item", "Scope", "Transaction", "Work"]
+
+#: one pending write: (namespace, field, encoded data or None, context, hint), where
+#: ``hint`` is the written value when it is immutable and MISSING otherwise
+Item = tuple[Namespace, str, "bytes | None", str, Any]
+
+
+class Work:
+    """A mutable value handed out inside a transaction, and what it was."""
+
+    __slots__ = ("base_seq", "obj", "recorded")
+
+    def __init__(self, obj: Any, recorded: bytes, base_seq: int | None) -> None:
+        self.obj = obj
+        self.recorded = recorded
+        self.base_seq = base_seq
+
+
+class Transaction:
+    """The writes of one thread between the outermost ``with`` enter and exit.
+
+    Nothing reaches the backend before the outermost exit; then every write, and
+    every changed mutable value, is committed in one atomic append.
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.depth = 0
+        self.items: list[Item] = []
+        self.overlay: dict[tuple[Namespace, str], Any] = {}
+        self.work: dict[tuple[Namespace, str], Work] = {}
+        self.touched: set[Namespace] = set()
+        self.savepoints: list[tuple[int, dict[tuple[Namespace, str], Any], dict[Any, bytes]]] = []
+        #: (namespace path, field) -> the seq the field must still be at on commit
+        self.expect: dict[tuple[str, str], int] = {}
+
+    def touch(self, ns: Namespace) -> None:
+        if ns not in self.touched:
+            self.touched.add(ns)
+            ns.in_txn += 1
+
+    def record(
+        self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any, hint: Any
+    ) -> None:
+        """Keep one write; ``hint`` is ``value`` if immutable, else MISSING."""
+        self.touch(ns)
+        key = (ns, field)
+        self.items.append((ns, field, data, context, hint))
+        if data is None:
+            self.overlay[key] = TOMBSTONE
+            self.work.pop(key, None)
+        elif hint is MISSING:
+            # The caller's own object: later in-place changes in the block are kept.
+            self.overlay.pop(key, None)
+            self.work[key] = Work(value, data, None)
+        else:
+            self.overlay[key] = value
+            self.work.pop(key, None)
+
+    def pending(self, ns: Namespace, field: str) -> Any:
+        """What this transaction holds for ``field``: a Work, TOMBSTONE, a written
+        immutable value, or MISSING if it has not touched it."""
+        key = (ns, field)
+        work = self.work.get(key)
+        if work is not None:
+            return work
+        return self.overlay.get(key, MISSING)
+
+    def savepoint(self) -> None:
+        codec = self.codec
+        snapshot = {key: codec.encode(work.obj) for key, work in self.work.items()}
+        self.savepoints.append((len(self.items), dict(self.overlay), snapshot))
+
+    def rollback_to_savepoint(self) -> None:
+        count, overlay, snapshot = self.savepoints.pop()
+        codec = self.codec
+        del self.items[count:]
+        self.overlay = overlay
+        for key in list(self.work):
+            if key not in snapshot:
+                del self.work[key]
+            else:
+                self.work[key].obj = codec.decode(snapshot[key])
+
+    def release(self) -> None:
+        for ns in self.touched:
+            ns.in_txn -= 1
+        self.touched.clear()
+
+
+class _Transacting(Protocol):
+    def begin(self) -> Transaction: ...
+
+    def end(self, failed: bool, context: str | None = None) -> None: ...
+
+
+class Scope:
+    """Context manager that enters (or joins) the calling thread's transaction."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: _Transacting) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> Transaction:
+        return self._engine.begin()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._engine.end(kind is not None, frame_context(sys._getframe(1)))
