@@ -55,10 +55,19 @@ def main() -> None:
         with everstore.Store(everstore.PostgreSQL(server.conninfo, schema="v1")) as store:
             fill(store)
         dump = subprocess.run(
-            [str(server.bin_dir / "pg_dump"), "--no-owner", "--no-privileges", "--inserts",
-             "-n", "v1",
-             "-d", server.conninfo],
-            check=True, capture_output=True, text=True,
+            [
+                str(server.bin_dir / "pg_dump"),
+                "--no-owner",
+                "--no-privileges",
+                "--inserts",
+                "-n",
+                "v1",
+                "-d",
+                server.conninfo,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         (HERE / "pg-schema-0.1.0.sql").write_text(dump)
     finally:
