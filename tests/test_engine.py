@@ -1,0 +1,259 @@
+"""The engine API (docs/engine.md) that Storage, time travel and every layer use,
+on every backend: namespace handles, field reads and writes, history positions,
+transactions, the fact hook, blobs and the clock."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+import everstore
+from conftest import BackendFactory
+from everstore import AppliedFact, Engine, Store
+from everstore.engine import caller_context, check_field, namespace_path
+from everstore.errors import (
+    InvalidNameError,
+    MissingBlobError,
+    MissingFieldError,
+    ReservedNameError,
+    StoreClosedError,
+)
+
+
+def test_one_namespace_handle_per_namespace(store: Store, unique: Callable[[], str]) -> None:
+    parts = ("engine", unique())
+    ns = store.namespace(parts)
+    assert store.namespace(parts) is ns
+    assert ns.parts == parts and ns.path == "/".join(parts)
+    assert store.storage(*parts).__namespace__ == parts
+
+
+def test_write_read_delete_has_fields(store: Store, unique: Callable[[], str]) -> None:
+    ns = store.namespace(("engine", unique()))
+    store.write(ns, "a", 1)
+    store.write(ns, "b", [1, 2])
+    store.write(ns, "c", "x")
+    store.delete(ns, "c")
+    assert store.read(ns, "a") == 1
+    assert store.has(ns, "a") and store.has(ns, "b") and not store.has(ns, "c")
+    assert store.fields(ns) == ["a", "b"]
+    assert ns.written_fields() == ["a", "b", "c"]
+    with pytest.raises(MissingFieldError):
+        store.read(ns, "c")
+    with pytest.raises(MissingFieldError):
+        store.delete(ns, "c")
+    with store.transaction():
+        assert store.read(ns, "b") == [1, 2]
+
+
+def test_writes_record_the_callers_context_or_the_given_one(
+    store: Store, unique: Callable[[], str]
+) -> None:
+    ns = store.namespace(("engine", unique()))
+    store.write(ns, "a", 1)
+    store.write(ns, "a", 2, "mylayer.save:7")
+    store.delete(ns, "a", "mylayer.drop:9")
+    contexts = [v.context for v in store.history(ns, "a")]
+    assert contexts[0].startswith(f"{__name__}.test_writes_record_the_callers_context")
+    assert contexts[1:] == ["mylayer.save:7", "mylayer.drop:9"]
+
+
+def test_caller_context_names_the_layers_caller() -> None:
+    def layer_method() -> str:
+        return caller_context()
+
+    here = layer_method()
+    assert here.startswith(f"{__name__}.test_caller_context_names_the_layers_caller:")
+
+
+def test_history_positions(store: Store, unique: Callable[[], str]) -> None:
+    ns = store.namespace(("engine", unique()))
+    for value in ["a", "b", "a"]:
+        store.write(ns, "v", value)
+    store.delete(ns, "v")
+    store.write(ns, "v", ["list"])
+    h = store.history(ns, "v")
+    seqs = [h.seq_at(i) for i in range(len(h))]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert [h.deleted_at(i) for i in range(5)] == [False, False, False, True, False]
+    assert [h.value_at(i) for i in range(5)] == ["a", "b", "a", None, ["list"]]
+    assert h.positions_of("a") == [0, 2]
+    assert h.positions_of(["list"]) is None  # unhashable: the caller scans
+    assert h.position(seq=seqs[2]) == 2 and h.position(seq=seqs[2] - 1) == 1
+    assert h.position(seq=0) == -1
+    assert h.position(time=h[1].time) >= 1
+    bounded = store.history(ns, "v", upto=seqs[1])
+    assert len(bounded) == 2 and bounded.positions_of("a") == [0]
+    assert bounded.position(seq=seqs[4]) == 1
+    with pytest.raises(IndexError):
+        h.seq_at(5)
+    with pytest.raises(TypeError):
+        h.position()
+    with pytest.raises(MissingFieldError):
+        store.history(ns, "never")
+
+
+def test_begin_end_is_a_transaction(make_backend: BackendFactory) -> None:
+    writer, reader = Store(make_backend()), Store(make_backend())
+    ns = writer.namespace(("engine", "txn"))
+    writer.begin()
+    assert writer.in_transaction()
+    writer.write(ns, "a", 1)
+    writer.write(ns, "b", 2)
+    assert writer.read(ns, "a") == 1
+    assert not reader.has(reader.namespace(("engine", "txn")), "a")
+    writer.end(failed=False, context="mylayer.commit:1")
+    assert not writer.in_transaction()
+    assert reader.fields(reader.namespace(("engine", "txn"))) == ["a", "b"]
+    writer.begin()
+    writer.write(ns, "a", 99)
+    writer.end(failed=True)
+    assert writer.read(ns, "a") == 1
+    with pytest.raises(RuntimeError, match="without begin"):
+        writer.end(failed=False)
+
+
+def test_fact_hook_sees_own_commits_transactions_and_other_writers(
+    make_backend: BackendFactory,
+) -> None:
+    mine, other = Store(make_backend()), Store(make_backend())
+    ns = mine.namespace(("engine", "hooked"))
+    seen: list[tuple[tuple[str, ...], str, object, bool, int]] = []
+
+    def hook(fact: AppliedFact) -> None:
+        seen.append(
+            (fact.namespace.parts, fact.field, fact.value.data, fact.loading, fact.value.seq)
+        )
+
+    remove = mine.add_fact_hook(hook)
+    mine.write(ns, "a", 1)
+    with mine.transaction():
+        mine.write(ns, "b", [1])
+        mine.write(ns, "a", 2)
+    other.write(other.namespace(("engine", "hooked")), "a", 3)
+    other.delete(other.namespace(("engine", "hooked")), "b")
+    other.write(other.namespace(("engine", "unloaded")), "z", 0)  # not in mine's cache
+    mine.sync()
+    assert [item[:4] for item in seen] == [
+        (("engine", "hooked"), "a", 1, False),
+        (("engine", "hooked"), "b", [1], False),
+        (("engine", "hooked"), "a", 2, False),
+        (("engine", "hooked"), "a", 3, False),
+        (("engine", "hooked"), "b", None, False),
+    ]
+    assert [item[4] for item in seen] == sorted(item[4] for item in seen)
+    seen.clear()
+    mine.namespace(("engine", "unloaded"))  # loading replays its facts to the hook
+    assert seen[0][:4] == (("engine", "unloaded"), "z", 0, True)
+    remove()
+    seen.clear()
+    mine.write(ns, "a", 4)
+    assert seen == []
+    remove()  # removing twice is harmless
+
+
+def test_fact_hook_keeps_derived_state_current(store: Store, unique: Callable[[], str]) -> None:
+    """A secondary index (owner -> namespaces), as the models layer keeps one."""
+    index: dict[object, set[tuple[str, ...]]] = {}
+
+    def on_fact(fact: AppliedFact) -> None:
+        if fact.field != "owner":
+            return
+        for holders in index.values():
+            holders.discard(fact.namespace.parts)
+        if not fact.value.unavailable:
+            index.setdefault(fact.value.data, set()).add(fact.namespace.parts)
+
+    store.add_fact_hook(on_fact)
+    prefix = unique()
+    doc1, doc2 = store.storage(prefix, "1"), store.storage(prefix, "2")
+    doc1.owner = "ann"
+    doc2.owner = "ann"
+    doc2.owner = "bob"
+    del doc1.owner
+    assert index == {"ann": set(), "bob": {(prefix, "2")}}
+
+
+def test_an_error_in_a_hook_reaches_the_writer_and_the_fact_stays(
+    make_backend: BackendFactory,
+) -> None:
+    store = Store(make_backend())
+    ns = store.namespace(("engine", "failing"))
+
+    def hook(fact: AppliedFact) -> None:
+        raise ValueError("index full")
+
+    remove = store.add_fact_hook(hook)
+    with pytest.raises(ValueError, match="index full"):
+        store.write(ns, "a", 1)
+    remove()
+    assert store.read(ns, "a") == 1
+    assert [v.data for v in store.history(ns, "a")] == [1]
+    fresh = Store(make_backend())
+    assert fresh.read(fresh.namespace(("engine", "failing")), "a") == 1
+    with pytest.raises(TypeError):
+        store.add_fact_hook("not callable")  # type: ignore[arg-type]
+
+
+def test_blobs_are_stored_once_by_digest(make_backend: BackendFactory) -> None:
+    store, other = Store(make_backend()), Store(make_backend())
+    data = b"\x00binary\xff" * 1000
+    digest = store.put_blob(data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert store.put_blob(bytearray(data)) == digest  # again: nothing more stored
+    assert other.get_blob(digest) == data
+    assert store.get_blob(store.put_blob(b"")) == b""
+    missing = hashlib.sha256(b"never stored").hexdigest()
+    with pytest.raises(MissingBlobError) as caught:
+        store.get_blob(missing)
+    assert isinstance(caught.value, KeyError) and missing in str(caught.value)
+    for bad in ["xyz", "g" * 64, digest[:-1], b"\x00" * 32]:
+        with pytest.raises(ValueError):
+            store.get_blob(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.put_blob("text")  # type: ignore[arg-type]
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.put_blob(b"late")
+
+
+def test_namespaces_at_a_seq(store: Store, unique: Callable[[], str]) -> None:
+    prefix = unique()
+    store.write(store.namespace((prefix, "a")), "x", 1)
+    middle = store.last_seq
+    store.write(store.namespace((prefix, "b")), "x", 1)
+    assert store.namespaces((prefix,), seq=middle) == [(prefix, "a")]
+    assert store.namespaces((prefix,)) == [(prefix, "a"), (prefix, "b")]
+
+
+def test_clock_option_dates_new_facts(make_backend: BackendFactory) -> None:
+    ticks = itertools.count(1_000_000)
+    store = Store(make_backend(), clock=lambda: float(next(ticks)))
+    ns = store.namespace(("engine", "clocked"))
+    store.write(ns, "a", 1)
+    with store.transaction():
+        store.write(ns, "a", 2)
+    times = [v.time for v in store.history(ns, "a")]
+    if isinstance(store.backend, everstore.Memory | everstore.Sqlite3):
+        assert times == [1_000_000.0, 1_000_001.0]
+    assert times == sorted(times)
+
+
+def test_names() -> None:
+    assert namespace_path(("a", "b")) == "a/b"
+    with pytest.raises(InvalidNameError):
+        namespace_path(("a/b",))
+    assert check_field("x") == "x"
+    with pytest.raises(ReservedNameError):
+        check_field("__x__")
+
+
+def test_engine_without_storage_layer() -> None:
+    engine = Engine()
+    ns = engine.namespace(("plain",))
+    engine.write(ns, "n", 1)
+    assert engine.read(ns, "n") == 1
+    assert repr(engine) == "Engine(Memory())" or repr(engine).startswith("Engine(")
