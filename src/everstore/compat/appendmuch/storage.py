@@ -25,7 +25,7 @@ from everstore.errors import (
 )
 
 from .drivers import DBDriver
-from .views import View
+from .views import View, field_or_default
 
 __all__ = ["Storage", "Store", "VirtualFields", "dbns2tuple", "tuple2dbns"]
 
@@ -376,12 +376,7 @@ class Storage:
         :return: the value, or ``default``.
         :raises TypeError: the value is mutable and no ``with`` block is open.
         """
-        if name.startswith("__") and name.endswith("__"):
-            return default
-        try:
-            return self.__getattr__(name)
-        except AttributeError:
-            return default
+        return field_or_default(self, name, default)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.isidentifier():

@@ -15,7 +15,18 @@ from typing import Any
 import everstore
 from everstore.errors import MissingFieldError, ReadOnlyError
 
-__all__ = ["View", "within"]
+__all__ = ["View", "field_or_default", "within"]
+
+
+def field_or_default(obj: Any, name: str, default: Any) -> Any:
+    """appendmuch's ``get``: ``obj``'s field ``name``, or ``default`` for a missing
+    or deleted field and for dunder names."""
+    if name.startswith("__") and name.endswith("__"):
+        return default
+    try:
+        return obj.__getattr__(name)
+    except AttributeError:
+        return default
 
 
 class View:
@@ -84,12 +95,7 @@ class View:
         :param default: returned when the field had no value then (and for dunders).
         :return: the value, or ``default``.
         """
-        if name.startswith("__") and name.endswith("__"):
-            return default
-        try:
-            return self.__getattr__(name)
-        except AttributeError:
-            return default
+        return field_or_default(self, name, default)
 
     def along(self, field: str) -> Iterator[tuple[Any, View]]:
         """``(value, view)`` for each period in which ``field`` kept one value while
