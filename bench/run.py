@@ -69,6 +69,7 @@ FAMILIES: dict[str, list[str]] = {
     "cold_open": ["everstore", "appendmuch"],
     "list_sqlite": ["everstore", "appendmuch"],
     "list_memory": ["everstore", "appendmuch"],
+    "isolation": ["everstore"],
     **pg_workloads.FAMILIES,
 }
 
@@ -200,6 +201,19 @@ ROWS: list[Row] = [
     Row("7e", "list append, Memory: last 100 appends", "ms/append",
         ("list_memory/everstore", "last100_ms"), ("list_memory/appendmuch", "last100_ms"),
         goals=(AM3,)),
+    Row("8a", "transaction of {isolation} `s.f = s.f + 1` ({isolation} reads, {isolation}"
+        " writes), Memory: serializable (the default)", "µs/txn",
+        ("isolation/everstore", "memory_serializable_us")),
+    Row("8b", "the same, Memory: `isolation=\"atomic\"` (reads not checked)", "µs/txn",
+        ("isolation/everstore", "memory_atomic_us")),
+    Row("8c", "read tracking, Memory: serializable / atomic time", "ratio",
+        ("isolation/everstore", "memory_ratio"), goals=(Goal("below", 1.1),)),
+    Row("8d", "transaction of {isolation} `s.f = s.f + 1`, SQLite file: serializable",
+        "µs/txn", ("isolation/everstore", "sqlite_serializable_us")),
+    Row("8e", "the same, SQLite file: `isolation=\"atomic\"`", "µs/txn",
+        ("isolation/everstore", "sqlite_atomic_us")),
+    Row("8f", "read tracking, SQLite file: serializable / atomic time", "ratio",
+        ("isolation/everstore", "sqlite_ratio"), goals=(Goal("below", 1.1),)),
 ]  # fmt: skip
 
 PG_WITHIN = Goal("raw_within", 1.5)
@@ -536,6 +550,7 @@ def label_names(sz: workloads.Sizes, pg: pg_workloads.PgSizes) -> dict[str, str]
         "within": human(sz.within),
         "cold": human(sz.cold_namespaces * sz.cold_fields * sz.cold_writes),
         "items": human(sz.list_items),
+        "isolation": human(workloads.ISOLATION_FIELDS),
         "txn": human(pg.txn_size),
         "bulk": human(pg.bulk // pg.bulk_txn * pg.bulk_txn),
         "bulk_txn": human(pg.bulk_txn),

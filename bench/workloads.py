@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -696,3 +697,63 @@ CASES: dict[str, Callable[[Config], Metrics]] = {
     "list_memory/everstore": list_memory_everstore,
     "list_memory/appendmuch": list_memory_appendmuch,
 }
+
+
+# -- 8. serializable transactions: what read tracking costs ------------------------------
+
+#: fields read and written by each transaction of family 8
+ISOLATION_FIELDS = 100
+#: rounds in which the two isolations alternate (drift hits both alike); the median
+#: round counts (an SQLite checkpoint lands in one round, not in both modes' medians)
+ISOLATION_ROUNDS = 20
+
+
+def _isolation_pair(store: Any, min_time: float) -> tuple[float, float]:
+    """Seconds per transaction of ISOLATION_FIELDS ``s.f = s.f + 1`` (100 reads, 100
+    writes): (serializable, atomic), timed in alternating rounds on one store."""
+    s = store.storage("bench", "isolation")
+    names = [f"f{i}" for i in range(ISOLATION_FIELDS)]
+    with store.transaction():
+        for name in names:
+            setattr(s, name, 0)
+
+    def transaction(isolation: str) -> Callable[[], None]:
+        def run() -> None:
+            with store.transaction(isolation=isolation):
+                for name in names:
+                    setattr(s, name, getattr(s, name) + 1)
+
+        return run
+
+    runs = {isolation: transaction(isolation) for isolation in ("serializable", "atomic")}
+    for run in runs.values():  # warm up: first loads, statement caches
+        for _ in range(5):
+            run()
+    times: dict[str, list[float]] = {isolation: [] for isolation in runs}
+    order = list(runs)
+    for _ in range(ISOLATION_ROUNDS):
+        for isolation in order:
+            times[isolation].append(timed_batches(runs[isolation], 1, min_time / ISOLATION_ROUNDS))
+        order.reverse()  # neither isolation always runs first, after the other's writes
+    return statistics.median(times["serializable"]), statistics.median(times["atomic"])
+
+
+def isolation_everstore(config: Config) -> Metrics:
+    import everstore
+
+    metrics: Metrics = {}
+    with scratch_dir(config) as directory:
+        for backend in ("memory", "sqlite"):
+            if backend == "sqlite":
+                store = everstore.Store(everstore.Sqlite3(str(directory / "isolation.db")))
+            else:
+                store = everstore.Store(everstore.Memory())
+            serializable, atomic = _isolation_pair(store, config.min_time)
+            store.close()
+            metrics[f"{backend}_serializable_us"] = 1e6 * serializable
+            metrics[f"{backend}_atomic_us"] = 1e6 * atomic
+            metrics[f"{backend}_ratio"] = serializable / atomic
+    return metrics
+
+
+CASES["isolation/everstore"] = isolation_everstore

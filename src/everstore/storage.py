@@ -55,6 +55,8 @@ class Storage:
     Reading a field is a dictionary look-up (O(1)); writing appends one fact.
     Mutable values (list, dict, set, bytearray, random.Random) are read and changed
     inside ``with storage:``, and saved, atomically, when the outermost block exits.
+    ``with storage:`` is ``with store.transaction():``, serializable unless an
+    enclosing block opened it with ``isolation="atomic"`` (docs/guide.md, Transactions).
     """
 
     __slots__ = ("__ns__", "__store__", "__virtual__")
@@ -83,25 +85,32 @@ class Storage:
         # The hot path. Overriding __getattribute__ (instead of relying on
         # __getattr__ after a failed normal look-up) saves the AttributeError that
         # CPython would raise and catch on every field read: about 3x faster.
-        _store_of(self).sync()
-        ns = _namespace_of(self)
-        if not ns.in_txn and _virtual_of(self) is None:
-            value = ns.current.get(name, _NOT_CACHED)
+        store = _store_of(self)
+        store.sync()
+        # A read inside a transaction goes through the engine, which shows the
+        # transaction's own writes and keeps what was read for the commit's check;
+        # while no thread has one open, no thread-local look-up is needed.
+        if _virtual_of(self) is None and (
+            not store.open_transactions or not store.in_transaction()
+        ):
+            value = _namespace_of(self).current.get(name, _NOT_CACHED)
             if value is not _NOT_CACHED:
                 return value
         # Methods and dunders; a miss goes on to __getattr__.
         return object.__getattribute__(self, name)
 
-    def __getattr__(self, name: str) -> Any:
-        return self.__read__(name)
-
     def __read__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        virtual = self.__virtual__
+        # The slots' descriptors, not self.__x__: inside a transaction every read
+        # comes here, and each self.__x__ would go through __getattribute__ again.
+        virtual = _virtual_of(self)
         if virtual is not None and name in virtual:
             return virtual[name](self)
-        return self.__store__.read(self.__ns__, name)
+        return _store_of(self).read(_namespace_of(self), name)
+
+    # A miss of __getattribute__ reads the field (the alias saves a look-up of __read__).
+    __getattr__ = __read__
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

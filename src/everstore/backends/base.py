@@ -10,15 +10,28 @@ from __future__ import annotations
 
 import abc
 import time as _time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 from ..errors import ConflictError
 from ..log import Fact, Write
 
-__all__ = ["Backend", "Expectation", "conflict"]
+__all__ = [
+    "TAIL_BASE",
+    "TAIL_PER_EXPECTATION",
+    "Backend",
+    "Expectation",
+    "conflict",
+    "scan_tail",
+    "tail_is_short",
+]
 
 #: ``(namespace, field, seq)``: the field's latest seq must be ``seq`` (0: unwritten)
 Expectation = tuple[str, str, int]
+
+#: How long a log tail :meth:`Backend.append_checked` scans, per expectation, before
+#: looking up each field's latest fact instead (plus a constant, for few expectations).
+TAIL_PER_EXPECTATION = 4
+TAIL_BASE = 64
 
 #: The version of the log schema this release writes; stored in every database.
 SCHEMA_VERSION = 2  # 1: everstore 0.1.0; 2: adds the content-addressed blob table
@@ -56,6 +69,21 @@ class Backend(abc.ABC):
         committed seq (0: never written) when the writes commit, or nothing is
         written and :class:`~everstore.errors.ConflictError` is raised.
         """
+
+    def append_checked(
+        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+    ) -> list[tuple[int, float]]:
+        """:meth:`append`, for expectations that the caller found true in the log as
+        it was at some seq at or after ``since`` (each at its own seq, perhaps).
+
+        Then a field has changed since its expectation was found true if, and only if,
+        a fact after ``since`` is of that field and has a seq above the expected one:
+        a backend may look at the log's tail after ``since`` (short, unless others
+        wrote much meanwhile) instead of each field's latest fact. The answer, and the
+        :class:`~everstore.errors.ConflictError` raised, are the same as
+        :meth:`append`'s; this default is :meth:`append`.
+        """
+        return self.append(writes, expect)
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
@@ -157,3 +185,21 @@ def conflict(namespace: str, field: str, expected: int, actual: int) -> Conflict
         f"field {field!r} of namespace {namespace!r} is at seq {actual}, not {expected}: "
         "another writer changed it first; nothing was written"
     )
+
+
+def scan_tail(
+    expect: Sequence[Expectation], tail: Iterable[tuple[int, str, str]]
+) -> tuple[str, str, int] | None:
+    """The first expectation that ``tail`` (``(seq, namespace, field)`` of the facts
+    after :meth:`Backend.append_checked`'s ``since``) shows changed, or None."""
+    expected = {(namespace, field): seq for namespace, field, seq in expect}
+    for seq, namespace, field in tail:
+        wanted = expected.get((namespace, field))
+        if wanted is not None and seq > wanted:
+            return namespace, field, wanted
+    return None
+
+
+def tail_is_short(tail_length: int, expectations: int) -> bool:
+    """Whether scanning a tail of ``tail_length`` facts beats ``expectations`` look-ups."""
+    return tail_length <= TAIL_BASE + TAIL_PER_EXPECTATION * expectations

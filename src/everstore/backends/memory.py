@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 from sortedcontainers import SortedDict
 
 from ..log import Fact, Write
-from .base import Backend, Expectation, conflict
+from .base import Backend, Expectation, conflict, scan_tail, tail_is_short
 
 __all__ = ["Memory"]
 
@@ -65,30 +65,53 @@ class Memory(Backend):
         self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
     ) -> list[tuple[int, float]]:
         with self._changed:
-            if expect:
-                self._index_latest()
-            for namespace, field, expected in expect:
-                actual = self._latest.get((namespace, field), 0)
-                if actual != expected:
-                    raise conflict(namespace, field, expected, actual)
-            seq = len(self._facts)
-            last_time = self._facts[-1][1] if self._facts else 0.0
-            new_facts = []
-            for write in writes:
-                seq += 1
-                last_time = write.time if write.time > last_time else last_time
-                new_facts.append(
-                    (seq, last_time, write.namespace, write.field, write.data, write.context)
-                )
-            # Readers slice the list without the lock: one extend makes the whole
-            # transaction visible at once, never half of it. It is the commit point: the
-            # namespace index is derived from the list later (see _index), so an
-            # interrupt cannot leave indexed facts that never reached the log.
-            self._facts.extend(new_facts)
-            assigned = [(fact[0], fact[1]) for fact in new_facts]
-            if self._waiting:
-                self._changed.notify_all()
-            return assigned
+            self._check_latest(expect)
+            return self._append_locked(writes)
+
+    def append_checked(
+        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+    ) -> list[tuple[int, float]]:
+        with self._changed:
+            facts = self._facts
+            if len(facts) == since:
+                pass  # nothing was committed after since: nothing changed
+            elif tail_is_short(len(facts) - since, len(expect)):
+                changed = scan_tail(expect, ((f[0], f[2], f[3]) for f in facts[since:]))
+                if changed is not None:
+                    self._check_latest([changed])  # raises, with the field's latest seq
+            else:
+                self._check_latest(expect)
+            return self._append_locked(writes)
+
+    def _check_latest(self, expect: Sequence[Expectation]) -> None:
+        """:raises ConflictError: unless each field's latest seq is the expected one"""
+        if expect:
+            self._index_latest()
+        for namespace, field, expected in expect:
+            actual = self._latest.get((namespace, field), 0)
+            if actual != expected:
+                raise conflict(namespace, field, expected, actual)
+
+    def _append_locked(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+        """Append ``writes`` (the lock held); see :meth:`append`."""
+        seq = len(self._facts)
+        last_time = self._facts[-1][1] if self._facts else 0.0
+        new_facts = []
+        for write in writes:
+            seq += 1
+            last_time = write.time if write.time > last_time else last_time
+            new_facts.append(
+                (seq, last_time, write.namespace, write.field, write.data, write.context)
+            )
+        # Readers slice the list without the lock: one extend makes the whole
+        # transaction visible at once, never half of it. It is the commit point: the
+        # namespace index is derived from the list later (see _index), so an
+        # interrupt cannot leave indexed facts that never reached the log.
+        self._facts.extend(new_facts)
+        assigned = [(fact[0], fact[1]) for fact in new_facts]
+        if self._waiting:
+            self._changed.notify_all()
+        return assigned
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float

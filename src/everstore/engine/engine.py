@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 
-from ..backends.base import Backend, Expectation
+from ..backends.base import Backend, Expectation, conflict
 from ..backends.memory import Memory
 from ..codec import Codec, default_codec
 from ..errors import (
+    ConflictError,
     MissingBlobError,
     MissingFieldError,
     MutableAccessError,
@@ -29,11 +31,11 @@ from ..errors import (
 from ..log import Fact, Value, Write
 from .contexts import caller_context
 from .feed import Change, Subscription, check_follow_arguments, facts_after
-from .fieldlog import MISSING, TOMBSTONE, UNAVAILABLE, Entry, FieldLog, Raw, as_value
+from .fieldlog import MISSING, SEQ, TOMBSTONE, UNAVAILABLE, Entry, FieldLog, Raw, as_value
 from .history import History
 from .names import check_field, describe_field, namespace_path
 from .namespace import Namespace
-from .transactions import Item, Scope, Transaction, Work
+from .transactions import ATOMIC, ISOLATION_LEVELS, SERIALIZABLE, Item, Scope, Transaction, Work
 
 __all__ = ["END_OF_LOG", "AppliedFact", "Engine", "FactHook"]
 
@@ -47,6 +49,15 @@ _UINT64_MAX = 2**64 - 1
 _as_write = functools.partial(tuple.__new__, Write)
 #: larger than any seq: "no upper bound"
 END_OF_LOG = 2**63
+#: how often transact() re-runs a function that lost a conflict, by default
+DEFAULT_RETRIES = 10
+#: the pause before the k-th re-run is random, up to min(cap, base * 2**k) seconds:
+#: writers that collided do not all come back at the same moment
+_BACKOFF_BASE = 0.0005
+_BACKOFF_CAP = 0.05
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class AppliedFact(NamedTuple):
@@ -63,6 +74,12 @@ class AppliedFact(NamedTuple):
 
 
 FactHook = Callable[[AppliedFact], None]
+
+
+class TransactionalDecorator(Protocol):
+    """What ``store.transactional(retries=...)`` returns: a decorator."""
+
+    def __call__(self, fn: Callable[_P, _R], /) -> Callable[_P, _R]: ...
 
 
 class _ThreadState(threading.local):
@@ -99,8 +116,11 @@ class Engine:
         self._plain_ints = type(self.codec) is Codec
         self._lock = threading.RLock()
         self._local = _ThreadState()
-        #: transactions open in any thread (when 0, no thread-local look-up is needed)
-        self._open_txns = 0
+        #: how many threads have a transaction open on this Engine. While it is 0, a
+        #: read may take a field's committed value from ``Namespace.current`` (as
+        #: Storage does) without going through :meth:`read`; otherwise only a thread
+        #: for which :meth:`in_transaction` is False may. Read-only for layers.
+        self.open_transactions = 0
         self._namespaces: dict[tuple[str, ...], Namespace] = {}
         self._by_path: dict[str, Namespace] = {}
         self._hooks: list[FactHook] = []
@@ -217,34 +237,161 @@ class Engine:
 
     # -- transactions ---------------------------------------------------------------
 
-    def transaction(self) -> Scope:
+    def transaction(self, isolation: str | None = None) -> Scope:
         """``with store.transaction():`` commits every write inside atomically, in one
         round trip, at the outermost exit, or none of them if the block raises.
 
+        Serializable by default: every plain value the block read from the committed
+        state (a field, or its absence) must still be current when it commits;
+        if another writer changed one first, :class:`ConflictError` is raised and
+        nothing is written (:meth:`transact` re-runs a function until it commits).
+        In-place changes of mutable values are not checked: they merge.
+        ``isolation="atomic"`` opts out of the check: all or nothing, no more.
+
         Inside, mutable values may be read and changed in place. Nested blocks join
-        the outer one; an exception leaving an inner block undoes that block's writes.
+        the outer one, whose isolation holds for the whole transaction; an exception
+        leaving an inner block undoes that block's writes (not its reads).
+
+        :param isolation: ``"serializable"`` or ``"atomic"``; None (the default) is
+            serializable for an outermost block and the outer block's for a nested one
+        :raises ValueError: for an unknown isolation, or on entering a nested block
+            that names an isolation other than the transaction's
+        :raises ConflictError: on exit, if a value read (or an :meth:`expect`) failed
         """
-        return Scope(self)
+        _check_isolation(isolation)
+        return Scope(self, isolation)
+
+    def transact(
+        self,
+        fn: Callable[..., _R],
+        /,
+        *args: Any,
+        retries: int = DEFAULT_RETRIES,
+        **kwargs: Any,
+    ) -> _R:
+        """Run ``fn(*args, **kwargs)`` in a serializable transaction and return its
+        result; if the commit raises :class:`ConflictError`, run it again, up to
+        ``retries`` more times, after a short random pause (growing from about
+        0.5 ms to at most 50 ms), and re-raise the last conflict after that.
+
+        ``fn`` may run several times: it should change nothing but the store.
+        Called inside an open transaction, ``fn`` joins it and runs once: the conflict
+        surfaces at the outermost block, which is the one that can be re-run.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> counter = store.storage("counter")
+        >>> counter.n = 0
+        >>> def add(k):
+        ...     counter.n = counter.n + k
+        ...     return counter.n
+        >>> store.transact(add, 5, retries=3)
+        5
+
+        :param retries: re-runs allowed after the first run (an int >= 0); a keyword
+            of ``transact`` itself, so ``fn`` cannot receive one of that name this way
+            (use :meth:`transactional`)
+        :raises TypeError: if ``fn`` is not callable or ``retries`` is not an int
+        :raises ValueError: if ``retries`` is negative
+        :raises ConflictError: if every run lost a conflict
+        """
+        _check_retries(retries)
+        if not callable(fn):
+            raise TypeError(f"transact() needs a callable, got {fn!r}")
+        return self._transact(fn, args, kwargs, retries)
+
+    @overload
+    def transactional(self, fn: Callable[_P, _R], /) -> Callable[_P, _R]: ...
+
+    @overload
+    def transactional(self, *, retries: int = DEFAULT_RETRIES) -> TransactionalDecorator: ...
+
+    def transactional(
+        self, fn: Callable[..., Any] | None = None, *, retries: int = DEFAULT_RETRIES
+    ) -> Any:
+        """Decorator: every call of the function runs as :meth:`transact` would run it.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> account = store.storage("account")
+        >>> account.balance = 10
+        >>> @store.transactional(retries=5)
+        ... def withdraw(amount):
+        ...     if account.balance < amount:
+        ...         raise ValueError("insufficient funds")
+        ...     account.balance = account.balance - amount
+        >>> withdraw(3)
+        >>> account.balance
+        7
+
+        ``@store.transactional`` (no parentheses) uses the default retries.
+
+        :raises TypeError: if what is decorated is not callable, or ``retries`` is
+            not an int
+        :raises ValueError: if ``retries`` is negative
+        """
+        _check_retries(retries)
+
+        def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+            if not callable(function):
+                raise TypeError(f"transactional() decorates a callable, got {function!r}")
+
+            @functools.wraps(function)
+            def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+                return self._transact(function, args, kwargs, retries)
+
+            return run
+
+        return decorate if fn is None else decorate(fn)
+
+    def _transact(
+        self, fn: Callable[..., _R], args: Any, kwargs: dict[str, Any], retries: int
+    ) -> _R:
+        if self.in_transaction():
+            with self.transaction():
+                return fn(*args, **kwargs)
+        attempt = 0
+        while True:
+            try:
+                with self.transaction():
+                    return fn(*args, **kwargs)
+            except ConflictError:
+                if attempt >= retries:
+                    raise
+            attempt += 1
+            time.sleep(random.uniform(0.0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
 
     def in_transaction(self) -> bool:
         """True if the calling thread has a transaction open on this Engine."""
         return self._local.txn is not None
 
-    def begin(self) -> Transaction:
+    def begin(self, isolation: str | None = None) -> Transaction:
         """Enter (or join, one level deeper) the calling thread's transaction; every
-        :meth:`begin` needs one :meth:`end`. :meth:`transaction` does both.
+        :meth:`begin` needs one :meth:`end`. :meth:`transaction` does both, and
+        documents ``isolation``.
 
         :raises StoreClosedError: if the Engine is closed
+        :raises ValueError: for an unknown isolation, or one that differs from the
+            open transaction's
         """
         self.check_open()
+        _check_isolation(isolation)
         txn = self._local.txn
         if txn is None:
-            txn = Transaction(self.codec)
+            txn = Transaction(self.codec, SERIALIZABLE if isolation is None else isolation)
+            # Before any read: each read holds at this seq or a later one.
+            txn.read_since = self._applied
             with self._lock:
-                self._open_txns += 1
+                self.open_transactions += 1
             self._local.txn = txn
-        elif txn.depth:
-            txn.savepoint()
+        else:
+            if isolation is not None and isolation != txn.isolation:
+                raise ValueError(
+                    f"this block asks for an {isolation} transaction, but it would join an "
+                    f"open {txn.isolation} one: the outermost block decides the isolation"
+                )
+            if txn.depth:
+                txn.savepoint()
         txn.depth += 1
         return txn
 
@@ -255,7 +402,8 @@ class Engine:
         (default: the caller's code location).
 
         :raises RuntimeError: if no transaction is open in this thread
-        :raises ConflictError: if an expectation (see :meth:`expect`) failed
+        :raises ConflictError: if a value read (in a serializable transaction) or an
+            expectation (see :meth:`expect`) failed; nothing is written then
         """
         txn = self._local.txn
         if txn is None:
@@ -269,7 +417,7 @@ class Engine:
             return
         self._local.txn = None
         with self._lock:
-            self._open_txns -= 1
+            self.open_transactions -= 1
         try:
             if not failed:
                 self._commit_transaction(txn, context or caller_context())
@@ -292,7 +440,21 @@ class Engine:
             if data is not None:
                 items.append((ns, field, data, context, MISSING))
         if items:
-            self._commit(items, [(path, field, seq) for (path, field), seq in txn.expect.items()])
+            self._commit(items, txn.expectations(), txn.checked_since())
+        elif txn.serializable and (txn.reads or txn.expect):
+            self._check_expectations(txn.expectations())
+
+    def _check_expectations(self, expectations: list[Expectation]) -> None:
+        """A serializable transaction that writes nothing still saw only values that
+        were current together: checked against the cache, made current by a sync."""
+        self.sync()
+        with self._lock:
+            for path, field, seq in expectations:
+                ns = self._by_path.get(path) or self.namespace(tuple(path.split("/")))
+                log = ns.fields.get(field)
+                actual = log.last_seq() if log is not None else 0
+                if actual != seq:
+                    raise conflict(path, field, seq, actual)
 
     # -- optimistic concurrency -------------------------------------------------------
 
@@ -528,7 +690,7 @@ class Engine:
                 hint = MISSING
         # Most writes happen with no transaction open anywhere: then the thread-local
         # look-up is skipped.
-        txn = self._local.txn if self._open_txns else None
+        txn = self._local.txn if self.open_transactions else None
         if txn is not None:
             txn.record(ns, field, data, context, value, hint)
             return
@@ -552,11 +714,12 @@ class Engine:
                 if self._hooks:
                     self._run_hooks(ns, field, False)
             else:
-                # _apply's hot path, inlined: an immutable value to a known field.
-                log.entries.append((when, False, hint, context, seq))
+                # _apply's hot path, inlined: an immutable value to a known field. The
+                # value before the entry, as in _apply (see _read_tracked).
                 ns.current[field] = hint
                 if field in ns.mutable:
                     del ns.mutable[field]
+                log.entries.append((when, False, hint, context, seq))
                 self._applied = seq
             if current:
                 self._settle_token(token, 1)
@@ -576,8 +739,11 @@ class Engine:
         if after is not None:
             self._token = after
 
-    def _commit(self, items: list[Item], expect: Sequence[Expectation] = ()) -> None:
-        """Commit ``items`` in one append (see :data:`Item`)."""
+    def _commit(
+        self, items: list[Item], expect: Sequence[Expectation] = (), since: int | None = None
+    ) -> None:
+        """Commit ``items`` in one append (see :data:`Item`); ``since``: see
+        :meth:`Backend.append_checked`."""
         now = self.clock()
         writes = [
             _as_write((ns.path, field, data, context, now)) for ns, field, data, context, _ in items
@@ -587,7 +753,10 @@ class Engine:
             token = self._token
             current = self._token_fn() == token
             try:
-                assigned = self.backend.append(writes, expect)
+                if since is None or not expect:
+                    assigned = self.backend.append(writes, expect)
+                else:
+                    assigned = self.backend.append_checked(writes, expect, since)
                 first = assigned[0][0]
                 if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
                     # Nobody else committed in between: apply ours without a round trip.
@@ -698,6 +867,19 @@ class Engine:
                 )
             if pending is not MISSING:
                 return pending
+            if txn.serializable:
+                # _read_tracked, inlined (the hot path of a transaction's reads)
+                key = (ns, field)
+                reads = txn.reads
+                if key not in reads:
+                    log = ns.fields.get(field)  # the seq before the value: see there
+                    seq = log.entries[-1][SEQ] if log is not None and log.entries else 0
+                    value = ns.current.get(field, MISSING)
+                    if value is not MISSING:
+                        reads[key] = seq
+                        return value
+                    if field not in ns.mutable:
+                        reads[key] = seq
         value = ns.current.get(field, MISSING)
         if value is not MISSING:
             return value
@@ -718,6 +900,29 @@ class Engine:
         txn.touch(ns)
         return work.obj
 
+    def _read_tracked(self, txn: Transaction, ns: Namespace, field: str) -> Any:
+        """``field``'s committed immutable value (MISSING for none or a mutable one),
+        keeping for the commit's check the seq it was first read at.
+
+        No lock: every writer of the cache sets a field's value before it appends the
+        entry, and this reads the entry's seq before the value. So the value read is
+        the one of that seq or of a later one; a later one fails the commit's check,
+        as it must (the read cannot be placed at one point of the log). A mutable
+        value is not kept: concurrent in-place changes merge instead of conflicting.
+        """
+        key = (ns, field)
+        reads = txn.reads
+        if key in reads:
+            value = ns.current.get(field, MISSING)
+        else:
+            log = ns.fields.get(field)
+            seq = log.last_seq() if log is not None else 0
+            value = ns.current.get(field, MISSING)
+            if value is MISSING and field in ns.mutable:
+                return MISSING
+            reads[key] = seq
+        return value
+
     @staticmethod
     def _missing_message(ns: Namespace, field: str) -> str:
         log = ns.fields.get(field)
@@ -726,13 +931,22 @@ class Engine:
         return f"Storage{ns.parts!r} has no field {field!r}"
 
     def has(self, ns: Namespace, field: str) -> bool:
-        """True if ``field`` has a value as the calling thread sees it. O(1)."""
+        """True if ``field`` has a value as the calling thread sees it. O(1).
+
+        In a serializable transaction, the answer is checked at commit like a read.
+        """
         txn = self._local.txn
         if txn is not None:
             pending = txn.pending(ns, field)
             if pending is not MISSING:
                 return pending is not TOMBSTONE
         self.sync()
+        if (
+            txn is not None
+            and txn.serializable
+            and self._read_tracked(txn, ns, field) is not MISSING
+        ):
+            return True
         return ns.available(field)
 
     def fields(self, ns: Namespace) -> list[str]:
@@ -760,3 +974,19 @@ class Engine:
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
+
+
+def _check_isolation(isolation: object) -> None:
+    if isolation is not None and isolation not in ISOLATION_LEVELS:
+        if not isinstance(isolation, str):
+            raise TypeError(
+                f"isolation is a str ({SERIALIZABLE!r} or {ATOMIC!r}), got {isolation!r}"
+            )
+        raise ValueError(f"isolation is {SERIALIZABLE!r} or {ATOMIC!r}, got {isolation!r}")
+
+
+def _check_retries(retries: object) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TypeError(f"retries is an int >= 0, got {retries!r}")
+    if retries < 0:
+        raise ValueError(f"retries is an int >= 0, got {retries!r}")

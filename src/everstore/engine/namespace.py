@@ -14,12 +14,12 @@ class Namespace:
     Engine, made by :meth:`Engine.namespace`, so that two handles never disagree.
 
     Public, read-only for layers: ``parts`` (the namespace as a tuple), ``path``
-    (its parts joined by ``/``), ``current`` and ``in_txn`` (the fast read path,
-    see docs/engine.md), :meth:`written_fields` and :meth:`available`. The rest is
-    the engine's.
+    (its parts joined by ``/``), ``current`` (the fast read path, valid while the
+    reading thread has no transaction open: see :attr:`Engine.open_transactions`),
+    :meth:`written_fields` and :meth:`available`. The rest is the engine's.
     """
 
-    __slots__ = ("current", "fields", "in_txn", "loaded_upto", "mutable", "parts", "path")
+    __slots__ = ("current", "fields", "loaded_upto", "mutable", "parts", "path")
 
     def __init__(self, parts: tuple[str, ...], path: str) -> None:
         self.parts = parts
@@ -30,8 +30,6 @@ class Namespace:
         self.mutable: dict[str, Any] = {}
         self.fields: dict[str, FieldLog] = {}
         self.loaded_upto = 0
-        #: how many open transactions hold pending state for this namespace
-        self.in_txn = 0
 
     def available(self, field: str) -> bool:
         """True if ``field`` has a committed value (it is written and not deleted), as

@@ -7,12 +7,19 @@ import sys
 from types import TracebackType
 from typing import Any, Protocol
 
+from ..backends.base import Expectation
 from ..codec import Codec
 from .contexts import frame_context
 from .fieldlog import MISSING, TOMBSTONE
 from .namespace import Namespace
 
-__all__ = ["Item", "Scope", "Transaction", "Work"]
+__all__ = ["ATOMIC", "ISOLATION_LEVELS", "SERIALIZABLE", "Item", "Scope", "Transaction", "Work"]
+
+#: the default: the plain values a transaction read are checked at its commit
+SERIALIZABLE = "serializable"
+#: the opt-out: all or nothing, but reads are not checked (lost updates are possible)
+ATOMIC = "atomic"
+ISOLATION_LEVELS = (SERIALIZABLE, ATOMIC)
 
 #: one pending write: (namespace, field, encoded data or None, context, hint), where
 #: ``hint`` is the written value when it is immutable and MISSING otherwise
@@ -34,11 +41,23 @@ class Transaction:
     """The writes of one thread between the outermost ``with`` enter and exit.
 
     Nothing reaches the backend before the outermost exit; then every write, and
-    every changed mutable value, is committed in one atomic append.
+    every changed mutable value, is committed in one atomic append. A serializable
+    transaction also keeps the seq of every plain value it read from the committed
+    state, and that append checks those fields are still at those seqs.
     """
 
-    def __init__(self, codec: Codec) -> None:
+    def __init__(self, codec: Codec, isolation: str = SERIALIZABLE) -> None:
         self.codec = codec
+        #: SERIALIZABLE or ATOMIC, fixed by the outermost block
+        self.isolation = isolation
+        self.serializable = isolation == SERIALIZABLE
+        #: (namespace, field) -> the field's latest seq when this transaction first
+        #: read its committed value (0: never written); serializable only
+        self.reads: dict[tuple[Namespace, str], int] = {}
+        #: a seq of the log at or before every one of ``reads`` (the engine's last
+        #: applied seq when the transaction began): each read held in the log as it
+        #: was at some seq at or after this one
+        self.read_since = 0
         self.depth = 0
         self.items: list[Item] = []
         self.overlay: dict[tuple[Namespace, str], Any] = {}
@@ -49,9 +68,22 @@ class Transaction:
         self.expect: dict[tuple[str, str], int] = {}
 
     def touch(self, ns: Namespace) -> None:
-        if ns not in self.touched:
-            self.touched.add(ns)
-            ns.in_txn += 1
+        self.touched.add(ns)
+
+    def expectations(self) -> list[Expectation]:
+        """What the commit checks: each field read still at the seq it was read at,
+        and each :meth:`Engine.expect`, which wins for the same field."""
+        if not self.expect:
+            return [(ns.path, field, seq) for (ns, field), seq in self.reads.items()]
+        checks = {(ns.path, field): seq for (ns, field), seq in self.reads.items()}
+        checks.update(self.expect)
+        return [(path, field, seq) for (path, field), seq in checks.items()]
+
+    def checked_since(self) -> int | None:
+        """The ``since`` of :meth:`Backend.append_checked` for :meth:`expectations`:
+        reads were checked when they were made, at or after :attr:`read_since`; an
+        explicit expectation was not checked at all (None: check every one)."""
+        return self.read_since if self.reads and not self.expect else None
 
     def record(
         self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any, hint: Any
@@ -97,13 +129,12 @@ class Transaction:
                 self.work[key].obj = codec.decode(snapshot[key])
 
     def release(self) -> None:
-        for ns in self.touched:
-            ns.in_txn -= 1
         self.touched.clear()
+        self.reads.clear()
 
 
 class _Transacting(Protocol):
-    def begin(self) -> Transaction: ...
+    def begin(self, isolation: str | None = None) -> Transaction: ...
 
     def end(self, failed: bool, context: str | None = None) -> None: ...
 
@@ -111,13 +142,14 @@ class _Transacting(Protocol):
 class Scope:
     """Context manager that enters (or joins) the calling thread's transaction."""
 
-    __slots__ = ("_engine",)
+    __slots__ = ("_engine", "_isolation")
 
-    def __init__(self, engine: _Transacting) -> None:
+    def __init__(self, engine: _Transacting, isolation: str | None = None) -> None:
         self._engine = engine
+        self._isolation = isolation
 
     def __enter__(self) -> Transaction:
-        return self._engine.begin()
+        return self._engine.begin(self._isolation)
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -291,7 +291,8 @@ def render_sql(
     :param tag: the backend's tag, sent in its notifications ("<last seq> <tag>")
     :return: statements by name: ``table_<suffix>`` (a quoted table name),
         ``schema``, the commits (``append``, ``append_expect``, ``append_ids``,
-        ``append_ids_one``), the reads, ``put_blobs``, ``get_blob``, ``version``,
+        ``append_ids_one``, ``append_ids_checked``), the reads, ``put_blobs``, ``get_blob``,
+        ``version``,
         and the scripts ``create`` and ``migrate_from_<version>``
     """
     sql = psycopg.sql
@@ -324,6 +325,32 @@ def render_sql(
     q["append_ids"] = render(
         "WITH c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
         "time = greatest(time, %(t)b::float8) RETURNING seq, time), "
+        "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
+        "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
+        "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "
+        "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)) "
+        "SELECT c.seq - %(n)b::int8, c.time, pg_notify({channel}, c.seq || {tag}) FROM c",
+        **notified,
+    )
+    # append_ids, for expectations found true at or after seq %(since)s (see
+    # Backend.append_checked): the facts after it, in the statement's snapshot, must
+    # not change an expected field. That snapshot is complete only if nobody committed
+    # after it was taken: the UPDATE then finds the counter as the snapshot shows it;
+    # if somebody did, the UPDATE, having waited for the row, sees a newer seq and
+    # updates nothing. The tail is bounded (up to %(upto)s): a bounded range of the
+    # primary key is what a generic plan reads through the index, not by a scan of
+    # the log. No row back: nothing was written, and the caller checks exactly
+    # (everstore_append), which tells a conflict from a late snapshot or a long tail.
+    q["append_ids_checked"] = render(
+        "WITH s AS (SELECT seq FROM {t_counter}), "
+        "bad AS (SELECT 1 FROM {t_log} AS l JOIN unnest(%(ens)b::int4[], %(efield)b::int4[], "
+        "%(eseq)b::int8[]) AS e(ns, field, seq) ON l.ns = e.ns AND l.field = e.field "
+        "WHERE l.seq > %(since)b::int8 AND l.seq <= %(upto)b::int8 AND l.seq > e.seq LIMIT 1), "
+        "c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
+        "time = greatest(time, %(t)b::float8) "
+        "WHERE seq = (SELECT seq FROM s) AND seq <= %(upto)b::int8 "
+        "AND NOT EXISTS (SELECT 1 FROM bad) "
+        "RETURNING seq, time), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
         "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
         "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "

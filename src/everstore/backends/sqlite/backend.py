@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from ...errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
 from ...log import Fact, Write
-from ..base import SCHEMA_VERSION, Backend, Expectation, conflict
+from ..base import SCHEMA_VERSION, Backend, Expectation, conflict, scan_tail, tail_is_short
 from . import schema
 from .location import Location, locate
 from .walwatch import WalHeader, change_counter, map_wal_header
@@ -406,6 +406,14 @@ class Sqlite3(Backend):
                 raise self._unwritable()
             return self._append_many(conn, writes, expect)
 
+    def append_checked(
+        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+    ) -> list[tuple[int, float]]:
+        with self._using() as conn:
+            if self._write_cursor is None:
+                raise self._unwritable()
+            return self._append_many(conn, writes, expect, since)
+
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
@@ -443,18 +451,33 @@ class Sqlite3(Backend):
             lock.release()
 
     def _append_many(
-        self, conn: sqlite3.Connection, writes: Sequence[Write], expect: Sequence[Expectation]
+        self,
+        conn: sqlite3.Connection,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation],
+        since: int | None = None,
     ) -> list[tuple[int, float]]:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for namespace, field, expected in expect:
-                actual = self._latest_seq(conn, namespace, field)
-                if actual != expected:
-                    raise conflict(namespace, field, expected, actual)
             last = conn.execute(
                 f"SELECT seq, time FROM {self._log} ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             seq, last_time = (last[0], last[1]) if last else (0, 0.0)
+            if since is not None and seq == since:
+                expect = []  # nothing was committed after since: nothing changed
+            elif since is not None and tail_is_short(seq - since, len(expect)):
+                # Under the write lock: the facts after since are all there will be.
+                rows = conn.execute(
+                    f"SELECT seq, ns, field FROM {self._log} WHERE seq > ?", (since,)
+                ).fetchall()
+                ns_name, field_name = self._namespaces.name, self._fields.name
+                tail = ((s, ns_name(conn, ns), field_name(conn, f)) for s, ns, f in rows)
+                changed = scan_tail(expect, tail)
+                expect = [changed] if changed is not None else []
+            for namespace, field, expected in expect:
+                actual = self._latest_seq(conn, namespace, field)
+                if actual != expected:
+                    raise conflict(namespace, field, expected, actual)
             namespaces, fields, contexts = self._namespaces, self._fields, self._contexts
             params: list[Any] = []
             assigned: list[tuple[int, float]] = []

@@ -4,7 +4,7 @@ A compat ``Storage`` has appendmuch's reserved names (``get``, ``within``,
 ``history`` ...) and errors; everything it reads and writes goes through an
 everstore ``Storage`` of the same namespace (its ``__everstore__``), so handles never
 go stale, writes are committed before they return, and ``with storage:`` is an
-everstore transaction.
+atomic everstore transaction (``isolation="atomic"``: its reads are not checked).
 """
 
 from __future__ import annotations
@@ -483,7 +483,10 @@ class Storage:
         store = self.__store__
         store.enter(self.__dbns__)
         try:
-            self.__everstore__.__enter__()
+            # appendmuch's ``with`` never refused to commit: an atomic transaction, not
+            # a serializable one (a nested block joins whatever is open).
+            engine = store.everstore
+            engine.begin(None if engine.in_transaction() else "atomic")
         except BaseException:
             store.leave(committed=False)
             raise
