@@ -69,6 +69,7 @@ FAMILIES: dict[str, list[str]] = {
     "cold_open": ["everstore", "appendmuch"],
     "list_sqlite": ["everstore", "appendmuch"],
     "list_memory": ["everstore", "appendmuch"],
+    **workloads.FAMILIES,
     **pg_workloads.FAMILIES,
 }
 
@@ -200,6 +201,19 @@ ROWS: list[Row] = [
     Row("7e", "list append, Memory: last 100 appends", "ms/append",
         ("list_memory/everstore", "last100_ms"), ("list_memory/appendmuch", "last100_ms"),
         goals=(AM3,)),
+    *(
+        Row(f"8{letter}", f"`with s: s.lst.append(i)`, SQLite: mean of the last 100 appends"
+            f" up to {{app{index}}} items; raw: one INSERT of such a delta, autocommit",
+            "µs/append", ("appends_sqlite/everstore", f"append_us_{index}"),
+            raw=("appends_sqlite/raw", "insert_us"), goals=(Goal("below", 50.0),))
+        for index, letter in ((1, "a"), (2, "b"), (3, "c"))
+    ),
+    *(
+        Row(f"8{letter}", f"`with s: s.lst.append(i)`, Memory: mean of the last 100 appends"
+            f" up to {{app{index}}} items", "µs/append",
+            ("appends_memory/everstore", f"append_us_{index}"), goals=(Goal("below", 50.0),))
+        for index, letter in ((1, "d"), (2, "e"), (3, "f"))
+    ),
 ]  # fmt: skip
 
 PG_WITHIN = Goal("raw_within", 1.5)
@@ -536,6 +550,10 @@ def label_names(sz: workloads.Sizes, pg: pg_workloads.PgSizes) -> dict[str, str]
         "within": human(sz.within),
         "cold": human(sz.cold_namespaces * sz.cold_fields * sz.cold_writes),
         "items": human(sz.list_items),
+        **{
+            f"app{index}": human(size)
+            for index, size in enumerate(workloads.APPEND_SIZES[sz is workloads.QUICK], 1)
+        },
         "txn": human(pg.txn_size),
         "bulk": human(pg.bulk // pg.bulk_txn * pg.bulk_txn),
         "bulk_txn": human(pg.bulk_txn),

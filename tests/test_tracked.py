@@ -610,6 +610,30 @@ def test_mutable_values_that_cannot_be_tracked_still_save_every_change(
     store.close()
 
 
+def test_another_writer_putting_in_an_untrackable_part_is_applied(
+    make_backend: BackendFactory,
+) -> None:
+    first = Store(make_backend())
+    second = Store(make_backend())
+    a = first.storage("t")
+    a.lst = [1]
+    with a:
+        a.lst.append(2)  # a's value is tracked now
+    b = second.storage("t")
+    with b:
+        b.lst.append(random.Random(3))
+    with a:
+        assert a.lst[:2] == [1, 2] and a.lst[2].getstate() == random.Random(3).getstate()
+        a.lst[2].random()
+        a.lst.append(4)
+    expected = random.Random(3)
+    expected.random()
+    got = fresh_value(make_backend, "lst")
+    assert got[:2] == [1, 2] and got[3] == 4 and got[2].getstate() == expected.getstate()
+    first.close()
+    second.close()
+
+
 # -- concurrency: changes merge --------------------------------------------------------
 
 

@@ -733,7 +733,7 @@ class Engine:
             if self.codec.is_mutable(value):
                 entry = (when, False, Raw(data), context, seq)
                 self._drop_mutable(ns, field)
-                ns.mutable[field] = Tracker.track(value, self.codec, self._home(ns, field))
+                ns.mutable[field] = value  # tracked when first lent (see _lend)
                 ns.current.pop(field, None)
             else:
                 entry = (when, False, value, context, seq)
@@ -742,11 +742,11 @@ class Engine:
         log.add(entry)
 
     # -- the cache's mutable values: tracked, lent to transactions ----------------------
-    # A list, dict, set or bytearray value is kept as tracked containers (see
-    # everstore.codec.tracked), lent to the transaction that reads it and changed there
-    # in place: reading, committing and applying the change cost the change, not the
-    # value. Values that cannot be tracked (a Random, a registered mutable type, in
-    # them or at the top) are copied and compared as before.
+    # A list, dict, set or bytearray value, once a block reads it, is kept as tracked
+    # containers (see everstore.codec.tracked), lent to the transaction that reads it
+    # and changed there in place: reading, committing and applying the change cost the
+    # change, not the value. Values that cannot be tracked (a Random, a registered
+    # mutable type, in them or at the top) are copied and compared as before.
 
     def _home(self, ns: Namespace, field: str) -> Callable[[Tracker], None]:
         """What a tracked value calls when it is about to change outside any block."""
@@ -791,9 +791,8 @@ class Engine:
             tracker.home = None
             plain = self.codec.copy(previous)
             return log.apply_delta(self.codec, data, plain)
-        if value is not previous:  # rebuilt from an earlier value: a new object
+        if value is not previous:  # rebuilt from an earlier value: a new, plain object
             tracker.home = None
-            value = Tracker.track(value, self.codec, self._home(ns, field))
         return value
 
     def _apply_loan(self, ns: Namespace, field: str, loan: Loan) -> bool:
@@ -821,6 +820,10 @@ class Engine:
             if value is MISSING:
                 raise MissingFieldError(self._missing_message(ns, field))
             base_seq = ns.fields[field].last_seq()
+            if type(value) not in TRACKED_TYPES:  # first lent: tracked from now on, O(n)
+                value = Tracker.track(value, codec, self._home(ns, field))
+                if type(value) in TRACKED_TYPES:
+                    ns.mutable[field] = value
             if type(value) in TRACKED_TYPES:
                 tracker: Tracker = value._tracker
                 if tracker.loan is None:
@@ -868,10 +871,10 @@ class Engine:
         if value is not MISSING:
             return value
         # No reference to the value is kept here: _lend counts who holds it.
-        kind = type(ns.mutable.get(field, MISSING))
-        if kind is type(MISSING):
+        if field not in ns.mutable:
             raise MissingFieldError(self._missing_message(ns, field))
         if txn is None:
+            kind = type(ns.mutable.get(field))
             kind = PLAIN_TYPES.get(kind, kind)
             raise MutableAccessError(
                 f"{describe_field(ns.parts, field)} holds a mutable {kind.__name__}: "
