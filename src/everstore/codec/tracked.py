@@ -215,10 +215,11 @@ class Tracker:
     def copy_value(self) -> Any:
         """A tracked deep copy of the value as committed (under a new Tracker with
         this one's ``home``), for the engine to keep when this value leaves home."""
-        with self.lock:
-            state = self._committed_state()
         tracker = Tracker(self.codec, self.home)
-        root = tracker.adopt(state)
+        # Copied under the lock: a nested container about to change in another thread
+        # (changing() takes the lock first) stays as committed until the copy is made.
+        with self.lock:
+            root = tracker.adopt(self._committed_state())
         tracker.root = root
         return root
 
