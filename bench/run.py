@@ -70,6 +70,7 @@ FAMILIES: dict[str, list[str]] = {
     "list_sqlite": ["everstore", "appendmuch"],
     "list_memory": ["everstore", "appendmuch"],
     "isolation": ["everstore"],
+    **workloads.FAMILIES,
     **pg_workloads.FAMILIES,
 }
 
@@ -214,6 +215,19 @@ ROWS: list[Row] = [
         ("isolation/everstore", "sqlite_atomic_us")),
     Row("8f", "read tracking, SQLite file: serializable / atomic time", "ratio",
         ("isolation/everstore", "sqlite_ratio"), goals=(Goal("below", 1.1),)),
+    *(
+        Row(f"9{letter}", f"`with s: s.lst.append(i)`, SQLite: mean of the last 100 appends"
+            f" up to {{app{index}}} items; raw: one INSERT of such a delta, autocommit",
+            "µs/append", ("appends_sqlite/everstore", f"append_us_{index}"),
+            raw=("appends_sqlite/raw", "insert_us"), goals=(Goal("below", 50.0),))
+        for index, letter in ((1, "a"), (2, "b"), (3, "c"))
+    ),
+    *(
+        Row(f"9{letter}", f"`with s: s.lst.append(i)`, Memory: mean of the last 100 appends"
+            f" up to {{app{index}}} items", "µs/append",
+            ("appends_memory/everstore", f"append_us_{index}"), goals=(Goal("below", 50.0),))
+        for index, letter in ((1, "d"), (2, "e"), (3, "f"))
+    ),
 ]  # fmt: skip
 
 PG_WITHIN = Goal("raw_within", 1.5)
@@ -551,6 +565,10 @@ def label_names(sz: workloads.Sizes, pg: pg_workloads.PgSizes) -> dict[str, str]
         "cold": human(sz.cold_namespaces * sz.cold_fields * sz.cold_writes),
         "items": human(sz.list_items),
         "isolation": human(workloads.ISOLATION_FIELDS),
+        **{
+            f"app{index}": human(size)
+            for index, size in enumerate(workloads.APPEND_SIZES[sz is workloads.QUICK], 1)
+        },
         "txn": human(pg.txn_size),
         "bulk": human(pg.bulk // pg.bulk_txn * pg.bulk_txn),
         "bulk_txn": human(pg.bulk_txn),

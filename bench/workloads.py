@@ -757,3 +757,117 @@ def isolation_everstore(config: Config) -> Metrics:
 
 
 CASES["isolation/everstore"] = isolation_everstore
+
+
+# -- 9. one append per `with` block at growing sizes: does the cost follow the list? --------
+
+#: list sizes at which the last 100 appends are timed (full, quick)
+APPEND_SIZES: dict[bool, tuple[int, int, int]] = {
+    False: (1_000, 10_000, 100_000),
+    True: (200, 400, 800),
+}
+_APPEND_TAIL = 100
+
+
+def _appends(config: Config, backend: str) -> Metrics:
+    """µs per `with s: s.lst.append(i)` at each size: the mean of the last 100 appends
+    before the list reaches it. The list grows from one size to the next in one
+    untimed block (one extend), so each repetition builds a fresh store quickly."""
+    from everstore import Memory, Sqlite3, Store
+
+    sizes_ = APPEND_SIZES[config.quick]
+    timed = dict.fromkeys(sizes_, 0.0)
+    loops = 0
+    with scratch_dir(config) as directory:
+        while loops == 0 or sum(timed.values()) < config.min_time:
+            loops += 1
+            path = directory / f"appends-{loops}.db"
+            store = Store(Sqlite3(path) if backend == "sqlite" else Memory())
+            s = store.storage("bench", "ns")
+            s.lst = []
+            length = 0
+            for size in sizes_:
+                with s:
+                    s.lst.extend(range(length, size - _APPEND_TAIL))
+                length = size - _APPEND_TAIL
+                gc.collect()
+                start = perf()
+                for i in range(length, size):
+                    with s:
+                        s.lst.append(i)
+                timed[size] += perf() - start
+                length = size
+            with s:
+                assert len(s.lst) == sizes_[-1] and s.lst[-1] == sizes_[-1] - 1
+            store.close()
+            remove_db(path)
+    # Named by position (append_us_1 is the smallest size): run.py labels them.
+    metrics = {
+        f"append_us_{index}": 1e6 * timed[size] / (loops * _APPEND_TAIL)
+        for index, size in enumerate(sizes_, 1)
+    }
+    return metrics
+
+
+def appends_sqlite_everstore(config: Config) -> Metrics:
+    return _appends(config, "sqlite")
+
+
+def appends_memory_everstore(config: Config) -> Metrics:
+    return _appends(config, "memory")
+
+
+def appends_sqlite_raw(config: Config) -> Metrics:
+    """The floor of one append on SQLite: one INSERT of an append delta's bytes, committed
+    (autocommit), with the stdlib sqlite3 module on the schema everstore creates and its
+    settings (WAL, synchronous=NORMAL)."""
+    from everstore import Sqlite3, Store, default_codec
+
+    n = 1_000 if config.quick else 10_000
+    blobs = [default_codec.encode_append(2 + i, [i]) for i in range(n)]
+    with scratch_dir(config) as directory:
+        names = _Counter(directory, "raw-appends")
+
+        def setup() -> tuple[sqlite3.Connection, tuple[int, int, int], Path]:
+            path = names.next()
+            with Store(Sqlite3(path)) as store:
+                store.storage("bench", "ns").lst = []
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            ids = (
+                conn.execute("SELECT id FROM everstore_namespaces WHERE name='bench/ns'"),
+                conn.execute("SELECT id FROM everstore_fields WHERE name='lst'"),
+                conn.execute("SELECT max(id) FROM everstore_contexts"),
+            )
+            ns, field, ctx = (int(cursor.fetchone()[0]) for cursor in ids)
+            return conn, (ns, field, ctx), path
+
+        def teardown(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+            state[0].close()
+            remove_db(state[2])
+
+        def per_append(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+            conn, (ns, field, ctx), _ = state
+            execute = conn.execute
+            now = time.time
+            for i in range(n):
+                execute(_RAW_INSERT, (now(), ns, field, ctx, blobs[i]))
+
+        committed = timed_loops(setup, per_append, n, config.min_time, teardown)
+    return {"insert_us": 1e6 * committed}
+
+
+CASES.update(
+    {
+        "appends_sqlite/everstore": appends_sqlite_everstore,
+        "appends_sqlite/raw": appends_sqlite_raw,
+        "appends_memory/everstore": appends_memory_everstore,
+    }
+)
+
+#: family -> libraries (bench/run.py runs them after its own families)
+FAMILIES: dict[str, list[str]] = {
+    "appends_sqlite": ["everstore", "raw"],
+    "appends_memory": ["everstore"],
+}

@@ -41,14 +41,14 @@ from .scalars import (
     float_tree,
     int_tree,
 )
+from .tracked import PLAIN_TYPES, TrackedDict, TrackedList
 
 __all__ = ["Codec", "default_codec"]
 
+# Subclasses are not passed through: _only_json_types lets none reach orjson but the
+# tracked list and dict (see .tracked), which orjson then writes as the plain types.
 _ORJSON_OPTS = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATACLASS
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 )
 _TAGGED = 0x7E  # "~"
 _DELTA = 0x01
@@ -56,7 +56,9 @@ _DELTA = 0x01
 _MAX_DEPTH = 80
 _PLAIN_SCALARS = (str, bool, type(None))
 _NESTING: frozenset[type] = frozenset({list, dict, tuple, set, frozenset})
-_BUILTIN_MUTABLE: frozenset[type] = frozenset({list, dict, set, bytearray, random.Random})
+_BUILTIN_MUTABLE: frozenset[type] = frozenset(
+    {list, dict, set, bytearray, random.Random, *PLAIN_TYPES}
+)
 
 
 class _TooDeep(Exception):
@@ -231,8 +233,12 @@ class Codec:
 
     def _dumps(self, value: Any) -> bytes:
         """The tagged tree of ``value`` as JSON, with the encoder's errors made public."""
+        return self._dumps_built(lambda: self._tree(value, ()))
+
+    def _dumps_built(self, build: Callable[[], Any]) -> bytes:
+        """``build()``'s tree as JSON, with the encoder's errors made public."""
         try:
-            return orjson.dumps(self._tree(value, ()), option=orjson.OPT_SORT_KEYS)
+            return orjson.dumps(build(), option=orjson.OPT_SORT_KEYS)
         except Unsupported as exc:
             raise UnsupportedValueError(
                 f"cannot store a value of type {exc.kind.__qualname__}{_at(exc.path)}"
@@ -259,6 +265,8 @@ class Codec:
             return int_tree(value)
         if kind is float:
             return float_tree(value)
+        # A tracked container (see .tracked) is stored as the builtin type it stands for.
+        kind = PLAIN_TYPES.get(kind, kind)
         scalar = SCALAR_TREES.get(kind)
         if scalar is not None:
             try:
@@ -446,7 +454,72 @@ class Codec:
         delta = self.make_delta(base_seq, old, value, new)
         return new if delta is None else delta
 
-    def decode_fact(self, data: bytes, previous: Any, value_at: Callable[[int], Any]) -> Any:
+    def encode_append(self, base_seq: int, items: list[Any]) -> bytes:
+        """A delta that appends ``items`` to the list the field held at ``base_seq``:
+        what :meth:`encode_change` stores for such a change, made from the items alone
+        by one who knows that only they were appended.
+
+        :param base_seq: the seq of the value the items were appended to.
+        :param items: the appended items (at least one).
+        :return: the delta.
+        :raises UnsupportedValueError: as :meth:`encode`.
+
+        Complexity: O(size of ``items``).
+
+        >>> Codec().encode_append(7, [3])
+        b'\\x01[7,"L",[3]]'
+        """
+        encoded = self.encode(items)
+        if encoded[0] == _TAGGED:  # tagged items: their tree, as make_delta writes it
+            return b'\x01[%d,"l",%b]' % (base_seq, encoded[1:])
+        return b'\x01[%d,"L",%b]' % (base_seq, encoded)
+
+    def encode_dict_change(
+        self, base_seq: int, changed: dict[Any, Any], removed: list[Any]
+    ) -> bytes:
+        """A delta that sets the ``changed`` keys and removes the ``removed`` ones of
+        the dict the field held at ``base_seq``.
+
+        :param base_seq: the seq of the dict that was changed.
+        :param changed: key -> new value, for the keys set.
+        :param removed: the keys deleted.
+        :return: the delta.
+        :raises UnsupportedValueError: as :meth:`encode`.
+
+        Complexity: O(size of the change).
+
+        >>> Codec().encode_dict_change(7, {"a": 1}, ["b"])
+        b'\\x01[7,"D",{"a":1},["b"]]'
+        """
+        return self._delta(base_seq, "D", changed, removed)
+
+    def encode_set_change(self, base_seq: int, added: set[Any], removed: set[Any]) -> bytes:
+        """A delta that adds ``added`` to and takes ``removed`` from the set the field
+        held at ``base_seq``.
+
+        :param base_seq: the seq of the set that was changed.
+        :param added: the members added.
+        :param removed: the members removed.
+        :return: the delta.
+        :raises UnsupportedValueError: as :meth:`encode`.
+
+        Complexity: O(size of the change).
+        """
+        return self._delta(base_seq, "S", added, removed)
+
+    def _delta(self, base_seq: int, op: str, plus: Any, minus: Any) -> bytes:
+        # Each part at the root, as deep as it is in the value (as _mapping_delta).
+        header = b"\x01[" + str(base_seq).encode() + b","
+        payload = self._dumps_built(lambda: [op, self._tree(plus, ()), self._tree(minus, ())])
+        return header + payload[1:]
+
+    def decode_fact(
+        self,
+        data: bytes,
+        previous: Any,
+        value_at: Callable[[int], Any],
+        convert: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """The value a stored fact stands for.
 
         A full encoding is decoded. A delta is applied to ``previous`` when that is a
@@ -458,6 +531,8 @@ class Codec:
         :param previous: the field's value before this fact, which may be changed
             in place; :attr:`NO_VALUE` when there is none.
         :param value_at: seq -> a fresh object holding the field's value at that seq.
+        :param convert: given to :meth:`apply_delta` when the delta is applied to
+            ``previous``.
         :return: the value (``previous`` itself when the delta was applied to it).
         :raises DecodeError: damaged data (and whatever ``value_at`` raises).
 
@@ -473,8 +548,9 @@ class Codec:
         """
         if not self.is_delta(data):
             return self.decode(data)
-        if type(previous) is self.delta_type(data):
-            return self.apply_delta(previous, data)
+        kind = type(previous)
+        if PLAIN_TYPES.get(kind, kind) is self.delta_type(data):
+            return self.apply_delta(previous, data, convert)
         return self.apply_delta(value_at(self.delta_base(data)), data)
 
     @staticmethod
@@ -518,6 +594,7 @@ class Codec:
         value: concurrent deltas to one container merge, full values overwrite.
         """
         kind = type(new_value)
+        kind = PLAIN_TYPES.get(kind, kind)
         header = b"\x01[" + str(base_seq).encode() + b","
         if kind is list:
             delta = _list_extend_delta(header, old, new) if old[:1] == new[:1] else None
@@ -547,9 +624,11 @@ class Codec:
 
     def _mapping_delta(self, header: bytes, old: bytes, new_value: Any, new: bytes) -> bytes | None:
         old_value = self.decode(old)
-        if type(old_value) is not type(new_value):
+        kind = type(new_value)
+        kind = PLAIN_TYPES.get(kind, kind)
+        if type(old_value) is not kind:
             return None
-        if type(new_value) is dict:
+        if kind is dict:
             changed = {k: v for k, v in new_value.items() if k not in old_value}
             for key, item in new_value.items():
                 if key in old_value and self.encode(old_value[key]) != self.encode(item):
@@ -585,25 +664,31 @@ class Codec:
         except (ValueError, KeyError):
             raise DecodeError(f"damaged delta {bytes(delta[:40])!r}") from None
 
-    def apply_delta(self, base: Any, delta: bytes) -> Any:
+    def apply_delta(
+        self, base: Any, delta: bytes, convert: Callable[[Any], Any] | None = None
+    ) -> Any:
         """Low level (use :meth:`decode_fact`): apply ``delta`` to ``base``, in place
         where possible; returns the new value.
+
+        ``base`` is changed through the builtin type's own methods (a tracked
+        container records nothing). ``convert``, when given, is applied to what the
+        delta puts in: the list of appended items, or the dict of changed entries.
 
         :raises DecodeError: ``delta`` is damaged or does not fit ``base``.
         """
         try:
             _, op, *args = _loads(delta[1:])
-            if op == "L":
-                base.extend(args[0])
-            elif op == "l":
-                base.extend(self._untree(args[0]))
+            if op == "L" or op == "l":
+                items = args[0] if op == "L" else self._untree(args[0])
+                list.extend(base, items if convert is None else convert(items))
             elif op == "D":
-                base.update(self._untree(args[0]))
+                changed = self._untree(args[0])
+                dict.update(base, changed if convert is None else convert(changed))
                 for key in self._untree(args[1]):
-                    base.pop(key, None)  # a concurrent writer may have removed it
+                    dict.pop(base, key, None)  # a concurrent writer may have removed it
             elif op == "S":
-                base |= self._untree(args[0])
-                base -= self._untree(args[1])
+                set.update(base, self._untree(args[0]))
+                set.difference_update(base, self._untree(args[1]))
             else:
                 raise DecodeError(f"unknown delta operation {op!r}")
         except DecodeError:
@@ -617,10 +702,10 @@ class Codec:
 _DELTA_ALLOWANCE = 64
 _DELTA_TYPES: dict[bytes, type] = {b"L": list, b"l": list, b"D": dict, b"S": set}
 _JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
-_JSON_TYPES = _JSON_SCALARS | {list, dict}
+_JSON_TYPES = _JSON_SCALARS | {list, dict, TrackedList, TrackedDict}
 _STR_ONLY = frozenset({str})
-_CONTAINERS = frozenset({list, dict})
-_PLAIN_CONTAINERS = (list, dict)
+_CONTAINERS = frozenset({list, dict, TrackedList, TrackedDict})
+_PLAIN_CONTAINERS = (list, dict, TrackedList, TrackedDict)
 _CONTAINER_TAGS: dict[str, Callable[[Any], Any]] = {"~t": tuple, "~s": set, "~fs": frozenset}
 _BUILTIN_TYPES: frozenset[type] = frozenset(
     {int, float, str, bool, type(None), list, dict, tuple, set, frozenset} | set(SCALAR_TREES)
@@ -636,7 +721,7 @@ def _only_json_types(value: list[Any] | dict[Any, Any], room: int) -> bool:
     in C) keeps them off the plain path, where they would lose their type. A value
     nested too deeply (or containing itself) goes to the tagged path, which names it.
     """
-    if type(value) is dict:
+    if isinstance(value, dict):  # a dict or a tracked one (the callers checked)
         if not set(map(type, value)) <= _STR_ONLY:
             return False
         items: Any = value.values()

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 from ..backends.base import Backend, Expectation, conflict
 from ..backends.memory import Memory
 from ..codec import Codec, default_codec
+from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES, Tracker, Untrackable, held_elsewhere
 from ..errors import (
     ConflictError,
     MissingBlobError,
@@ -35,7 +36,16 @@ from .fieldlog import MISSING, SEQ, TOMBSTONE, UNAVAILABLE, Entry, FieldLog, Raw
 from .history import History
 from .names import check_field, describe_field, namespace_path
 from .namespace import Namespace
-from .transactions import ATOMIC, ISOLATION_LEVELS, SERIALIZABLE, Item, Scope, Transaction, Work
+from .transactions import (
+    ATOMIC,
+    ISOLATION_LEVELS,
+    SERIALIZABLE,
+    Item,
+    Loan,
+    Scope,
+    Transaction,
+    Work,
+)
 
 __all__ = ["END_OF_LOG", "AppliedFact", "Engine", "FactHook"]
 
@@ -413,7 +423,7 @@ class Engine:
             if failed:
                 txn.rollback_to_savepoint()
             else:
-                txn.savepoints.pop()
+                txn.release_savepoint()
             return
         self._local.txn = None
         with self._lock:
@@ -422,15 +432,22 @@ class Engine:
             if not failed:
                 self._commit_transaction(txn, context or caller_context())
         finally:
+            if txn.loans:
+                self._end_loans(txn)
             txn.release()
 
     def _commit_transaction(self, txn: Transaction, context: str) -> None:
         items = txn.items
         codec = self.codec
         for (ns, field), work in txn.work.items():
+            hint: Any = MISSING
+            data: bytes | None
             try:
-                if work.base_seq is None:  # the caller's own new object: stored whole
-                    data: bytes | None = codec.encode(work.obj)
+                if isinstance(work, Loan):  # the cache's own value, changed in place
+                    data = work.tracker.change()
+                    hint = work
+                elif work.base_seq is None:  # the caller's own new object: stored whole
+                    data = codec.encode(work.obj)
                     if data == work.recorded:
                         continue
                 else:
@@ -438,7 +455,7 @@ class Engine:
             except UnsupportedValueError as exc:
                 raise UnsupportedValueError(f"{describe_field(ns.parts, field)}: {exc}") from None
             if data is not None:
-                items.append((ns, field, data, context, MISSING))
+                items.append((ns, field, data, context, hint))
         if items:
             self._commit(items, txn.expectations(), txn.checked_since())
         elif txn.serializable and (txn.reads or txn.expect):
@@ -679,6 +696,8 @@ class Engine:
                     f"{describe_field(ns.parts, field)} cannot be deleted: it has no value"
                 )
         else:
+            if type(value) in TRACKED_TYPES and self._writes_back(ns, field, value):
+                return
             try:
                 data = self.codec.encode(value)
             except UnsupportedValueError as exc:
@@ -731,6 +750,16 @@ class Engine:
         finally:
             lock.release()
 
+    def _writes_back(self, ns: Namespace, field: str, value: Any) -> bool:
+        """True if ``value`` is the value lent to this thread's transaction for this
+        very field (``s.items += [...]`` reads it, extends it in place and assigns it
+        back): its changes are recorded already, and the assignment changes nothing."""
+        txn = self._local.txn if self.open_transactions else None
+        if txn is None:
+            return False
+        pending = txn.work.get((ns, field))
+        return type(pending) is Loan and pending.tracker.root is value
+
     def _settle_token(self, before: Any, count: int) -> None:
         """After our own commit of ``count`` facts, on a token that was current: keep
         the cache marked current when the backend proves nobody else committed, so
@@ -771,10 +800,49 @@ class Engine:
                     if current:
                         self._settle_token(token, len(assigned))
                 else:
+                    # Others committed in between: our loans' changes are read back
+                    # from the log with theirs, in seq order, like anyone's.
+                    self._before_replay(items)
                     self._catch_up_locked()
             except BaseException:
                 self._token = _STALE  # see _write(): the next read re-reads the tail
+                self._give_back(items)  # and applies whatever of ours was committed
                 raise
+
+    def _before_replay(self, items: list[Item]) -> None:
+        """Our loans among ``items`` are committed, but the cache must apply others'
+        facts first: each lent value is undone in place (O(change)), to be changed
+        again as the log says; or, if the caller holds it, left to the caller with
+        its changes while the cache takes a copy of the value as committed (O(n))."""
+        for item in items:
+            loan = item[4]
+            if type(loan) is Loan and loan.open():
+                tracker = loan.tracker
+                root = tracker.root
+                if tracker.home is not None and not held_elsewhere(root):
+                    tracker.give_back()
+                    continue
+                if tracker.home is not None:
+                    self._copy_home(loan.ns, loan.field, tracker)
+                tracker.drop()
+
+    @staticmethod
+    def _give_back(items: list[Item]) -> None:
+        """Undo, in place, the changes of every loan among ``items`` not yet applied."""
+        for item in items:
+            loan = item[4]
+            if type(loan) is Loan and loan.open():
+                loan.tracker.give_back()
+
+    def _end_loans(self, txn: Transaction) -> None:
+        """The outermost block ended: every loan still open (the block failed, or the
+        value was unchanged or overwritten) is given back, its changes undone."""
+        with self._lock:
+            for loan in txn.loans:
+                if loan.open():
+                    loan.tracker.give_back()
+            txn.loans.clear()
+            txn.work.clear()
 
     # -- keeping current ------------------------------------------------------------
 
@@ -821,30 +889,138 @@ class Engine:
         if log is None:
             log = ns.fields[field] = FieldLog()
         entry: Entry
+        if type(hint) is Loan:  # a lent value's change: most often in it already
+            if data is not None and self._apply_loan(ns, field, hint):
+                log.add((when, False, Raw(data), context, seq))
+                return
+            hint = MISSING
         if hint is not MISSING:  # the hot path: our own write of an immutable value
             entry = (when, False, hint, context, seq)
             ns.current[field] = hint
-            ns.mutable.pop(field, None)
+            self._drop_mutable(ns, field)
         elif data is None:
             entry = (when, True, None, context, seq)
             ns.current.pop(field, None)
-            ns.mutable.pop(field, None)
+            self._drop_mutable(ns, field)
         elif self.codec.is_delta(data):
             entry = (when, False, Raw(data), context, seq)
-            previous = ns.mutable.get(field, Codec.NO_VALUE)
-            ns.mutable[field] = log.apply_delta(self.codec, data, previous)
+            ns.mutable[field] = self._apply_delta(ns, field, log, data)
             ns.current.pop(field, None)
         else:
             value = self.codec.decode(data)
             if self.codec.is_mutable(value):
                 entry = (when, False, Raw(data), context, seq)
-                ns.mutable[field] = value
+                self._drop_mutable(ns, field)
+                ns.mutable[field] = value  # tracked when first lent (see _lend)
                 ns.current.pop(field, None)
             else:
                 entry = (when, False, value, context, seq)
                 ns.current[field] = value
-                ns.mutable.pop(field, None)
+                self._drop_mutable(ns, field)
         log.add(entry)
+
+    # -- the cache's mutable values: tracked, lent to transactions ----------------------
+    # A list, dict, set or bytearray value, once a block reads it, is kept as tracked
+    # containers (see everstore.codec.tracked), lent to the transaction that reads it
+    # and changed there in place: reading, committing and applying the change cost the
+    # change, not the value. Values that cannot be tracked (a Random, a registered
+    # mutable type, in them or at the top) are copied and compared as before.
+
+    def _home(self, ns: Namespace, field: str) -> Callable[[Tracker], None]:
+        """What a tracked value calls when it is about to change outside any block."""
+        return functools.partial(self._unshare, ns, field)
+
+    def _unshare(self, ns: Namespace, field: str, tracker: Tracker) -> None:
+        # The caller kept a container from an earlier block and changes it now: it
+        # becomes theirs alone, and the cache keeps a copy of the value.
+        with self._lock:
+            if tracker.loan is None and tracker.home is not None:
+                if ns.mutable.get(field) is tracker.root:
+                    ns.mutable[field] = tracker.copy_value()
+                tracker.home = None
+
+    def _drop_mutable(self, ns: Namespace, field: str) -> None:
+        """The field's mutable value leaves the cache (replaced or deleted)."""
+        value = ns.mutable.pop(field, None)
+        if type(value) in TRACKED_TYPES:
+            value._tracker.home = None  # a loan of it goes on, now private
+
+    def _copy_home(self, ns: Namespace, field: str, tracker: Tracker) -> Any:
+        """Give the field a copy of its value as committed, for the cache alone; the
+        value it had stays with whoever holds it (a caller who kept it from an earlier
+        block, or a transaction it is lent to). O(n)."""
+        copied = tracker.copy_value()
+        tracker.home = None
+        ns.mutable[field] = copied
+        return copied
+
+    def _apply_delta(self, ns: Namespace, field: str, log: FieldLog, data: bytes) -> Any:
+        previous = ns.mutable.get(field, Codec.NO_VALUE)
+        if type(previous) not in TRACKED_TYPES:
+            return log.apply_delta(self.codec, data, previous)
+        tracker: Tracker = previous._tracker
+        # Changed in place only if nobody else holds it (O(1) to tell).
+        if tracker.loan is not None or held_elsewhere(previous):
+            previous = self._copy_home(ns, field, tracker)
+            tracker = previous._tracker
+        try:
+            value = log.apply_delta(self.codec, data, previous, tracker.adopt)
+        except Untrackable:  # another writer put in a part that cannot be tracked
+            tracker.home = None
+            plain = self.codec.copy(previous)
+            return log.apply_delta(self.codec, data, plain)
+        if value is not previous:  # rebuilt from an earlier value: a new, plain object
+            tracker.home = None
+        return value
+
+    def _apply_loan(self, ns: Namespace, field: str, loan: Loan) -> bool:
+        """Our committed change of a lent value: True if the value is still the
+        cache's, changed in place already (nothing more to apply)."""
+        tracker = loan.tracker
+        if not loan.open():
+            return False
+        if tracker.home is None or ns.mutable.get(field) is not tracker.root:
+            # Left home while lent (another writer's fact came first): apply the
+            # change to what the cache holds now, as anyone's.
+            tracker.drop()
+            return False
+        if not tracker.settle():  # an untrackable part was put in: keep a plain copy
+            tracker.home = None
+            ns.mutable[field] = self.codec.copy(tracker.root)
+        return True
+
+    def _lend(self, txn: Transaction, ns: Namespace, field: str) -> Any:
+        """The field's mutable value for ``txn`` to change: the cache's own, lent
+        (O(1)); or a private copy (O(n)) if it cannot be tracked or is lent already."""
+        codec = self.codec
+        with self._lock:
+            value = ns.mutable.get(field, MISSING)
+            if value is MISSING:
+                raise MissingFieldError(self._missing_message(ns, field))
+            base_seq = ns.fields[field].last_seq()
+            if type(value) not in TRACKED_TYPES:  # first lent: tracked from now on, O(n)
+                value = Tracker.track(value, codec, self._home(ns, field))
+                if type(value) in TRACKED_TYPES:
+                    ns.mutable[field] = value
+            if type(value) in TRACKED_TYPES:
+                tracker: Tracker = value._tracker
+                if tracker.loan is None:
+                    if held_elsewhere(value):  # kept from an earlier block: theirs now
+                        value = self._copy_home(ns, field, tracker)
+                        tracker = value._tracker
+                    loan = Loan(ns, field, tracker, len(txn.savepoints))
+                    tracker.lend(loan, base_seq)
+                    txn.loans.append(loan)
+                    txn.work[(ns, field)] = loan
+                    txn.touch(ns)
+                    return value
+                recorded = tracker.committed_bytes()
+            else:
+                recorded = codec.encode(value)
+        work = Work(codec.decode(recorded), recorded, base_seq)
+        txn.work[(ns, field)] = work
+        txn.touch(ns)
+        return work.obj
 
     # -- reading ------------------------------------------------------------------
 
@@ -861,6 +1037,8 @@ class Engine:
             pending = txn.pending(ns, field)
             if type(pending) is Work:
                 return pending.obj
+            if type(pending) is Loan:
+                return pending.tracker.root
             if pending is TOMBSTONE:
                 raise MissingFieldError(
                     f"{describe_field(ns.parts, field)} was deleted in this transaction"
@@ -883,22 +1061,18 @@ class Engine:
         value = ns.current.get(field, MISSING)
         if value is not MISSING:
             return value
-        mutable = ns.mutable.get(field, MISSING)
-        if mutable is MISSING:
+        # No reference to the value is kept here: _lend counts who holds it.
+        if field not in ns.mutable:
             raise MissingFieldError(self._missing_message(ns, field))
         if txn is None:
+            kind = type(ns.mutable.get(field))
+            kind = PLAIN_TYPES.get(kind, kind)
             raise MutableAccessError(
-                f"{describe_field(ns.parts, field)} holds a mutable {type(mutable).__name__}: "
+                f"{describe_field(ns.parts, field)} holds a mutable {kind.__name__}: "
                 f"read it inside 'with storage:' (or store.transaction()) so that changes "
                 f"are saved"
             )
-        with self._lock:
-            recorded = self.codec.encode(ns.mutable[field])
-            base_seq = ns.fields[field].last_seq()
-        work = Work(self.codec.decode(recorded), recorded, base_seq)
-        txn.work[(ns, field)] = work
-        txn.touch(ns)
-        return work.obj
+        return self._lend(txn, ns, field)
 
     def _read_tracked(self, txn: Transaction, ns: Namespace, field: str) -> Any:
         """``field``'s committed immutable value (MISSING for none or a mutable one),

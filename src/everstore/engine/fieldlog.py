@@ -111,9 +111,17 @@ class FieldLog:
     # from. So when two writers change one list, dict or set at once, both changes
     # survive (appends add up, keys merge), in every process, as the log orders them.
 
-    def apply_delta(self, codec: Codec, data: bytes, previous: Any) -> Any:
-        """The value after delta ``data``, changing ``previous`` in place when it fits."""
-        return codec.decode_fact(data, previous, functools.partial(self.value_at_seq, codec))
+    def apply_delta(
+        self,
+        codec: Codec,
+        data: bytes,
+        previous: Any,
+        convert: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """The value after delta ``data``, changing ``previous`` in place when it fits
+        (``convert``: see :meth:`Codec.apply_delta`)."""
+        value_at = functools.partial(self.value_at_seq, codec)
+        return codec.decode_fact(data, previous, value_at, convert)
 
     def value_at_seq(self, codec: Codec, seq: int) -> Any:
         """The value of the entry at exactly ``seq``, as a fresh object."""

@@ -9,11 +9,21 @@ from typing import Any, Protocol
 
 from ..backends.base import Expectation
 from ..codec import Codec
+from ..codec.tracked import Tracker
 from .contexts import frame_context
 from .fieldlog import MISSING, TOMBSTONE
 from .namespace import Namespace
 
-__all__ = ["ATOMIC", "ISOLATION_LEVELS", "SERIALIZABLE", "Item", "Scope", "Transaction", "Work"]
+__all__ = [
+    "ATOMIC",
+    "ISOLATION_LEVELS",
+    "SERIALIZABLE",
+    "Item",
+    "Loan",
+    "Scope",
+    "Transaction",
+    "Work",
+]
 
 #: the default: the plain values a transaction read are checked at its commit
 SERIALIZABLE = "serializable"
@@ -35,6 +45,34 @@ class Work:
         self.obj = obj
         self.recorded = recorded
         self.base_seq = base_seq
+
+
+class Loan:
+    """The engine's own current value of a field, lent to a transaction: changed in
+    place, its containers recording how (see :mod:`everstore.codec.tracked`).
+
+    ``level`` is how many savepoints were open when it was lent: rolling back to one
+    of those gives the whole loan back.
+    """
+
+    __slots__ = ("field", "level", "ns", "tracker")
+
+    def __init__(self, ns: Namespace, field: str, tracker: Tracker, level: int) -> None:
+        self.ns = ns
+        self.field = field
+        # Not the value itself: the engine counts who holds it (held_elsewhere).
+        self.tracker = tracker
+        self.level = level
+
+    def open(self) -> bool:
+        """True while the loan records (not yet committed nor given back)."""
+        return self.tracker.loan is self
+
+
+#: a pending changed value: the caller's own or a private copy (Work), or a Loan
+Pending = Work | Loan
+#: one savepoint: (number of items, overlay, what each pending value was)
+_Savepoint = tuple[int, dict[tuple[Namespace, str], Any], dict[tuple[Namespace, str], Any]]
 
 
 class Transaction:
@@ -61,9 +99,11 @@ class Transaction:
         self.depth = 0
         self.items: list[Item] = []
         self.overlay: dict[tuple[Namespace, str], Any] = {}
-        self.work: dict[tuple[Namespace, str], Work] = {}
+        self.work: dict[tuple[Namespace, str], Pending] = {}
+        #: every loan taken, in order (one may no longer be in ``work``: overwritten)
+        self.loans: list[Loan] = []
         self.touched: set[Namespace] = set()
-        self.savepoints: list[tuple[int, dict[tuple[Namespace, str], Any], dict[Any, bytes]]] = []
+        self.savepoints: list[_Savepoint] = []
         #: (namespace path, field) -> the seq the field must still be at on commit
         self.expect: dict[tuple[str, str], int] = {}
 
@@ -113,20 +153,50 @@ class Transaction:
         return self.overlay.get(key, MISSING)
 
     def savepoint(self) -> None:
+        """An inner block starts. O(1) per loan; a Work (a private copy) is encoded."""
         codec = self.codec
-        snapshot = {key: codec.encode(work.obj) for key, work in self.work.items()}
+        snapshot: dict[tuple[Namespace, str], Any] = {
+            key: work if isinstance(work, Loan) else (work, codec.encode(work.obj))
+            for key, work in self.work.items()
+        }
+        for loan in self.loans:
+            loan.tracker.push()
         self.savepoints.append((len(self.items), dict(self.overlay), snapshot))
 
+    def release_savepoint(self) -> None:
+        """The innermost block succeeded: its writes join the enclosing block's."""
+        self.savepoints.pop()
+        level = len(self.savepoints)
+        for loan in self.loans:
+            if loan.level > level:
+                loan.level = level
+            else:
+                loan.tracker.pop_keep()
+
     def rollback_to_savepoint(self) -> None:
+        """The innermost block failed: undo its writes (loans in place)."""
         count, overlay, snapshot = self.savepoints.pop()
+        level = len(self.savepoints)
         codec = self.codec
         del self.items[count:]
         self.overlay = overlay
-        for key in list(self.work):
-            if key not in snapshot:
-                del self.work[key]
+        kept: list[Loan] = []
+        for loan in self.loans:
+            if loan.level > level:
+                loan.tracker.give_back()
             else:
-                self.work[key].obj = codec.decode(snapshot[key])
+                loan.tracker.pop_undo()
+                kept.append(loan)
+        self.loans = kept
+        work: dict[tuple[Namespace, str], Pending] = {}
+        for key, saved in snapshot.items():
+            if type(saved) is Loan:
+                work[key] = saved
+            else:
+                pending, data = saved
+                pending.obj = codec.decode(data)
+                work[key] = pending
+        self.work = work
 
     def release(self) -> None:
         self.touched.clear()
