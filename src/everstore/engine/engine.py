@@ -8,6 +8,7 @@ facts. docs/engine.md documents this API for the layers built on it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import random
@@ -421,8 +422,53 @@ class Engine:
         try:
             if not failed:
                 self._commit_transaction(txn, context or caller_context())
-        finally:
+        except BaseException:
             txn.release()
+            if txn.end_callbacks:
+                with contextlib.suppress(Exception):  # the commit's error is the one to see
+                    _run_end_callbacks(txn.end_callbacks, False)
+            raise
+        txn.release()
+        if txn.end_callbacks:
+            if failed:  # the block is raising its own error: that is the one to see
+                with contextlib.suppress(Exception):
+                    _run_end_callbacks(txn.end_callbacks, False)
+            else:
+                _run_end_callbacks(txn.end_callbacks, True)
+
+    def on_transaction_end(self, callback: Callable[[bool], object]) -> None:
+        """Call ``callback(committed)`` once, when the calling thread's open transaction
+        ends at its outermost block: ``committed`` is True after its commit, False if
+        it failed or its commit raised (then nothing of it was written).
+
+        For layers that keep in-memory state derived from a transaction's writes (the
+        models layer's undo steps and per-thread working copies), which must be kept
+        after a commit and dropped after a failure. Callbacks run in the order they
+        were given, after the commit (the facts are applied and the fact hooks have
+        run) and outside the engine's lock; an exception from one is re-raised once
+        the others have run, unless the block failed or its commit raised: then that
+        error is the one raised.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> ended = []
+        >>> with store.transaction():
+        ...     store.on_transaction_end(ended.append)
+        ...     store.storage("doc").title = "a"
+        >>> ended
+        [True]
+
+        :raises TypeError: if ``callback`` is not callable
+        :raises RuntimeError: if no transaction is open in this thread
+        """
+        if not callable(callback):
+            raise TypeError(f"on_transaction_end() needs a callable, got {callback!r}")
+        txn = self._local.txn
+        if txn is None:
+            raise RuntimeError(
+                "on_transaction_end() belongs inside a transaction: none is open in this thread"
+            )
+        txn.end_callbacks.append(callback)
 
     def _commit_transaction(self, txn: Transaction, context: str) -> None:
         items = txn.items
@@ -974,6 +1020,20 @@ class Engine:
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
+
+
+def _run_end_callbacks(callbacks: list[Callable[[bool], object]], committed: bool) -> None:
+    """Run every callback; re-raise the first error after all have run."""
+    error: BaseException | None = None
+    for callback in callbacks:
+        try:
+            callback(committed)
+        except BaseException as exc:
+            if error is None:
+                error = exc
+    callbacks.clear()
+    if error is not None:
+        raise error
 
 
 def _check_isolation(isolation: object) -> None:
