@@ -1,0 +1,869 @@
+"""Objects: the stored objects of one ModelStore, kept in step with the log.
+
+This is the machinery under :class:`~everstore.models.ModelStore` and its proxies:
+
+- each object is a namespace ``prefix + (part,)``; its fields are the model's fields,
+  one fact per change (:mod:`.keys` encodes the key as ``part``);
+- an object is loaded on first touch (opening reads nothing), into an
+  :class:`~.state.ObjectState` shared by all its proxies;
+- a fact hook marks an object stale when a fact it did not write itself arrives
+  (another process, another ModelStore, raw Storage); the next access rebuilds it
+  from the log, so proxies always show the log's current state;
+- while a thread has a transaction open, it works on its own copy of each object it
+  touches (:class:`~.state.Working`): other threads never see uncommitted values, and
+  a failed transaction leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..engine import AppliedFact, Engine, caller_context
+from ..errors import ConflictError, MissingFieldError
+from .adapters import EXPIRES, RESERVED, Adapter
+from .errors import DuplicateKeyError, GoneError, NothingToUndoError
+from .keys import Key, check_key, decode_key, encode_key
+from .relations import Ref
+from .state import CREATE, DELETE, FIELDS, ObjectState, Step, Working, merge_steps
+from .values import ABSENT, Converter, copy_storable, same_value
+
+__all__ = ["Objects", "View", "walk"]
+
+View = ObjectState | Working
+
+_CONTAINERS = (list, dict, set)
+
+
+def walk(value: Any, steps: tuple[Any, ...]) -> Any:
+    """Follow ``steps`` (``("attr", name)`` or ``("item", key)``) down from ``value``."""
+    for kind, key in steps:
+        value = getattr(value, key) if kind == "attr" else value[key]
+    return value
+
+
+class Objects:
+    """The objects of one ModelStore (see the module's documentation)."""
+
+    def __init__(
+        self,
+        store: Engine,
+        prefix: tuple[str, ...],
+        adapter: Adapter,
+        *,
+        save_on_change: bool,
+        optimistic: bool,
+        ttl: float | None,
+        make_proxy: Callable[[Objects, ObjectState], Any],
+        resolve_ref: Callable[[str, Ref[Any]], Ref[Any]],
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.depth = len(prefix) + 1
+        self.adapter = adapter
+        self.converter = Converter(store.codec)
+        self.save_on_change = save_on_change
+        self.optimistic = optimistic
+        self.ttl = ttl
+        self.make_proxy = make_proxy
+        self.resolve_ref = resolve_ref
+        self.ref_fields = adapter.ref_fields()
+        self.states: dict[str, ObjectState] = {}
+        self.lock = threading.RLock()
+        self.local = threading.local()
+        #: the ModelStore these objects belong to (set by it)
+        self.owner: Any = None
+        self.remove_hook = store.add_fact_hook(self.on_fact)
+
+    # -- the fact hook ----------------------------------------------------------------
+
+    def on_fact(self, fact: AppliedFact) -> None:
+        """Runs under the engine's lock for every fact applied: marks an object stale
+        when the fact is not one this ModelStore wrote (never takes a lock)."""
+        parts = fact.namespace.parts
+        if len(parts) != self.depth or parts[:-1] != self.prefix:
+            return
+        state = self.states.get(parts[-1])
+        if state is None or fact.loading:
+            return
+        value = fact.value
+        field = fact.field
+        saved = state.saved
+        if (
+            field in RESERVED
+            or value.unavailable
+            or field not in saved
+            or not same_value(saved[field], value.data)
+        ):
+            state.stale = True
+        else:
+            state.seqs[field] = value.seq
+
+    # -- finding and loading objects ------------------------------------------------------
+
+    def state(self, key: Any = None, part: str | None = None) -> ObjectState:
+        """The one state of the object with ``key`` (or namespace ``part``), loading
+        its namespace on first touch. The object may not exist: see :meth:`exists`.
+
+        :raises TypeError: for a key that is neither a str nor an int
+        """
+        if part is None:
+            part = encode_key(check_key(key))
+        state = self.states.get(part)
+        if state is None:
+            with self.lock:
+                state = self.states.get(part)
+                if state is None:
+                    ns = self.store.namespace((*self.prefix, part))
+                    state = ObjectState(decode_key(part), part, ns)
+                    self.states[part] = state
+        return state
+
+    def fresh(self, state: ObjectState) -> ObjectState:
+        """``state``, rebuilt from the log first if facts arrived that it lacks."""
+        self.store.sync()
+        if state.stale and not state.new:
+            with state.lock:
+                if state.stale and not state.new:
+                    self.refresh(state)
+        return state
+
+    def refresh(self, state: ObjectState) -> None:
+        """Rebuild ``state`` from the log (its changes not saved yet are kept)."""
+        state.stale = False
+        store = self.store
+        ns = state.ns
+        values: dict[str, Any] = {}
+        seqs: dict[str, int] = {}
+        expires = None
+        for field in ns.written_fields():
+            history = store.history(ns, field)
+            if not len(history):
+                continue
+            seqs[field] = history.seq_at(-1)
+            if history.deleted_at(-1):
+                continue
+            if field == EXPIRES:
+                expires = history.value_at(-1)
+            elif field not in RESERVED:
+                values[field] = history.value_at(-1)
+        state.seqs = seqs
+        if not values:
+            state.live = False
+            state.saved = {}
+            state.expires = None
+            state.dirty.clear()
+            return
+        build = dict(values)
+        if state.dirty and state.model is not None:
+            for field in list(state.dirty):
+                held = self.adapter.raw(state.model, field)
+                mine = ABSENT if held is ABSENT else self.stored(field, held)
+                if same_value(mine, values.get(field, ABSENT)):
+                    del state.dirty[field]  # the log caught up with the change
+                elif mine is ABSENT:
+                    build.pop(field, None)
+                else:
+                    build[field] = mine
+        try:
+            model = self.adapter.build(build)
+        except BaseException:
+            state.stale = True  # the next access tries again (and raises again)
+            raise
+        state.model = model
+        state.saved = values
+        state.live = True
+        state.expires = expires
+
+    def in_transaction(self) -> bool:
+        store = self.store
+        return bool(store.open_transactions) and store.in_transaction()
+
+    def working(self, state: ObjectState) -> Working:
+        """The calling thread's copy of ``state`` for its open transaction."""
+        local = self.local
+        copies: dict[ObjectState, Working] | None = getattr(local, "copies", None)
+        if copies is None:
+            copies = local.copies = {}
+            self.store.on_transaction_end(self.transaction_ended)
+        work = copies.get(state)
+        if work is None:
+            with state.lock:
+                self.fresh(state)
+                model = self.adapter.copy(state.model) if state.model is not None else None
+                work = Working(state, model)
+            copies[state] = work
+        return work
+
+    def peek(self, state: ObjectState) -> View:
+        """The view of ``state`` this thread should read, without making a copy."""
+        if self.in_transaction():
+            copies: dict[ObjectState, Working] | None = getattr(self.local, "copies", None)
+            if copies is not None and state in copies:
+                return copies[state]
+        return self.fresh(state)
+
+    def view(self, state: ObjectState) -> View:
+        """The view of ``state`` this thread reads and changes."""
+        if self.in_transaction():
+            return self.working(state)
+        return self.fresh(state)
+
+    def transaction_ended(self, committed: bool) -> None:
+        copies: dict[ObjectState, Working] = self.local.copies or {}
+        self.local.copies = None
+        if not committed:
+            return  # the copies go, and with them every change made in the transaction
+        for state, work in copies.items():
+            with state.lock:
+                if work.steps:
+                    state.undo.extend(work.steps)
+                    state.redo.clear()
+                for field in work.written:
+                    state.dirty.pop(field, None)
+                if work.written or work.new != state.new or work.live != state.live:
+                    state.new = work.new
+                    state.stale = True  # rebuilt from the log on next access
+
+    def alive(self, view: View) -> bool:
+        """True if the object exists and has not expired."""
+        if not view.live:
+            return False
+        expires = view.expires
+        return expires is None or self.store.clock() < expires
+
+    def check_alive(self, state: ObjectState, view: View) -> None:
+        """:raises GoneError: if the object was deleted or has expired"""
+        if not view.live:
+            raise GoneError(
+                f"object {state.key!r} does not exist (it was deleted, or never added); "
+                f"its history stays readable: store.changes({state.key!r})"
+            )
+        if view.expires is not None and self.store.clock() >= view.expires:
+            raise GoneError(f"object {state.key!r} has expired")
+
+    def exists(self, state: ObjectState) -> bool:
+        return self.alive(self.peek(state))
+
+    def parts(self) -> list[str]:
+        """Namespace parts of every object that may exist, sorted (the log's, plus
+        those added here and not saved yet, plus this thread's transaction's)."""
+        depth = self.depth
+        found = {ns[-1] for ns in self.store.namespaces(self.prefix) if len(ns) == depth}
+        found.update(part for part, state in list(self.states.items()) if state.new)
+        copies = getattr(self.local, "copies", None) if self.in_transaction() else None
+        if copies:
+            found.update(work.state.part for work in copies.values() if work.live)
+        return sorted(found)
+
+    def live_states(self) -> Iterator[ObjectState]:
+        """Every existing, unexpired object's state, in key-encoding order."""
+        for part in self.parts():
+            state = self.state(part=part)
+            if self.alive(self.peek(state)):
+                yield state
+
+    def proxy(self, state: ObjectState) -> Any:
+        proxy = state.proxy
+        if proxy is None:
+            proxy = state.proxy = self.make_proxy(self, state)
+        return proxy
+
+    # -- reading -------------------------------------------------------------------------
+
+    def stored(self, field: str, value: Any) -> Any:
+        """The value stored for ``value`` in ``field``."""
+        return self.converter.to_storable(value, self.adapter.lossless(field))
+
+    def model_of(self, state: ObjectState) -> Any:
+        """The object as this thread sees it (no liveness check)."""
+        return self.view(state).model if self.in_transaction() else self.fresh(state).model
+
+    def read_field(self, state: ObjectState, name: str) -> Any:
+        """Field ``name`` of the object, as this thread sees it.
+
+        In a transaction, the read goes through the engine, so a serializable
+        transaction checks it at commit, and the copy follows what the transaction
+        (or an inner block that failed) did to the field.
+
+        :raises GoneError: if the object was deleted or has expired
+        """
+        store = self.store
+        if store.open_transactions and store.in_transaction():
+            work = self.working(state)
+            self.check_alive(state, work)
+            self.sync_field(work, name)
+            value = getattr(work.model, name)
+        else:
+            self.fresh(state)
+            self.check_alive(state, state)
+            value = getattr(state.model, name)
+        if type(value) is Ref and name in self.ref_fields:
+            return self.resolve_ref(name, value)
+        return value
+
+    def sync_field(self, work: Working, name: str) -> None:
+        """Bring ``work``'s field in line with the engine's view in this transaction."""
+        if name in work.dirty or name in RESERVED:
+            return
+        try:
+            current = self.store.read(work.state.ns, name)
+        except MissingFieldError:
+            current = ABSENT
+        if not same_value(current, work.saved.get(name, ABSENT)):
+            self.adapter.load_field(work.model, name, current)
+            if current is ABSENT:
+                work.saved.pop(name, None)
+            else:
+                work.saved[name] = copy_storable(current)
+
+    # -- changing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked_view(self, state: ObjectState) -> Iterator[View]:
+        """The view to change, with the state's lock held outside a transaction (a
+        transaction's copy belongs to one thread)."""
+        if self.in_transaction():
+            yield self.working(state)
+        else:
+            with state.lock:
+                yield self.fresh(state)
+
+    def assign(self, state: ObjectState, name: str, value: Any) -> None:
+        """``proxy.name = value``: validated, then saved (or kept dirty).
+
+        :raises GoneError: if the object was deleted or has expired
+        :raises ValidationError: (pydantic) if the model refuses the value
+        :raises UnsupportedValueError: if the value cannot be stored
+        On any error the object and the store are unchanged.
+        """
+        with self.locked_view(state) as view:
+            self.check_alive(state, view)
+            adapter = self.adapter
+            model = view.model
+            held = adapter.raw(model, name)
+            adapter.assign(model, name, value)
+            try:
+                after = self.stored(name, adapter.raw(model, name))
+                before = self.before(view, name, held)
+                if not same_value(before, after):
+                    self.record(state, view, {name: (before, after)})
+            except BaseException:
+                adapter.restore(model, name, held)
+                raise
+
+    def unset(self, state: ObjectState, name: str) -> None:
+        """``del proxy.name`` (plain classes): the field gets a tombstone."""
+        with self.locked_view(state) as view:
+            self.check_alive(state, view)
+            model = view.model
+            held = self.adapter.raw(model, name)
+            if held is ABSENT:
+                raise AttributeError(f"object {state.key!r} has no field {name!r}")
+            before = self.before(view, name, held)
+            self.adapter.restore(model, name, ABSENT)
+            try:
+                self.record(state, view, {name: (before, ABSENT)})
+            except BaseException:
+                self.adapter.restore(model, name, held)
+                raise
+
+    def read_path(self, state: ObjectState, path: tuple[Any, ...]) -> Any:
+        """The value a tracked view shows: field ``path[0]``, then attributes
+        (``("attr", name)``) and items (``("item", key)``) down ``path[1:]``."""
+        return walk(self.read_field(state, path[0]), path[1:])
+
+    def mutate(
+        self, state: ObjectState, path: tuple[Any, ...], change: Callable[[Any], Any]
+    ) -> Any:
+        """Run ``change`` on the value at ``path`` (a tracked view's in-place change),
+        then save its field; on any error the field is put back as it was."""
+        with self.locked_view(state) as view:
+            self.check_alive(state, view)
+            name = path[0]
+            if view.txn:
+                assert isinstance(view, Working)
+                self.sync_field(view, name)
+            adapter = self.adapter
+            model = view.model
+            before = self.stored(name, adapter.raw(model, name))
+            try:
+                result = change(walk(getattr(model, name), path[1:]))
+            except BaseException:
+                adapter.load_field(model, name, before)
+                raise
+            self.changed_in_place(state, view, name, before)
+            return result
+
+    def before(self, view: View, name: str, held: Any) -> Any:
+        """The stored value of field ``name`` before a change (``held``: the object's
+        value then)."""
+        if name in view.dirty or name not in view.saved:
+            return ABSENT if held is ABSENT else self.stored(name, held)
+        return view.saved[name]
+
+    def changed_in_place(self, state: ObjectState, view: View, name: str, before: Any) -> None:
+        """A container or nested object in field ``name`` was changed in place (by a
+        tracked view): validate the field, then save it like an assignment.
+
+        :param before: the field's stored value before the change (put back on error)
+        """
+        adapter = self.adapter
+        model = view.model
+        try:
+            if adapter.validates:
+                adapter.assign(model, name, adapter.raw(model, name))
+            after = self.stored(name, adapter.raw(model, name))
+            previous = before if name in view.dirty else view.saved.get(name, before)
+            if not same_value(previous, after):
+                self.record(state, view, {name: (previous, after)})
+        except BaseException:
+            adapter.load_field(model, name, before)
+            raise
+
+    def record(
+        self,
+        state: ObjectState,
+        view: View,
+        changes: dict[str, tuple[Any, Any]],
+        kind: str = FIELDS,
+        step: bool = True,
+    ) -> None:
+        """Save ``changes`` (already made to ``view.model``) as the store's settings
+        say, and keep them as one undo step (unless ``step`` is False)."""
+        if view.txn:
+            assert isinstance(view, Working)
+            self.write_in_transaction(state, view, {f: a for f, (_, a) in changes.items()})
+        elif view.new or not self.save_on_change:
+            dirty = view.dirty
+            for field, (before, after) in changes.items():
+                if field not in dirty:
+                    dirty[field] = before
+                elif same_value(dirty[field], after):
+                    del dirty[field]
+        else:
+            check = list(changes) if self.optimistic else ()
+            self.persist(state, {f: a for f, (_, a) in changes.items()}, check)
+        if step:
+            self.push_step(view, Step(kind, changes))
+
+    def push_step(self, view: View, step: Step) -> None:
+        if view.group:
+            view.grouped.append(step)
+            return
+        view.undo.append(step)
+        if not view.txn:
+            assert isinstance(view, ObjectState)
+            view.redo.clear()
+
+    def write_in_transaction(
+        self, state: ObjectState, work: Working, values: dict[str, Any]
+    ) -> None:
+        store = self.store
+        ns = state.ns
+        for field, value in values.items():
+            if self.optimistic and field not in RESERVED:
+                store.expect(ns, field, state.seqs.get(field, 0))
+            self.write_value(field, value, ns)
+            work.written.add(field)
+            if field in RESERVED:
+                continue
+            if value is ABSENT:
+                work.saved.pop(field, None)
+            else:
+                work.saved[field] = copy_storable(value)
+            work.dirty.pop(field, None)
+
+    def persist(self, state: ObjectState, values: dict[str, Any], check: Any = ()) -> None:
+        """Write ``values`` (ABSENT: a tombstone) to the log now, in one commit; with
+        ``check``, only if those fields are still at the seqs this state knows.
+
+        :raises ConflictError: if a checked field was changed by another writer
+        """
+        saved = state.saved
+        before = {field: saved.get(field, ABSENT) for field in values if field not in RESERVED}
+        for field in before:
+            value = values[field]
+            if value is ABSENT:
+                saved.pop(field, None)
+            else:
+                saved[field] = value  # so that the hook knows the fact as ours
+        store = self.store
+        ns = state.ns
+        try:
+            if len(values) == 1 and not check:
+                ((field, value),) = values.items()
+                if value is ABSENT:
+                    if ns.available(field):
+                        store.delete(ns, field)
+                elif type(value) not in _CONTAINERS:
+                    store.write(ns, field, value)
+                else:
+                    with self.block():
+                        self.write_value(field, value, ns)
+            else:
+                with self.block():
+                    for field in check:
+                        store.expect(ns, field, state.seqs.get(field, 0))
+                    for field, value in values.items():
+                        self.write_value(field, value, ns)
+        except BaseException:
+            for field, value in before.items():
+                if value is ABSENT:
+                    saved.pop(field, None)
+                else:
+                    saved[field] = value
+            state.stale = True
+            raise
+
+    def write_value(self, field: str, value: Any, ns: Any) -> None:
+        """One field's write inside the open transaction; a changed container is
+        changed in place, so that the engine stores a delta where it can."""
+        store = self.store
+        if value is ABSENT:
+            if store.has(ns, field):
+                store.delete(ns, field)
+            return
+        kind = type(value)
+        if kind in _CONTAINERS and ns.available(field) and field not in ns.current:
+            current = store.read(ns, field)
+            if kind is list and isinstance(current, list):
+                current[:] = value
+                return
+            if kind is dict and isinstance(current, dict):
+                current.clear()
+                current.update(value)
+                return
+            if kind is set and isinstance(current, set):
+                current.clear()
+                current.update(value)
+                return
+        store.write(ns, field, value)
+
+    @contextlib.contextmanager
+    def block(self) -> Iterator[None]:
+        """A transaction for the layer's own multi-fact writes: atomic (the layer
+        checks what it must with expect()), or the caller's open one."""
+        store = self.store
+        store.begin(None if store.in_transaction() else "atomic")
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            store.end(failed, caller_context())
+
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """A serializable transaction (or the caller's open one) for an operation
+        whose reads must still hold when it commits (a method call)."""
+        store = self.store
+        store.begin()
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            store.end(failed, caller_context())
+
+    # -- operations: method calls, creation, deletion, commit ------------------------------
+
+    def call(
+        self, state: ObjectState, function: Callable[..., Any], proxy: Any, args: Any, kwargs: Any
+    ) -> Any:
+        """Run a method of the model with the proxy as ``self``: its changes are one
+        undo step; with save_on_change, it runs in a transaction (all of its changes
+        are saved together, or none if it raises)."""
+        if self.save_on_change and not state.new:
+            with self.operation():
+                work = self.working(state)
+                return self.grouped(work, function, proxy, args, kwargs)
+        with self.locked_view(state) as view:
+            return self.grouped(view, function, proxy, args, kwargs)
+
+    def grouped(
+        self, view: View, function: Callable[..., Any], proxy: Any, args: Any, kwargs: Any
+    ) -> Any:
+        view.group += 1
+        try:
+            return function(proxy, *args, **kwargs)
+        finally:
+            view.group -= 1
+            if not view.group and view.grouped:
+                steps = merge_steps(view.grouped)
+                view.grouped = []
+                for step in steps:
+                    self.push_step(view, step)
+
+    def create(
+        self, key: Key, model: Any, replace: bool, ttl: float | None, step: bool = True
+    ) -> ObjectState:
+        """Store ``model`` (the store's own copy) under ``key``; with ``replace``, an
+        existing object takes its field values instead.
+
+        :raises DuplicateKeyError: if the object exists and ``replace`` is False
+        """
+        state = self.state(key)
+        with self.locked_view(state) as view:
+            if self.alive(view):
+                if not replace:
+                    raise DuplicateKeyError(
+                        f"an object with key {state.key!r} is already stored: set() "
+                        f"replaces it, add() does not"
+                    )
+                self.replace(state, view, model)
+                return state
+            adapter = self.adapter
+            values = {}
+            for field in adapter.field_names(model):
+                held = adapter.raw(model, field)
+                if held is not ABSENT:
+                    values[field] = self.stored(field, held)
+            ttl = self.ttl if ttl is None else ttl
+            expires = self.store.clock() + ttl if ttl is not None else None
+            writes = dict(values)
+            if expires is not None:
+                writes[EXPIRES] = expires
+            elif view.expires is not None or EXPIRES in state.ns.written_fields():
+                writes[EXPIRES] = ABSENT
+            old = (view.model, view.live, view.new, view.expires, dict(view.dirty))
+            view.model, view.live, view.expires = model, True, expires
+            view.dirty.clear()
+            try:
+                if view.txn:
+                    assert isinstance(view, Working)
+                    self.write_in_transaction(state, view, writes)
+                    view.new = False
+                elif not self.save_on_change:
+                    view.new = True
+                else:
+                    self.persist(state, writes, [EXPIRES] if self.optimistic else ())
+                    view.new = False
+            except BaseException:
+                view.model, view.live, view.new, view.expires = old[:4]
+                view.dirty.update(old[4])
+                raise
+            if step:
+                self.push_step(view, Step(CREATE, {f: (ABSENT, v) for f, v in values.items()}))
+        return state
+
+    def replace(self, state: ObjectState, view: View, model: Any) -> None:
+        """``set()`` of an existing object: every field that differs changes (one
+        undo step); fields the new object lacks get tombstones."""
+        adapter = self.adapter
+        changes: dict[str, tuple[Any, Any]] = {}
+        new_fields = adapter.field_names(model)
+        for field in new_fields:
+            held = adapter.raw(model, field)
+            after = ABSENT if held is ABSENT else self.stored(field, held)
+            before = self.before(view, field, adapter.raw(view.model, field))
+            if not same_value(before, after):
+                changes[field] = (before, after)
+        for field in adapter.field_names(view.model):
+            if field not in new_fields:
+                changes[field] = (self.before(view, field, adapter.raw(view.model, field)), ABSENT)
+        if not changes:
+            return
+        old = view.model
+        view.model = model
+        try:
+            self.record(state, view, changes)
+        except BaseException:
+            view.model = old
+            raise
+
+    def delete(self, state: ObjectState, step: bool = True) -> bool:
+        """Delete the object: a tombstone for each of its fields (its history stays).
+        Immediate whatever save_on_change says. False if it does not exist."""
+        with self.locked_view(state) as view:
+            if not self.alive(view):
+                return False
+            adapter = self.adapter
+            model = view.model
+            values = {}
+            for field in adapter.field_names(model):
+                held = adapter.raw(model, field)
+                if held is not ABSENT:
+                    values[field] = self.before(view, field, held)
+            if view.txn:
+                assert isinstance(view, Working)
+                fields = set(view.saved) | {EXPIRES}
+                self.write_in_transaction(state, view, dict.fromkeys(fields, ABSENT))
+            elif not view.new:
+                assert isinstance(view, ObjectState)
+                fields = set(view.saved)
+                if view.expires is not None:
+                    fields.add(EXPIRES)
+                self.persist(state, dict.fromkeys(fields, ABSENT))
+            view.live = False
+            view.new = False
+            view.dirty.clear()
+            view.expires = None
+            if step:
+                self.push_step(view, Step(DELETE, {f: (v, ABSENT) for f, v in values.items()}))
+            return True
+
+    def commit(self, state: ObjectState) -> None:
+        """Save the object's unsaved changes (all of them if it is new), including
+        in-place changes made behind the proxy's back.
+
+        :raises ConflictError: (optimistic stores) if another writer changed a field
+            this object changed since it was loaded
+        """
+        with self.locked_view(state) as view:
+            if not view.live or view.model is None:
+                return
+            adapter = self.adapter
+            model = view.model
+            values = {}
+            for field in adapter.field_names(model):
+                held = adapter.raw(model, field)
+                stored = ABSENT if held is ABSENT else self.stored(field, held)
+                if view.new or not same_value(stored, view.saved.get(field, ABSENT)):
+                    values[field] = stored
+            if view.new and view.expires is not None:
+                values[EXPIRES] = view.expires
+            if not values and not view.new:
+                view.dirty.clear()
+                return
+            if view.txn:
+                assert isinstance(view, Working)
+                self.write_in_transaction(state, view, values)
+            else:
+                assert isinstance(view, ObjectState)
+                check = [f for f in values if f in view.dirty] if self.optimistic else []
+                if view.new and self.optimistic:
+                    check = [f for f in values if f not in RESERVED]
+                self.persist(state, values, check)
+            view.new = False
+            view.dirty.clear()
+
+    def is_dirty(self, state: ObjectState) -> bool:
+        view = self.peek(state)
+        return bool(view.new or view.dirty)
+
+    # -- undo and redo ---------------------------------------------------------------------
+
+    def undo(self, state: ObjectState, redo: bool = False) -> None:
+        """Undo the object's latest change (or redo the latest undone one), as new
+        facts: the undone values stay in the history.
+
+        :raises NothingToUndoError: if there is nothing to undo (or redo)
+        :raises ConflictError: if the object changed since that step (elsewhere)
+        :raises RuntimeError: inside a transaction
+        """
+        if self.in_transaction():
+            raise RuntimeError("undo() and redo() run outside transactions")
+        with state.lock:
+            self.fresh(state)
+            stack = state.redo if redo else state.undo
+            if not stack:
+                raise NothingToUndoError(
+                    f"nothing to {'redo' if redo else 'undo'} for object {state.key!r}"
+                )
+            step = stack[-1]
+            current = self.current_values(state)
+            for field, (_, after) in step.changes.items():
+                if not same_value(current.get(field, ABSENT), after):
+                    raise ConflictError(
+                        f"field {field!r} of object {state.key!r} changed since the step "
+                        f"to {'redo' if redo else 'undo'}; nothing was written"
+                    )
+            inverse = step.inverse()
+            self.apply(state, inverse)
+            stack.pop()
+            (state.undo if redo else state.redo).append(inverse)
+
+    def current_values(self, view: View) -> dict[str, Any]:
+        """The object's stored values as ``view`` shows them (its unsaved changes
+        included); empty if it does not exist."""
+        if not view.live or view.model is None:
+            return {}
+        adapter = self.adapter
+        model = view.model
+        values = {}
+        for field in adapter.field_names(model):
+            held = adapter.raw(model, field)
+            if held is not ABSENT:
+                values[field] = self.before(view, field, held)
+        return values
+
+    def apply(self, state: ObjectState, step: Step) -> None:
+        """Make the object as ``step`` says (an undo or a redo), without a new step."""
+        if step.kind == DELETE:
+            self.delete(state, step=False)
+            return
+        targets = {f: after for f, (_, after) in step.changes.items()}
+        if step.kind == CREATE:
+            model = self.adapter.build({f: v for f, v in targets.items() if v is not ABSENT})
+            self.create(state.key, model, replace=False, ttl=None, step=False)
+            return
+        adapter = self.adapter
+        model = state.model
+        held = {field: adapter.raw(model, field) for field in targets}
+        try:
+            for field, value in targets.items():
+                adapter.load_field(model, field, value)
+            changes = {f: (self.before(state, f, held[f]), v) for f, v in targets.items()}
+            if not state.new and self.save_on_change:
+                self.persist(state, targets, list(targets))
+            else:
+                self.record(state, state, changes, step=False)
+        except BaseException:
+            for field, value in held.items():
+                adapter.restore(model, field, value)
+            raise
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    def set_expiry(self, state: ObjectState, expires: float | None) -> None:
+        """Set (None: remove) the object's expiry time; saved at once."""
+        with self.locked_view(state) as view:
+            self.check_alive(state, view)
+            value = ABSENT if expires is None else expires
+            if view.expires is None and expires is None:
+                return
+            if view.txn:
+                assert isinstance(view, Working)
+                self.write_in_transaction(state, view, {EXPIRES: value})
+            elif not view.new:
+                assert isinstance(view, ObjectState)
+                self.persist(state, {EXPIRES: value})
+            view.expires = expires
+
+    def purge(self) -> list[Key]:
+        """Delete every expired object, in one transaction; return their keys."""
+        now = self.store.clock()
+        expired = []
+        for part in self.parts():
+            state = self.state(part=part)
+            view = self.peek(state)
+            if view.live and view.expires is not None and view.expires <= now:
+                expired.append(state)
+        if not expired:
+            return []
+        try:
+            with self.block():
+                for state in expired:
+                    with self.locked_view(state) as view:
+                        fields = {*view.saved, EXPIRES}
+                        if view.txn:
+                            assert isinstance(view, Working)
+                            self.write_in_transaction(state, view, dict.fromkeys(fields, ABSENT))
+                        else:
+                            self.persist(state, dict.fromkeys(fields, ABSENT))
+        except BaseException:
+            for state in expired:
+                state.stale = True
+            raise
+        for state in expired:
+            if not self.in_transaction():
+                state.live = False
+                state.expires = None
+                state.dirty.clear()
+        return [state.key for state in expired]
+
+    def close(self) -> None:
+        self.remove_hook()
