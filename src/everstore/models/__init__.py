@@ -1,0 +1,1 @@
+"""everstore.models: typed objects stored as namespaces of the log (issue 9)."""
