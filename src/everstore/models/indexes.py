@@ -54,6 +54,7 @@ from uuid import UUID
 from sortedcontainers import SortedList
 
 from ..engine import AppliedFact, Engine, check_field, namespace_path
+from ..errors import StoreClosedError
 
 __all__ = ["FieldIndex"]
 
@@ -77,6 +78,8 @@ class _Top:
 _TOP: Final = _Top()
 #: an object whose field has no value (never written, deleted)
 _ABSENT: Final[Any] = object()
+#: the equality key of a value that has none
+_UNHASHABLE: Final = object()
 #: the equality key of a bool is tagged, so that True is not 1
 _BOOL: Final = "bool"
 
@@ -135,14 +138,14 @@ _FAMILIES: dict[type, str] = {
 }
 
 
-def _equality_key(value: Any) -> Hashable | None:
-    """The key of ``value`` in the equality map, or None if it is unhashable."""
+def _equality_key(value: Any) -> Hashable:
+    """The key of ``value`` in the equality map, or _UNHASHABLE."""
     if isinstance(value, bool):
         return (_BOOL, value)
     try:
         hash(value)
     except TypeError:
-        return None
+        return _UNHASHABLE
     return value  # type: ignore[no-any-return]
 
 
@@ -195,10 +198,10 @@ class FieldIndex:
         O(1) plus the size of the answer (the first call builds the index: O(n)).
 
         :raises TypeError: if ``value`` is unhashable (no unhashable value is indexed)
-        :raises RuntimeError: if the index is closed
+        :raises StoreClosedError: if the index is closed
         """
         key = _equality_key(value)
-        if key is None:
+        if key is _UNHASHABLE:
             raise TypeError(
                 f"{self!r}: equality is indexed for hashable values only, "
                 f"not {type(value).__name__}"
@@ -227,7 +230,7 @@ class FieldIndex:
 
         :raises TypeError: if no bound is given, a bound has no comparable family, or
             the two bounds are of different families
-        :raises RuntimeError: if the index is closed
+        :raises StoreClosedError: if the index is closed
         """
         family = self._bounds_family(low, high)
         self._ready()
@@ -277,6 +280,8 @@ class FieldIndex:
 
     def _ready(self) -> None:
         """Build on first use; afterwards bring the store (hence the index) current."""
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
         if not self._built:
             self._build()
         self.store.sync()
@@ -284,7 +289,7 @@ class FieldIndex:
     def _build(self) -> None:
         with self._building:
             if self._closed:
-                raise RuntimeError(f"{self!r} is closed")
+                raise StoreClosedError(f"{self!r} is closed")
             if self._built:
                 return
             store = self.store
@@ -335,7 +340,7 @@ class FieldIndex:
 
     def _add(self, parts: tuple[str, ...], value: Any) -> None:
         key = _equality_key(value)
-        if key is not None:
+        if key is not _UNHASHABLE:
             holders = self._equal.get(key)
             if holders is None:
                 self._equal[key] = {parts}
@@ -352,7 +357,7 @@ class FieldIndex:
         if value is _ABSENT:
             return
         key = _equality_key(value)
-        if key is not None:
+        if key is not _UNHASHABLE:
             holders = self._equal.get(key)
             if holders is not None:
                 holders.discard(parts)
