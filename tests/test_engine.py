@@ -187,7 +187,7 @@ def test_watch_loads_other_writers_new_namespaces_for_the_hook(
     assert seen == []
     stop()  # stopping twice is harmless
     with pytest.raises(TypeError):
-        mine.watch(prefix)  # type: ignore[arg-type]
+        mine.watch(prefix)
     with pytest.raises(InvalidNameError):
         mine.watch(("bad/part",))
 
