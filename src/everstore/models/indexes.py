@@ -213,6 +213,18 @@ class FieldIndex:
                 return []
             if len(found) == 1:
                 return list(found)
+            family = _family(value)
+            if family is None:
+                return sorted(found)
+            # The range list holds them already in order: O(log n + k), not a sort.
+            entries = self._ranges.get(family)
+            if entries is not None:
+                ordered = [
+                    parts for _, parts in entries.irange((value,), (value, _TOP), (True, False))
+                ]
+                # Unless a value of another family (a custom type) equals this one
+                if len(ordered) == len(found):
+                    return ordered
             return sorted(found)
 
     def range(
@@ -304,9 +316,10 @@ class FieldIndex:
                 if len(parts) != self._depth:
                     continue
                 # Loading a namespace replays its facts through the hook; one loaded
-                # before the hook existed is read here.
+                # before the hook existed is read here. What the hook recorded is the
+                # latest: every fact applied before it was added has a lower seq.
                 ns = store.namespace(parts)
-                if self.field not in ns.written_fields():
+                if parts in self._current or self.field not in ns.written_fields():
                     continue
                 history = store.history(ns, self.field)
                 last = len(history) - 1
