@@ -72,6 +72,9 @@ def test_equal_and_range_follow_own_writes(store: Store, unique: Callable[[], st
     assert ages.equal(31) == [] and (p, "cid") not in ages.range(0)
     put(store, (p, "cid"), "age", 31)  # and it may come back
     assert ages.equal(31) == [(p, "cid")]
+    put(store, (p, "cid"), "age", 31)  # the same value again
+    put(store, (p, "cid"), "age", 31.0)  # an equal value of another type
+    assert ages.equal(31) == [(p, "cid")] and ages.range(31, 32) == [(p, "cid")]
     assert sorted(ages.objects()) == [(p, n) for n in ["ann", "bob", "cid", "dan"]]
     ages.close()
 

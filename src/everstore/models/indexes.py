@@ -138,6 +138,11 @@ _FAMILIES: dict[type, str] = {
 }
 
 
+#: what the index holds for one object: the seq of the fact in force, its value (or
+#: _ABSENT), the value's equality key and its family
+_Entry = tuple[int, Any, Hashable, str | None]
+
+
 def _equality_key(value: Any) -> Hashable:
     """The key of ``value`` in the equality map, or _UNHASHABLE."""
     if isinstance(value, bool):
@@ -176,8 +181,8 @@ class FieldIndex:
         self.field: str = check_field(field)
         self._depth = len(prefix) + 1
         self._lock = threading.Lock()
-        #: parts -> (seq of the fact in force, its value or _ABSENT)
-        self._current: dict[tuple[str, ...], tuple[int, Any]] = {}
+        #: parts -> the fact in force: see _Entry
+        self._current: dict[tuple[str, ...], _Entry] = {}
         #: equality key -> the objects holding it
         self._equal: dict[Hashable, set[tuple[str, ...]]] = {}
         #: family -> SortedList of (value, parts)
@@ -346,37 +351,45 @@ class FieldIndex:
             if old is not None:
                 if old[0] >= seq:
                     return
-                self._remove(parts, old[1])
-            self._current[parts] = (seq, value)
-            if value is not _ABSENT:
-                self._add(parts, value)
+                previous = old[1]
+                if (
+                    previous is not _ABSENT
+                    and type(previous) is type(value)
+                    and type(value) in _FAMILIES
+                    and previous == value
+                ):
+                    # The same plain value written again: only the seq moves on.
+                    self._current[parts] = (seq, previous, old[2], old[3])
+                    return
+                self._remove(parts, old)
+            if value is _ABSENT:
+                self._current[parts] = (seq, _ABSENT, _UNHASHABLE, None)
+                return
+            key = _equality_key(value)
+            family = _family(value)
+            self._current[parts] = (seq, value, key, family)
+            if key is not _UNHASHABLE:
+                holders = self._equal.get(key)
+                if holders is None:
+                    self._equal[key] = {parts}
+                else:
+                    holders.add(parts)
+            if family is not None:
+                entries = self._ranges.get(family)
+                if entries is None:
+                    entries = self._ranges[family] = SortedList()
+                entries.add((value, parts))
 
-    def _add(self, parts: tuple[str, ...], value: Any) -> None:
-        key = _equality_key(value)
-        if key is not _UNHASHABLE:
-            holders = self._equal.get(key)
-            if holders is None:
-                self._equal[key] = {parts}
-            else:
-                holders.add(parts)
-        family = _family(value)
-        if family is not None:
-            entries = self._ranges.get(family)
-            if entries is None:
-                entries = self._ranges[family] = SortedList()
-            entries.add((value, parts))
-
-    def _remove(self, parts: tuple[str, ...], value: Any) -> None:
+    def _remove(self, parts: tuple[str, ...], entry: _Entry) -> None:
+        _, value, key, family = entry
         if value is _ABSENT:
             return
-        key = _equality_key(value)
         if key is not _UNHASHABLE:
             holders = self._equal.get(key)
             if holders is not None:
                 holders.discard(parts)
                 if not holders:
                     del self._equal[key]
-        family = _family(value)
         if family is not None:
             self._ranges[family].remove((value, parts))
 
@@ -385,4 +398,4 @@ class FieldIndex:
         index if needed)."""
         self._ready()
         with self._lock:
-            return [parts for parts, (_, value) in self._current.items() if value is not _ABSENT]
+            return [parts for parts, entry in self._current.items() if entry[1] is not _ABSENT]
