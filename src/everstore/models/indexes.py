@@ -37,7 +37,10 @@ The index is built on first use: that first query loads every object under the
 prefix (O(n), one read of each object's facts); later queries cost only their own
 answer. It follows what the engine applies: this process's commits at once, other
 processes' commits on the next sync (every query syncs first). An open transaction's
-pending writes are not in it until they commit.
+pending writes are not in it until they commit. It answers for the present only: a
+query about a past moment (``as_of``) reads the objects' histories instead.
+
+Memory: one entry per object with a value, plus one per range family it belongs to.
 """
 
 from __future__ import annotations
