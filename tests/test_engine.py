@@ -155,6 +155,43 @@ def test_fact_hook_sees_own_commits_transactions_and_other_writers(
     remove()  # removing twice is harmless
 
 
+def test_watch_loads_other_writers_new_namespaces_for_the_hook(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    mine, other = Store(make_backend()), Store(make_backend())
+    prefix = unique()
+    seen: list[tuple[tuple[str, ...], str, object, bool]] = []
+    mine.add_fact_hook(lambda f: seen.append((f.namespace.parts, f.field, f.value.data, f.loading)))
+    stop = mine.watch((prefix,))
+    other.write(other.namespace((prefix, "a")), "x", 1)
+    other.write(other.namespace((prefix, "a")), "y", 2)
+    other.write(other.namespace((prefix, "b", "deep")), "x", 3)
+    other.write(other.namespace((prefix + "z", "c")), "x", 4)  # a sibling prefix, not under
+    other.write(other.namespace((prefix,)), "x", 5)  # the prefix itself is watched too
+    mine.sync()
+    assert seen == [
+        ((prefix, "a"), "x", 1, True),
+        ((prefix, "a"), "y", 2, True),
+        ((prefix, "b", "deep"), "x", 3, True),
+        ((prefix,), "x", 5, True),
+    ]
+    seen.clear()
+    other.write(other.namespace((prefix, "a")), "x", 6)  # loaded now: an ordinary fact
+    mine.sync()
+    assert seen == [((prefix, "a"), "x", 6, False)]
+    assert mine.read(mine.namespace((prefix, "a")), "x") == 6
+    stop()
+    seen.clear()
+    other.write(other.namespace((prefix, "new")), "x", 7)
+    mine.sync()
+    assert seen == []
+    stop()  # stopping twice is harmless
+    with pytest.raises(TypeError):
+        mine.watch(prefix)
+    with pytest.raises(InvalidNameError):
+        mine.watch(("bad/part",))
+
+
 def test_fact_hook_keeps_derived_state_current(store: Store, unique: Callable[[], str]) -> None:
     """A secondary index (owner -> namespaces), as the models layer keeps one."""
     index: dict[object, set[tuple[str, ...]]] = {}
