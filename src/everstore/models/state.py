@@ -153,4 +153,3 @@ class Working:
     @property
     def undo(self) -> list[Step]:
         return self.steps
-

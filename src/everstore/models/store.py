@@ -191,6 +191,8 @@ class ModelStore(Generic[T]):
             return check_key(proxy_key(item))
         if isinstance(item, str | int) and not isinstance(item, bool):
             return check_key(item)
+        if not isinstance(item, self._model):
+            raise TypeError(f"{item!r} is neither a key, a proxy nor a {self._model.__name__}")
         if self._key_selector is not None:
             return check_key(self._key_selector(item))
         for name in ("__key__", "id"):
@@ -531,7 +533,7 @@ class ModelStore(Generic[T]):
             raise TypeError(f"indexes: {self._model.__name__} has no field {field!r}")
         from .indexes import FieldIndex
 
-        self._indexes[field] = FieldIndex(self._store, self.prefix, field)  # type: ignore[arg-type]
+        self._indexes[field] = FieldIndex(self._store, self.prefix, field)
 
 
 _MISSING: Any = object()
