@@ -80,6 +80,9 @@ class ModelProxy(Generic[T]):
             objects.call(_state(self), setter, self, (value,), {})
         elif kind == METHOD:
             raise AttributeError(f"{name!r} is a method of {objects.adapter.cls.__name__}")
+        elif not name.startswith("_") and not objects.adapter.validates:
+            # a public name a dataclass does not declare: refused (never kept unsaved)
+            objects.assign(_state(self), name, value)
         else:
             setattr(objects.model_of(_state(self)), name, value)
 
