@@ -150,6 +150,8 @@ class Objects:
             elif field not in RESERVED:
                 values[field] = history.value_at(-1)
         state.seqs = seqs
+        for field, seq in seqs.items():
+            state.seen.setdefault(field, seq)
         if not values:
             state.live = False
             state.saved = {}
@@ -300,6 +302,8 @@ class Objects:
             self.fresh(state)
             self.check_alive(state, state)
             value = getattr(state.model, name)
+            if self.optimistic:
+                state.seen[name] = state.seqs.get(name, 0)
         if type(value) is Ref and name in self.ref_fields:
             return self.resolve_ref(name, value)
         return value
@@ -444,7 +448,7 @@ class Objects:
                 elif same_value(dirty[field], after):
                     del dirty[field]
         else:
-            check = list(changes) if self.optimistic else ()
+            check = {f: self.expected(state, f) for f in changes} if self.optimistic else {}
             self.persist(state, {f: a for f, (_, a) in changes.items()}, check)
         if step:
             self.push_step(view, Step(kind, changes))
@@ -465,7 +469,7 @@ class Objects:
         ns = state.ns
         for field, value in values.items():
             if self.optimistic and field not in RESERVED:
-                store.expect(ns, field, state.seqs.get(field, 0))
+                store.expect(ns, field, self.expected(state, field))
             self.write_value(field, value, ns)
             work.written.add(field)
             if field in RESERVED:
@@ -476,9 +480,16 @@ class Objects:
                 work.saved[field] = copy_storable(value)
             work.dirty.pop(field, None)
 
-    def persist(self, state: ObjectState, values: dict[str, Any], check: Any = ()) -> None:
+    def expected(self, state: ObjectState, field: str) -> int:
+        """The seq an optimistic write of ``field`` expects: that of the value this
+        store last showed (or loaded, or wrote)."""
+        return state.seen.get(field, state.seqs.get(field, 0))
+
+    def persist(
+        self, state: ObjectState, values: dict[str, Any], check: dict[str, int] | None = None
+    ) -> None:
         """Write ``values`` (ABSENT: a tombstone) to the log now, in one commit; with
-        ``check``, only if those fields are still at the seqs this state knows.
+        ``check`` (field -> seq), only if those fields are still at those seqs.
 
         :raises ConflictError: if a checked field was changed by another writer
         """
@@ -505,8 +516,8 @@ class Objects:
                         self.write_value(field, value, ns)
             else:
                 with self.block():
-                    for field in check:
-                        store.expect(ns, field, state.seqs.get(field, 0))
+                    for field, seq in (check or {}).items():
+                        store.expect(ns, field, seq)
                     for field, value in values.items():
                         self.write_value(field, value, ns)
         except BaseException:
@@ -517,6 +528,10 @@ class Objects:
                     saved[field] = value
             state.stale = True
             raise
+        seqs = state.seqs
+        for field in values:
+            if field in seqs:
+                state.seen[field] = seqs[field]
 
     def write_value(self, field: str, value: Any, ns: Any) -> None:
         """One field's write inside the open transaction; a changed container is
@@ -639,7 +654,8 @@ class Objects:
                 elif not self.save_on_change:
                     view.new = True
                 else:
-                    self.persist(state, writes, [EXPIRES] if self.optimistic else ())
+                    check = {f: state.seqs.get(f, 0) for f in writes} if self.optimistic else {}
+                    self.persist(state, writes, check)
                     view.new = False
             except BaseException:
                 view.model, view.live, view.new, view.expires = old[:4]
@@ -733,9 +749,12 @@ class Objects:
                 self.write_in_transaction(state, view, values)
             else:
                 assert isinstance(view, ObjectState)
-                check = [f for f in values if f in view.dirty] if self.optimistic else []
-                if view.new and self.optimistic:
-                    check = [f for f in values if f not in RESERVED]
+                check: dict[str, int] = {}
+                if self.optimistic:
+                    if view.new:
+                        check = {f: state.seqs.get(f, 0) for f in values}
+                    else:
+                        check = {f: self.expected(state, f) for f in values if f in view.dirty}
                 self.persist(state, values, check)
             view.new = False
             view.dirty.clear()
@@ -808,7 +827,7 @@ class Objects:
                 adapter.load_field(model, field, value)
             changes = {f: (self.before(state, f, held[f]), v) for f, v in targets.items()}
             if not state.new and self.save_on_change:
-                self.persist(state, targets, list(targets))
+                self.persist(state, targets, {f: state.seqs.get(f, 0) for f in targets})
             else:
                 self.record(state, state, changes, step=False)
         except BaseException:

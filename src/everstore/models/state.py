@@ -77,6 +77,7 @@ class ObjectState:
         "proxy",
         "redo",
         "saved",
+        "seen",
         "seqs",
         "stale",
         "undo",
@@ -95,6 +96,9 @@ class ObjectState:
         self.saved: dict[str, Any] = {}
         #: field -> seq of its latest fact known here
         self.seqs: dict[str, int] = {}
+        #: field -> seq of the value this store last showed, loaded or wrote (what an
+        #: optimistic write expects the field to be still at)
+        self.seen: dict[str, int] = {}
         #: field -> its stored value before the first change not saved yet
         self.dirty: dict[str, Any] = {}
         #: True when the log has facts this state has not been rebuilt from
