@@ -197,7 +197,7 @@ def test_other_writers_changes_show_at_once(make_backend: BackendFactory) -> Non
     assert "ann" not in mine and len(mine) == 1
 
 
-# -- real processes on one directory --------------------------------------------------------
+# -- real processes on one directory -------------------------------------------------------
 
 CHILD = r"""
 import sys

@@ -68,7 +68,7 @@ def facts_of(store: Store, field: str) -> list[bytes | None]:
     return [fact.data for fact in store.backend.facts_since(0) if fact.field == field]
 
 
-# -- validation ------------------------------------------------------------------------------
+# -- validation ----------------------------------------------------------------------------
 
 
 def test_assignments_are_validated_and_a_refusal_changes_nothing(
@@ -127,7 +127,7 @@ def test_nested_changes_that_the_model_refuses_change_nothing() -> None:
     assert ann.tags == ["a"] and ann.address.zip == "" and store.last_seq == seq
 
 
-# -- nested changes --------------------------------------------------------------------------
+# -- nested changes ------------------------------------------------------------------------
 
 
 def test_nested_changes_are_saved(make_backend: BackendFactory) -> None:
@@ -206,7 +206,7 @@ def test_views_read_like_their_values() -> None:
     assert bob.tags == ["b", "a"]
 
 
-# -- every codec type round-trips ---------------------------------------------------------------
+# -- every codec type round-trips ----------------------------------------------------------
 
 
 class Everything(BaseModel):
