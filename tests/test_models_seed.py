@@ -2,7 +2,7 @@
 its import line changed to ``from everstore.models import ModelStore as Store``.
 
 The examples are read from the seed document itself (a copy is kept in
-tests/data/slowstore_readme.md so the suite runs without the shared folder) and run
+tests/data/slowstore_readme.txt so the suite runs without the shared folder) and run
 top to bottom in one namespace, in a temporary working directory, so that their
 "mydata" directory lands there. The README uses ``s1`` and ``s2`` without defining
 them; the test binds them to the two objects its first example stored.
@@ -18,7 +18,7 @@ import pytest
 
 from everstore.models import DATABASE_FILE
 
-SEED = Path(__file__).resolve().parent / "data" / "slowstore_readme.md"
+SEED = Path(__file__).resolve().parent / "data" / "slowstore_readme.txt"
 _PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 _IMPORT = "from slowstore import Store"
 _OURS = "from everstore.models import ModelStore as Store"

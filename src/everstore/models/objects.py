@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..engine import AppliedFact, Engine, caller_context
+from ..engine import AppliedFact, Engine, Namespace, caller_context
 from ..errors import ConflictError, MissingFieldError
 from .adapters import EXPIRES, RESERVED, Adapter
 from .errors import DuplicateKeyError, GoneError, NothingToUndoError
@@ -56,6 +56,7 @@ class Objects:
         save_on_change: bool,
         optimistic: bool,
         ttl: float | None,
+        undo_limit: int | None = 1000,
         make_proxy: Callable[[Objects, ObjectState], Any],
         resolve_ref: Callable[[str, Ref[Any]], Ref[Any]],
     ) -> None:
@@ -66,11 +67,15 @@ class Objects:
         self.converter = Converter(store.codec)
         self.save_on_change = save_on_change
         self.optimistic = optimistic
+        #: undo steps kept per object (None: all)
+        self.undo_limit: int | None = undo_limit
         self.ttl = ttl
         self.make_proxy = make_proxy
         self.resolve_ref = resolve_ref
         self.ref_fields = adapter.ref_fields()
         self.states: dict[str, ObjectState] = {}
+        #: the same states by their engine Namespace (what the fact hook is told)
+        self.by_namespace: dict[Namespace, ObjectState] = {}
         self.lock = threading.RLock()
         self.local = threading.local()
         #: the ModelStore these objects belong to (set by it)
@@ -82,10 +87,7 @@ class Objects:
     def on_fact(self, fact: AppliedFact) -> None:
         """Runs under the engine's lock for every fact applied: marks an object stale
         when the fact is not one this ModelStore wrote (never takes a lock)."""
-        parts = fact.namespace.parts
-        if len(parts) != self.depth or parts[:-1] != self.prefix:
-            return
-        state = self.states.get(parts[-1])
+        state = self.by_namespace.get(fact.namespace)
         if state is None or fact.loading:
             return
         value = fact.value
@@ -118,6 +120,7 @@ class Objects:
                 if state is None:
                     ns = self.store.namespace((*self.prefix, part))
                     state = ObjectState(decode_key(part), part, ns)
+                    self.by_namespace[ns] = state
                     self.states[part] = state
         return state
 
@@ -223,6 +226,9 @@ class Objects:
                 if work.steps:
                     state.undo.extend(work.steps)
                     state.redo.clear()
+                    limit = self.undo_limit
+                    if limit is not None and len(state.undo) > limit:
+                        del state.undo[: len(state.undo) - limit]
                 for field in work.written:
                     state.dirty.pop(field, None)
                 if work.written or work.new != state.new or work.live != state.live:
@@ -335,7 +341,7 @@ class Objects:
             with state.lock:
                 yield self.fresh(state)
 
-    def assign(self, state: ObjectState, name: str, value: Any) -> None:
+    def assign(self, state: ObjectState, name: str, value: Any, ctx: str | None = None) -> None:
         """``proxy.name = value``: validated, then saved (or kept dirty).
 
         :raises GoneError: if the object was deleted or has expired
@@ -343,22 +349,30 @@ class Objects:
         :raises UnsupportedValueError: if the value cannot be stored
         On any error the object and the store are unchanged.
         """
-        with self.locked_view(state) as view:
-            self.check_alive(state, view)
-            adapter = self.adapter
-            model = view.model
-            held = adapter.raw(model, name)
-            adapter.assign(model, name, value)
-            try:
-                after = self.stored(name, adapter.raw(model, name))
-                before = self.before(view, name, held)
-                if not same_value(before, after):
-                    self.record(state, view, {name: (before, after)})
-            except BaseException:
-                adapter.restore(model, name, held)
-                raise
+        if self.in_transaction():
+            self.assign_in(state, self.working(state), name, value, ctx)
+        else:
+            with state.lock:
+                self.assign_in(state, self.fresh(state), name, value, ctx)
 
-    def unset(self, state: ObjectState, name: str) -> None:
+    def assign_in(
+        self, state: ObjectState, view: View, name: str, value: Any, ctx: str | None
+    ) -> None:
+        self.check_alive(state, view)
+        adapter = self.adapter
+        model = view.model
+        held = adapter.raw(model, name)
+        adapter.assign(model, name, value)
+        try:
+            after = self.stored(name, adapter.raw(model, name))
+            before = self.before(view, name, held)
+            if not same_value(before, after):
+                self.record(state, view, {name: (before, after)}, ctx=ctx)
+        except BaseException:
+            adapter.restore(model, name, held)
+            raise
+
+    def unset(self, state: ObjectState, name: str, ctx: str | None = None) -> None:
         """``del proxy.name`` (plain classes): the field gets a tombstone."""
         with self.locked_view(state) as view:
             self.check_alive(state, view)
@@ -369,7 +383,7 @@ class Objects:
             before = self.before(view, name, held)
             self.adapter.restore(model, name, ABSENT)
             try:
-                self.record(state, view, {name: (before, ABSENT)})
+                self.record(state, view, {name: (before, ABSENT)}, ctx=ctx)
             except BaseException:
                 self.adapter.restore(model, name, held)
                 raise
@@ -380,7 +394,11 @@ class Objects:
         return walk(self.read_field(state, path[0]), path[1:])
 
     def mutate(
-        self, state: ObjectState, path: tuple[Any, ...], change: Callable[[Any], Any]
+        self,
+        state: ObjectState,
+        path: tuple[Any, ...],
+        change: Callable[[Any], Any],
+        ctx: str | None = None,
     ) -> Any:
         """Run ``change`` on the value at ``path`` (a tracked view's in-place change),
         then save its field; on any error the field is put back as it was."""
@@ -398,7 +416,7 @@ class Objects:
             except BaseException:
                 adapter.load_field(model, name, before)
                 raise
-            self.changed_in_place(state, view, name, before)
+            self.changed_in_place(state, view, name, before, ctx)
             return result
 
     def before(self, view: View, name: str, held: Any) -> Any:
@@ -408,7 +426,9 @@ class Objects:
             return ABSENT if held is ABSENT else self.stored(name, held)
         return view.saved[name]
 
-    def changed_in_place(self, state: ObjectState, view: View, name: str, before: Any) -> None:
+    def changed_in_place(
+        self, state: ObjectState, view: View, name: str, before: Any, ctx: str | None = None
+    ) -> None:
         """A container or nested object in field ``name`` was changed in place (by a
         tracked view): validate the field, then save it like an assignment.
 
@@ -422,7 +442,7 @@ class Objects:
             after = self.stored(name, adapter.raw(model, name))
             previous = before if name in view.dirty else view.saved.get(name, before)
             if not same_value(previous, after):
-                self.record(state, view, {name: (previous, after)})
+                self.record(state, view, {name: (previous, after)}, ctx=ctx)
         except BaseException:
             adapter.load_field(model, name, before)
             raise
@@ -434,12 +454,13 @@ class Objects:
         changes: dict[str, tuple[Any, Any]],
         kind: str = FIELDS,
         step: bool = True,
+        ctx: str | None = None,
     ) -> None:
         """Save ``changes`` (already made to ``view.model``) as the store's settings
         say, and keep them as one undo step (unless ``step`` is False)."""
         if view.txn:
             assert isinstance(view, Working)
-            self.write_in_transaction(state, view, {f: a for f, (_, a) in changes.items()})
+            self.write_in_transaction(state, view, {f: a for f, (_, a) in changes.items()}, ctx)
         elif view.new or not self.save_on_change:
             dirty = view.dirty
             for field, (before, after) in changes.items():
@@ -449,7 +470,7 @@ class Objects:
                     del dirty[field]
         else:
             check = {f: self.expected(state, f) for f in changes} if self.optimistic else {}
-            self.persist(state, {f: a for f, (_, a) in changes.items()}, check)
+            self.persist(state, {f: a for f, (_, a) in changes.items()}, check, ctx)
         if step:
             self.push_step(view, Step(kind, changes))
 
@@ -457,20 +478,24 @@ class Objects:
         if view.group:
             view.grouped.append(step)
             return
-        view.undo.append(step)
+        undo = view.undo
+        undo.append(step)
         if not view.txn:
             assert isinstance(view, ObjectState)
             view.redo.clear()
+            limit = self.undo_limit
+            if limit is not None and len(undo) > limit:
+                del undo[: len(undo) - limit]
 
     def write_in_transaction(
-        self, state: ObjectState, work: Working, values: dict[str, Any]
+        self, state: ObjectState, work: Working, values: dict[str, Any], ctx: str | None = None
     ) -> None:
         store = self.store
         ns = state.ns
         for field, value in values.items():
             if self.optimistic and field not in RESERVED:
                 store.expect(ns, field, self.expected(state, field))
-            self.write_value(field, value, ns)
+            self.write_value(field, value, ns, ctx)
             work.written.add(field)
             if field in RESERVED:
                 continue
@@ -486,7 +511,11 @@ class Objects:
         return state.seen.get(field, state.seqs.get(field, 0))
 
     def persist(
-        self, state: ObjectState, values: dict[str, Any], check: dict[str, int] | None = None
+        self,
+        state: ObjectState,
+        values: dict[str, Any],
+        check: dict[str, int] | None = None,
+        ctx: str | None = None,
     ) -> None:
         """Write ``values`` (ABSENT: a tombstone) to the log now, in one commit; with
         ``check`` (field -> seq), only if those fields are still at those seqs.
@@ -508,18 +537,18 @@ class Objects:
                 ((field, value),) = values.items()
                 if value is ABSENT:
                     if ns.available(field):
-                        store.delete(ns, field)
+                        store.delete(ns, field, ctx)
                 elif type(value) not in _CONTAINERS:
-                    store.write(ns, field, value)
+                    store.write(ns, field, value, ctx)
                 else:
-                    with self.block():
-                        self.write_value(field, value, ns)
+                    with self.block(ctx):
+                        self.write_value(field, value, ns, ctx)
             else:
-                with self.block():
+                with self.block(ctx):
                     for field, seq in (check or {}).items():
                         store.expect(ns, field, seq)
                     for field, value in values.items():
-                        self.write_value(field, value, ns)
+                        self.write_value(field, value, ns, ctx)
         except BaseException:
             for field, value in before.items():
                 if value is ABSENT:
@@ -533,13 +562,13 @@ class Objects:
             if field in seqs:
                 state.seen[field] = seqs[field]
 
-    def write_value(self, field: str, value: Any, ns: Any) -> None:
+    def write_value(self, field: str, value: Any, ns: Any, ctx: str | None = None) -> None:
         """One field's write inside the open transaction; a changed container is
         changed in place, so that the engine stores a delta where it can."""
         store = self.store
         if value is ABSENT:
             if store.has(ns, field):
-                store.delete(ns, field)
+                store.delete(ns, field, ctx)
             return
         kind = type(value)
         if kind in _CONTAINERS and ns.available(field) and field not in ns.current:
@@ -555,10 +584,10 @@ class Objects:
                 current.clear()
                 current.update(value)
                 return
-        store.write(ns, field, value)
+        store.write(ns, field, value, ctx)
 
     @contextlib.contextmanager
-    def block(self) -> Iterator[None]:
+    def block(self, ctx: str | None = None) -> Iterator[None]:
         """A transaction for the layer's own multi-fact writes: atomic (the layer
         checks what it must with expect()), or the caller's open one."""
         store = self.store
@@ -568,10 +597,10 @@ class Objects:
             yield
             failed = False
         finally:
-            store.end(failed, caller_context())
+            store.end(failed, ctx or caller_context())
 
     @contextlib.contextmanager
-    def operation(self) -> Iterator[None]:
+    def operation(self, ctx: str | None = None) -> Iterator[None]:
         """A serializable transaction (or the caller's open one) for an operation
         whose reads must still hold when it commits (a method call)."""
         store = self.store
@@ -581,18 +610,24 @@ class Objects:
             yield
             failed = False
         finally:
-            store.end(failed, caller_context())
+            store.end(failed, ctx or caller_context())
 
     # -- operations: method calls, creation, deletion, commit ------------------------------
 
     def call(
-        self, state: ObjectState, function: Callable[..., Any], proxy: Any, args: Any, kwargs: Any
+        self,
+        state: ObjectState,
+        function: Callable[..., Any],
+        proxy: Any,
+        args: Any,
+        kwargs: Any,
+        ctx: str | None = None,
     ) -> Any:
         """Run a method of the model with the proxy as ``self``: its changes are one
         undo step; with save_on_change, it runs in a transaction (all of its changes
         are saved together, or none if it raises)."""
         if self.save_on_change and not state.new:
-            with self.operation():
+            with self.operation(ctx):
                 work = self.working(state)
                 return self.grouped(work, function, proxy, args, kwargs)
         with self.locked_view(state) as view:
@@ -613,7 +648,13 @@ class Objects:
                     self.push_step(view, step)
 
     def create(
-        self, key: Key, model: Any, replace: bool, ttl: float | None, step: bool = True
+        self,
+        key: Key,
+        model: Any,
+        replace: bool,
+        ttl: float | None,
+        step: bool = True,
+        ctx: str | None = None,
     ) -> ObjectState:
         """Store ``model`` (the store's own copy) under ``key``; with ``replace``, an
         existing object takes its field values instead.
@@ -628,7 +669,7 @@ class Objects:
                         f"an object with key {state.key!r} is already stored: set() "
                         f"replaces it, add() does not"
                     )
-                self.replace(state, view, model)
+                self.replace(state, view, model, ctx)
                 return state
             adapter = self.adapter
             values = {}
@@ -649,13 +690,13 @@ class Objects:
             try:
                 if view.txn:
                     assert isinstance(view, Working)
-                    self.write_in_transaction(state, view, writes)
+                    self.write_in_transaction(state, view, writes, ctx)
                     view.new = False
                 elif not self.save_on_change:
                     view.new = True
                 else:
                     check = {f: state.seqs.get(f, 0) for f in writes} if self.optimistic else {}
-                    self.persist(state, writes, check)
+                    self.persist(state, writes, check, ctx)
                     view.new = False
             except BaseException:
                 view.model, view.live, view.new, view.expires = old[:4]
@@ -665,7 +706,7 @@ class Objects:
                 self.push_step(view, Step(CREATE, {f: (ABSENT, v) for f, v in values.items()}))
         return state
 
-    def replace(self, state: ObjectState, view: View, model: Any) -> None:
+    def replace(self, state: ObjectState, view: View, model: Any, ctx: str | None = None) -> None:
         """``set()`` of an existing object: every field that differs changes (one
         undo step); fields the new object lacks get tombstones."""
         adapter = self.adapter
@@ -685,12 +726,12 @@ class Objects:
         old = view.model
         view.model = model
         try:
-            self.record(state, view, changes)
+            self.record(state, view, changes, ctx=ctx)
         except BaseException:
             view.model = old
             raise
 
-    def delete(self, state: ObjectState, step: bool = True) -> bool:
+    def delete(self, state: ObjectState, step: bool = True, ctx: str | None = None) -> bool:
         """Delete the object: a tombstone for each of its fields (its history stays).
         Immediate whatever save_on_change says. False if it does not exist."""
         with self.locked_view(state) as view:
@@ -706,13 +747,13 @@ class Objects:
             if view.txn:
                 assert isinstance(view, Working)
                 fields = set(view.saved) | {EXPIRES}
-                self.write_in_transaction(state, view, dict.fromkeys(fields, ABSENT))
+                self.write_in_transaction(state, view, dict.fromkeys(fields, ABSENT), ctx)
             elif not view.new:
                 assert isinstance(view, ObjectState)
                 fields = set(view.saved)
                 if view.expires is not None:
                     fields.add(EXPIRES)
-                self.persist(state, dict.fromkeys(fields, ABSENT))
+                self.persist(state, dict.fromkeys(fields, ABSENT), None, ctx)
             view.live = False
             view.new = False
             view.dirty.clear()
@@ -721,7 +762,7 @@ class Objects:
                 self.push_step(view, Step(DELETE, {f: (v, ABSENT) for f, v in values.items()}))
             return True
 
-    def commit(self, state: ObjectState) -> None:
+    def commit(self, state: ObjectState, ctx: str | None = None) -> None:
         """Save the object's unsaved changes (all of them if it is new), including
         in-place changes made behind the proxy's back.
 
@@ -746,7 +787,7 @@ class Objects:
                 return
             if view.txn:
                 assert isinstance(view, Working)
-                self.write_in_transaction(state, view, values)
+                self.write_in_transaction(state, view, values, ctx)
             else:
                 assert isinstance(view, ObjectState)
                 check: dict[str, int] = {}
@@ -755,7 +796,7 @@ class Objects:
                         check = {f: state.seqs.get(f, 0) for f in values}
                     else:
                         check = {f: self.expected(state, f) for f in values if f in view.dirty}
-                self.persist(state, values, check)
+                self.persist(state, values, check, ctx)
             view.new = False
             view.dirty.clear()
 
@@ -765,7 +806,7 @@ class Objects:
 
     # -- undo and redo ---------------------------------------------------------------------
 
-    def undo(self, state: ObjectState, redo: bool = False) -> None:
+    def undo(self, state: ObjectState, redo: bool = False, ctx: str | None = None) -> None:
         """Undo the object's latest change (or redo the latest undone one), as new
         facts: the undone values stay in the history.
 
@@ -791,33 +832,33 @@ class Objects:
                         f"to {'redo' if redo else 'undo'}; nothing was written"
                     )
             inverse = step.inverse()
-            self.apply(state, inverse)
+            self.apply(state, inverse, ctx)
             stack.pop()
             (state.undo if redo else state.redo).append(inverse)
 
-    def current_values(self, view: View) -> dict[str, Any]:
-        """The object's stored values as ``view`` shows them (its unsaved changes
-        included); empty if it does not exist."""
+    def current_values(self, view: View, fields: Iterable[str] | None = None) -> dict[str, Any]:
+        """The object's stored values (of ``fields``, or all) as ``view`` shows them
+        (its unsaved changes included); empty if it does not exist."""
         if not view.live or view.model is None:
             return {}
         adapter = self.adapter
         model = view.model
         values = {}
-        for field in adapter.field_names(model):
+        for field in adapter.field_names(model) if fields is None else fields:
             held = adapter.raw(model, field)
             if held is not ABSENT:
                 values[field] = self.before(view, field, held)
         return values
 
-    def apply(self, state: ObjectState, step: Step) -> None:
+    def apply(self, state: ObjectState, step: Step, ctx: str | None = None) -> None:
         """Make the object as ``step`` says (an undo or a redo), without a new step."""
         if step.kind == DELETE:
-            self.delete(state, step=False)
+            self.delete(state, step=False, ctx=ctx)
             return
         targets = {f: after for f, (_, after) in step.changes.items()}
         if step.kind == CREATE:
             model = self.adapter.build({f: v for f, v in targets.items() if v is not ABSENT})
-            self.create(state.key, model, replace=False, ttl=None, step=False)
+            self.create(state.key, model, replace=False, ttl=None, step=False, ctx=ctx)
             return
         adapter = self.adapter
         model = state.model
@@ -827,9 +868,9 @@ class Objects:
                 adapter.load_field(model, field, value)
             changes = {f: (self.before(state, f, held[f]), v) for f, v in targets.items()}
             if not state.new and self.save_on_change:
-                self.persist(state, targets, {f: state.seqs.get(f, 0) for f in targets})
+                self.persist(state, targets, {f: state.seqs.get(f, 0) for f in targets}, ctx)
             else:
-                self.record(state, state, changes, step=False)
+                self.record(state, state, changes, step=False, ctx=ctx)
         except BaseException:
             for field, value in held.items():
                 adapter.restore(model, field, value)
@@ -837,7 +878,7 @@ class Objects:
 
     # -- expiry ---------------------------------------------------------------------------
 
-    def set_expiry(self, state: ObjectState, expires: float | None) -> None:
+    def set_expiry(self, state: ObjectState, expires: float | None, ctx: str | None = None) -> None:
         """Set (None: remove) the object's expiry time; saved at once."""
         with self.locked_view(state) as view:
             self.check_alive(state, view)
@@ -846,13 +887,13 @@ class Objects:
                 return
             if view.txn:
                 assert isinstance(view, Working)
-                self.write_in_transaction(state, view, {EXPIRES: value})
+                self.write_in_transaction(state, view, {EXPIRES: value}, ctx)
             elif not view.new:
                 assert isinstance(view, ObjectState)
-                self.persist(state, {EXPIRES: value})
+                self.persist(state, {EXPIRES: value}, None, ctx)
             view.expires = expires
 
-    def purge(self) -> list[Key]:
+    def purge(self, ctx: str | None = None) -> list[Key]:
         """Delete every expired object, in one transaction; return their keys."""
         now = self.store.clock()
         expired = []
@@ -864,15 +905,17 @@ class Objects:
         if not expired:
             return []
         try:
-            with self.block():
+            with self.block(ctx):
                 for state in expired:
                     with self.locked_view(state) as view:
                         fields = {*view.saved, EXPIRES}
                         if view.txn:
                             assert isinstance(view, Working)
-                            self.write_in_transaction(state, view, dict.fromkeys(fields, ABSENT))
+                            self.write_in_transaction(
+                                state, view, dict.fromkeys(fields, ABSENT), ctx
+                            )
                         else:
-                            self.persist(state, dict.fromkeys(fields, ABSENT))
+                            self.persist(state, dict.fromkeys(fields, ABSENT), None, ctx)
         except BaseException:
             for state in expired:
                 state.stale = True

@@ -15,11 +15,13 @@ of those names do the same). The proxy's other names are dunders: ``__key__``,
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..engine import frame_context
 from .adapters import FIELD, METHOD, PROPERTY
-from .tracked import wrap
+from .tracked import plain, wrap
 
 if TYPE_CHECKING:
     from .changes import ModelChange
@@ -70,19 +72,21 @@ class ModelProxy(Generic[T]):
         objects = _objects(self)
         kind = objects.adapter.attribute_kind(name)
         if kind == FIELD:
-            objects.assign(_state(self), name, _stored_form(objects, name, value))
+            if name not in objects.ref_fields:
+                value = plain(value)
+            objects.assign(_state(self), name, value, frame_context(sys._getframe(1)))
         elif kind == PROPERTY:
             setter = objects.adapter.member(name).fset
             if setter is None:
                 raise AttributeError(
                     f"property {name!r} of {objects.adapter.cls.__name__} has no setter"
                 )
-            objects.call(_state(self), setter, self, (value,), {})
+            objects.call(_state(self), setter, self, (value,), {}, frame_context(sys._getframe(1)))
         elif kind == METHOD:
             raise AttributeError(f"{name!r} is a method of {objects.adapter.cls.__name__}")
         elif not name.startswith("_") and not objects.adapter.validates:
             # a public name a dataclass does not declare: refused (never kept unsaved)
-            objects.assign(_state(self), name, value)
+            objects.assign(_state(self), name, value, frame_context(sys._getframe(1)))
         else:
             setattr(objects.model_of(_state(self)), name, value)
 
@@ -95,7 +99,7 @@ class ModelProxy(Generic[T]):
                 f"field {name!r} of {objects.adapter.cls.__name__} cannot be deleted; "
                 f"assign it a value instead (or delete the object)"
             )
-        objects.unset(_state(self), name)
+        objects.unset(_state(self), name, frame_context(sys._getframe(1)))
 
     # -- the proxy's API ----------------------------------------------------------------
 
@@ -106,18 +110,18 @@ class ModelProxy(Generic[T]):
         :raises NothingToUndoError: if there is nothing to undo
         :raises ConflictError: if the object changed elsewhere since that change
         """
-        _objects(self).undo(_state(self))
+        _objects(self).undo(_state(self), ctx=frame_context(sys._getframe(1)))
 
     def redo(self) -> None:
         """Redo the latest undone change (a new change empties the redo stack).
 
         :raises NothingToUndoError: if there is nothing to redo
         """
-        _objects(self).undo(_state(self), redo=True)
+        _objects(self).undo(_state(self), redo=True, ctx=frame_context(sys._getframe(1)))
 
     def commit(self) -> None:
         """Save this object's unsaved changes (with ``save_on_change`` off)."""
-        _objects(self).commit(_state(self))
+        _objects(self).commit(_state(self), frame_context(sys._getframe(1)))
 
     @property
     def is_dirty(self) -> bool:
@@ -228,21 +232,11 @@ def _bound(
     objects: Objects, state: ObjectState, function: Callable[..., Any], proxy: ModelProxy[Any]
 ) -> Callable[..., Any]:
     def method(*args: Any, **kwargs: Any) -> Any:
-        return objects.call(state, function, proxy, args, kwargs)
+        return objects.call(state, function, proxy, args, kwargs, frame_context(sys._getframe(1)))
 
     method.__name__ = getattr(function, "__name__", "method")
     method.__doc__ = getattr(function, "__doc__", None)
     return method
-
-
-def _stored_form(objects: Objects, name: str, value: Any) -> Any:
-    """A tracked view or a proxy assigned to a field: a private copy of what it shows
-    (a proxy assigned to a ``Ref`` field stays a proxy: the field keeps its key)."""
-    if name in objects.ref_fields:
-        return value
-    from .tracked import plain
-
-    return plain(value)
 
 
 _objects: Callable[[ModelProxy[Any]], Objects] = vars(ModelProxy)["__es_objects__"].__get__

@@ -53,17 +53,11 @@ def parse_conditions(conditions: dict[str, Any], objects: Objects) -> list[Condi
     if not conditions:
         raise TypeError("where() needs at least one condition, like where(age=30)")
     parsed = []
-    adapter = objects.adapter
     for name, wanted in conditions.items():
-        field, _, op = name.partition("__")
-        op = op or "eq"
-        if op not in OPERATORS:
-            raise TypeError(
-                f"where({name}=...): unknown operator {op!r}; use one of "
-                f"{', '.join(sorted(OPERATORS))}"
-            )
-        if not adapter.is_field(field):
-            raise TypeError(f"where({name}=...): {adapter.cls.__name__} has no field {field!r}")
+        known = _names.get(name)
+        if known is None or known[2] is not objects.adapter:
+            known = _parse_name(name, objects)
+        field, op, _ = known
         if op == "in":
             if isinstance(wanted, str | bytes) or not isinstance(wanted, Iterable):
                 raise TypeError(f"where({name}=...) needs a collection of values")
@@ -72,6 +66,26 @@ def parse_conditions(conditions: dict[str, Any], objects: Objects) -> list[Condi
             stored = objects.stored(field, wanted)
         parsed.append(Condition(field, op, stored))
     return parsed
+
+
+#: where() keyword -> (field, operator, adapter it was checked against)
+_names: dict[str, tuple[str, str, Any]] = {}
+
+
+def _parse_name(name: str, objects: Objects) -> tuple[str, str, Any]:
+    adapter = objects.adapter
+    field, _, op = name.partition("__")
+    op = op or "eq"
+    if op not in OPERATORS:
+        raise TypeError(
+            f"where({name}=...): unknown operator {op!r}; use one of {', '.join(sorted(OPERATORS))}"
+        )
+    if not adapter.is_field(field):
+        raise TypeError(f"where({name}=...): {adapter.cls.__name__} has no field {field!r}")
+    known = (field, op, adapter)
+    if len(_names) < 10_000:
+        _names[name] = known
+    return known
 
 
 def matches(values: dict[str, Any], conditions: list[Condition]) -> bool:

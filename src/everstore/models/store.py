@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from ..backends import Sqlite3
 from ..codec import Codec
-from ..engine import END_OF_LOG, Engine, namespace_path
+from ..engine import END_OF_LOG, Engine, caller_context, namespace_path
 from ..store import Store
 from .adapters import adapter_for
 from .changes import Diff, ModelChange, changes_of, diff_values, values_at
@@ -70,6 +70,8 @@ class ModelStore(Generic[T]):
     :param refs: field -> the ModelStore its ``Ref`` values point into (default:
         the ModelStore of the ``Ref[T]`` class on the same everstore Store)
     :param codec: the codec of a directory-form or in-memory store (custom types)
+    :param undo_limit: undo steps kept per object (None: every one); the log keeps
+        every change whatever this says
     :raises TypeError: for a misspelt or unknown keyword, or both ``directory`` and
         ``store``
     :raises InvalidNameError: for a prefix or a field name that cannot be stored
@@ -89,6 +91,7 @@ class ModelStore(Generic[T]):
         indexes: Iterable[str] = (),
         refs: dict[str, ModelStore[Any]] | None = None,
         codec: Codec | None = None,
+        undo_limit: int | None = 1000,
     ) -> None:
         adapter = adapter_for(model)
         adapter.check_fields()
@@ -119,6 +122,7 @@ class ModelStore(Generic[T]):
             save_on_change=bool(save_on_change),
             optimistic=bool(optimistic),
             ttl=ttl,
+            undo_limit=_check_limit(undo_limit),
             make_proxy=ModelProxy,
             resolve_ref=self._bind_ref,
         )
@@ -216,7 +220,9 @@ class ModelStore(Generic[T]):
         :raises ValidationError: (pydantic) if the model refuses the fields
         """
         obj = self._objects.adapter.create(fields)
-        state = self._objects.create(self.key_of(obj), obj, replace=False, ttl=None)
+        state = self._objects.create(
+            self.key_of(obj), obj, replace=False, ttl=None, ctx=caller_context()
+        )
         return self._proxy(state)
 
     def set(self, obj: T, *, key: Any = None, ttl: float | None = None) -> T:
@@ -236,7 +242,9 @@ class ModelStore(Generic[T]):
         if not own:
             model = self._objects.adapter.copy(model)
         chosen = self.key_of(model if key is None else key)
-        state = self._objects.create(chosen, model, replace=True, ttl=_check_seconds("ttl", ttl))
+        state = self._objects.create(
+            chosen, model, replace=True, ttl=_check_seconds("ttl", ttl), ctx=caller_context()
+        )
         return self._proxy(state)
 
     def __setitem__(self, key: Any, obj: T) -> None:
@@ -326,16 +334,14 @@ class ModelStore(Generic[T]):
         if candidates is None:
             states: Iterable[ObjectState] = objects.live_states()
         else:
-            states = (
-                objects.state(part=part)
-                for part in sorted(candidates)
-                if objects.exists(objects.state(part=part))
-            )
-        return [
-            self._proxy(state)
-            for state in states
-            if matches(objects.current_values(objects.peek(state)), parsed)
-        ]
+            states = (objects.state(part=part) for part in sorted(candidates))
+        fields = {condition.field for condition in parsed}
+        answer: list[T] = []
+        for state in states:
+            view = objects.peek(state)
+            if objects.alive(view) and matches(objects.current_values(view, fields), parsed):
+                answer.append(self._proxy(state))
+        return answer
 
     # -- deleting ---------------------------------------------------------------------------
 
@@ -346,7 +352,7 @@ class ModelStore(Generic[T]):
             state = self._state_of(item)
         except TypeError:
             return False
-        return self._objects.delete(state)
+        return self._objects.delete(state, ctx=caller_context())
 
     def __delitem__(self, item: Any) -> None:
         if not self.delete(item):
@@ -358,18 +364,20 @@ class ModelStore(Generic[T]):
         """Save the unsaved changes of these objects (one transaction)."""
         objects = self._objects
         states = [self._state_of(item) for item in items]
-        with objects.block():
+        context = caller_context()
+        with objects.block(context):
             for state in states:
-                objects.commit(state)
+                objects.commit(state, context)
 
     def commit_all(self) -> None:
         """Save every unsaved change, of every object, in one transaction."""
         objects = self._objects
         dirty = [state for state in list(objects.states.values()) if objects.is_dirty(state)]
         if dirty:
-            with objects.block():
+            context = caller_context()
+            with objects.block(context):
                 for state in dirty:
-                    objects.commit(state)
+                    objects.commit(state, context)
 
     def is_dirty(self, item: Any) -> bool:
         """True while the object has changes that are not saved."""
@@ -377,11 +385,11 @@ class ModelStore(Generic[T]):
 
     def undo(self, item: Any) -> None:
         """Undo the object's latest change (see ``ModelProxy.undo``)."""
-        self._objects.undo(self._state_of(item))
+        self._objects.undo(self._state_of(item), ctx=caller_context())
 
     def redo(self, item: Any) -> None:
         """Redo the object's latest undone change (see ``ModelProxy.redo``)."""
-        self._objects.undo(self._state_of(item), redo=True)
+        self._objects.undo(self._state_of(item), redo=True, ctx=caller_context())
 
     # -- the past ----------------------------------------------------------------------------
 
@@ -481,7 +489,7 @@ class ModelStore(Generic[T]):
             when = self._store.clock() + _check_seconds("seconds", seconds)  # type: ignore[operator]
         else:
             when = None
-        self._objects.set_expiry(self._state_of(item), when)
+        self._objects.set_expiry(self._state_of(item), when, caller_context())
 
     def time_to_live(self, item: Any) -> float | None:
         """Seconds until the object expires (None: it does not; 0 once expired)."""
@@ -493,7 +501,7 @@ class ModelStore(Generic[T]):
     def purge(self) -> list[Key]:
         """Delete every expired object (tombstones, in one transaction: the purge
         is in the log like any change); return their keys."""
-        return self._objects.purge()
+        return self._objects.purge(caller_context())
 
     # -- export and life cycle -------------------------------------------------------------------
 
@@ -587,6 +595,14 @@ def _check_prefix(model: type, prefix: Sequence[str] | None) -> tuple[str, ...]:
     parts = tuple(prefix)
     namespace_path(parts)  # raises InvalidNameError for a bad part
     return parts
+
+
+def _check_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"undo_limit is an int >= 0, or None; got {value!r}")
+    return value
 
 
 def _check_seconds(name: str, value: Any) -> float | None:

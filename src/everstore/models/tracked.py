@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import sys
 import types
 from collections.abc import (
     Callable,
@@ -27,6 +28,7 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any
 
+from ..engine import frame_context
 from .relations import Ref
 
 if TYPE_CHECKING:
@@ -49,10 +51,15 @@ def _is_record(value: Any) -> bool:
     return hasattr(value, "__dict__") and kind.__module__ not in ("builtins", "datetime")
 
 
+_PLAIN = frozenset({int, str, float, bool, type(None), bytes})
+
+
 def wrap(objects: Objects, state: ObjectState, path: tuple[Any, ...], value: Any) -> Any:
     """``value`` (found at ``path``) as a tracked view if it is a container or a
     nested object, else as it is."""
     kind = type(value)
+    if kind in _PLAIN:
+        return value
     if kind is list:
         return TrackedList(objects, state, path)
     if kind is dict:
@@ -94,7 +101,9 @@ class Tracked:
         return self._objects.read_path(self._state, self._path)
 
     def _mutate(self, change: Callable[[Any], Any]) -> Any:
-        return self._objects.mutate(self._state, self._path, change)
+        # the user's line: the caller of the view's method that called this
+        context = frame_context(sys._getframe(2))
+        return self._objects.mutate(self._state, self._path, change, context)
 
     def _child(self, step: tuple[str, Any], value: Any) -> Any:
         return wrap(self._objects, self._state, (*self._path, step), value)
