@@ -416,3 +416,21 @@ def test_importing_the_core_and_models_does_not_import_pydantic() -> None:
         "assert 'pydantic' not in sys.modules, 'pydantic was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stored_values_the_model_refuses_are_never_skipped(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    group = people(store)
+    group.add(name="ann", age=1)
+    group.add(name="bob", age=2)
+    store.storage("people", "bob").age = "not a number"  # written around the model
+    reread = people(Store(make_backend()))
+    assert reread.keys() == ["ann", "bob"] and len(reread) == 2  # listed, not dropped
+    bob = reread["bob"]
+    with pytest.raises(ValidationError):
+        bob.age  # noqa: B018
+    assert reread["ann"].age == 1
+    store.storage("people", "bob").age = 3  # repaired by any writer...
+    assert bob.age == 3  # ...and readable again
+    store.storage("people", "bob").age = "broken again"
+    assert reread.delete("bob") and reread.keys() == ["ann"]  # a broken object can go

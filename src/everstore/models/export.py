@@ -30,6 +30,7 @@ def object_json(objects: Objects, state: ObjectState) -> dict[str, Any]:
     """One object's JSON view: fields, ``__key__``, ``__changes__``."""
     adapter = objects.adapter
     view = objects.peek(state)
+    objects.check_alive(state, view)
     model = view.model
     document: dict[str, Any] = {}
     for field in adapter.field_names(model):

@@ -159,6 +159,7 @@ class Objects:
             state.live = False
             state.saved = {}
             state.expires = None
+            state.error = None
             state.dirty.clear()
             return
         build = dict(values)
@@ -172,15 +173,18 @@ class Objects:
                     build.pop(field, None)
                 else:
                     build[field] = mine
-        try:
-            model = self.adapter.build(build)
-        except BaseException:
-            state.stale = True  # the next access tries again (and raises again)
-            raise
-        state.model = model
         state.saved = values
         state.live = True
         state.expires = expires
+        try:
+            state.model = self.adapter.build(build)
+        except Exception as exc:
+            # Kept, not skipped: the object is listed, and touching it raises this
+            # until a writer fixes its values (the hook then rebuilds it).
+            state.error = exc
+            state.model = None
+        else:
+            state.error = None
 
     def in_transaction(self) -> bool:
         store = self.store
@@ -243,7 +247,12 @@ class Objects:
         return expires is None or self.store.clock() < expires
 
     def check_alive(self, state: ObjectState, view: View) -> None:
-        """:raises GoneError: if the object was deleted or has expired"""
+        """:raises GoneError: if the object was deleted or has expired
+        :raises ValidationError: (or what else building it raised) if its stored values
+            do not make an object of the model
+        """
+        if state.error is not None and view.model is None:
+            raise state.error
         if not view.live:
             raise GoneError(
                 f"object {state.key!r} does not exist (it was deleted, or never added); "
@@ -740,7 +749,9 @@ class Objects:
             adapter = self.adapter
             model = view.model
             values = {}
-            for field in adapter.field_names(model):
+            if model is None:  # values that do not build an object: delete what is stored
+                values = dict(view.saved)
+            for field in adapter.field_names(model) if model is not None else ():
                 held = adapter.raw(model, field)
                 if held is not ABSENT:
                     values[field] = self.before(view, field, held)

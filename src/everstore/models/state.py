@@ -64,6 +64,7 @@ class ObjectState:
 
     __slots__ = (
         "dirty",
+        "error",
         "expires",
         "group",
         "grouped",
@@ -115,6 +116,8 @@ class ObjectState:
         self.group = 0
         self.grouped: list[Step] = []
         self.proxy: Any = None
+        #: why the stored values do not build an object of the model (None: they do)
+        self.error: Exception | None = None
 
     def __repr__(self) -> str:
         return f"ObjectState({self.key!r})"
