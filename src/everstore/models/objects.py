@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..engine import AppliedFact, Engine, Namespace, caller_context
-from ..errors import ConflictError, MissingFieldError
+from ..errors import MissingFieldError
 from .adapters import EXPIRES, RESERVED, Adapter
-from .errors import DuplicateKeyError, GoneError, NothingToUndoError
-from .keys import Key, check_key, decode_key, encode_key
+from .errors import GoneError
+from .keys import check_key, decode_key, encode_key
 from .relations import Ref
-from .state import CREATE, DELETE, FIELDS, ObjectState, Step, Working, merge_steps
+from .state import FIELDS, ObjectState, Step, View, Working, merge_steps
 from .values import ABSENT, Converter, copy_storable, same_value
 
-__all__ = ["Objects", "View", "walk"]
-
-View = ObjectState | Working
+__all__ = ["Objects", "walk"]
 
 _CONTAINERS = (list, dict, set)
 
@@ -621,7 +619,7 @@ class Objects:
         finally:
             store.end(failed, ctx or caller_context())
 
-    # -- operations: method calls, creation, deletion, commit ------------------------------
+    # -- operations: method calls --------------------------------------------------------
 
     def call(
         self,
@@ -656,196 +654,9 @@ class Objects:
                 for step in steps:
                     self.push_step(view, step)
 
-    def create(
-        self,
-        key: Key,
-        model: Any,
-        replace: bool,
-        ttl: float | None,
-        step: bool = True,
-        ctx: str | None = None,
-    ) -> ObjectState:
-        """Store ``model`` (the store's own copy) under ``key``; with ``replace``, an
-        existing object takes its field values instead.
-
-        :raises DuplicateKeyError: if the object exists and ``replace`` is False
-        """
-        state = self.state(key)
-        with self.locked_view(state) as view:
-            if self.alive(view):
-                if not replace:
-                    raise DuplicateKeyError(
-                        f"an object with key {state.key!r} is already stored: set() "
-                        f"replaces it, add() does not"
-                    )
-                self.replace(state, view, model, ctx)
-                return state
-            adapter = self.adapter
-            values = {}
-            for field in adapter.field_names(model):
-                held = adapter.raw(model, field)
-                if held is not ABSENT:
-                    values[field] = self.stored(field, held)
-            ttl = self.ttl if ttl is None else ttl
-            expires = self.store.clock() + ttl if ttl is not None else None
-            writes = dict(values)
-            if expires is not None:
-                writes[EXPIRES] = expires
-            elif view.expires is not None or EXPIRES in state.ns.written_fields():
-                writes[EXPIRES] = ABSENT
-            old = (view.model, view.live, view.new, view.expires, dict(view.dirty))
-            view.model, view.live, view.expires = model, True, expires
-            view.dirty.clear()
-            try:
-                if view.txn:
-                    assert isinstance(view, Working)
-                    self.write_in_transaction(state, view, writes, ctx)
-                    view.new = False
-                elif not self.save_on_change:
-                    view.new = True
-                else:
-                    check = {f: state.seqs.get(f, 0) for f in writes} if self.optimistic else {}
-                    self.persist(state, writes, check, ctx)
-                    view.new = False
-            except BaseException:
-                view.model, view.live, view.new, view.expires = old[:4]
-                view.dirty.update(old[4])
-                raise
-            if step:
-                self.push_step(view, Step(CREATE, {f: (ABSENT, v) for f, v in values.items()}))
-        return state
-
-    def replace(self, state: ObjectState, view: View, model: Any, ctx: str | None = None) -> None:
-        """``set()`` of an existing object: every field that differs changes (one
-        undo step); fields the new object lacks get tombstones."""
-        adapter = self.adapter
-        changes: dict[str, tuple[Any, Any]] = {}
-        new_fields = adapter.field_names(model)
-        for field in new_fields:
-            held = adapter.raw(model, field)
-            after = ABSENT if held is ABSENT else self.stored(field, held)
-            before = self.before(view, field, adapter.raw(view.model, field))
-            if not same_value(before, after):
-                changes[field] = (before, after)
-        for field in adapter.field_names(view.model):
-            if field not in new_fields:
-                changes[field] = (self.before(view, field, adapter.raw(view.model, field)), ABSENT)
-        if not changes:
-            return
-        old = view.model
-        view.model = model
-        try:
-            self.record(state, view, changes, ctx=ctx)
-        except BaseException:
-            view.model = old
-            raise
-
-    def delete(self, state: ObjectState, step: bool = True, ctx: str | None = None) -> bool:
-        """Delete the object: a tombstone for each of its fields (its history stays).
-        Immediate whatever save_on_change says. False if it does not exist."""
-        with self.locked_view(state) as view:
-            if not self.alive(view):
-                return False
-            adapter = self.adapter
-            model = view.model
-            values = {}
-            if model is None:  # values that do not build an object: delete what is stored
-                values = dict(view.saved)
-            for field in adapter.field_names(model) if model is not None else ():
-                held = adapter.raw(model, field)
-                if held is not ABSENT:
-                    values[field] = self.before(view, field, held)
-            if view.txn:
-                assert isinstance(view, Working)
-                fields = set(view.saved) | {EXPIRES}
-                self.write_in_transaction(state, view, dict.fromkeys(fields, ABSENT), ctx)
-            elif not view.new:
-                assert isinstance(view, ObjectState)
-                fields = set(view.saved)
-                if view.expires is not None:
-                    fields.add(EXPIRES)
-                self.persist(state, dict.fromkeys(fields, ABSENT), None, ctx)
-            view.live = False
-            view.new = False
-            view.dirty.clear()
-            view.expires = None
-            if step:
-                self.push_step(view, Step(DELETE, {f: (v, ABSENT) for f, v in values.items()}))
-            return True
-
-    def commit(self, state: ObjectState, ctx: str | None = None) -> None:
-        """Save the object's unsaved changes (all of them if it is new), including
-        in-place changes made behind the proxy's back.
-
-        :raises ConflictError: (optimistic stores) if another writer changed a field
-            this object changed since it was loaded
-        """
-        with self.locked_view(state) as view:
-            if not view.live or view.model is None:
-                return
-            adapter = self.adapter
-            model = view.model
-            values = {}
-            for field in adapter.field_names(model):
-                held = adapter.raw(model, field)
-                stored = ABSENT if held is ABSENT else self.stored(field, held)
-                if view.new or not same_value(stored, view.saved.get(field, ABSENT)):
-                    values[field] = stored
-            if view.new and view.expires is not None:
-                values[EXPIRES] = view.expires
-            if not values and not view.new:
-                view.dirty.clear()
-                return
-            if view.txn:
-                assert isinstance(view, Working)
-                self.write_in_transaction(state, view, values, ctx)
-            else:
-                assert isinstance(view, ObjectState)
-                check: dict[str, int] = {}
-                if self.optimistic:
-                    if view.new:
-                        check = {f: state.seqs.get(f, 0) for f in values}
-                    else:
-                        check = {f: self.expected(state, f) for f in values if f in view.dirty}
-                self.persist(state, values, check, ctx)
-            view.new = False
-            view.dirty.clear()
-
     def is_dirty(self, state: ObjectState) -> bool:
         view = self.peek(state)
         return bool(view.new or view.dirty)
-
-    # -- undo and redo ---------------------------------------------------------------------
-
-    def undo(self, state: ObjectState, redo: bool = False, ctx: str | None = None) -> None:
-        """Undo the object's latest change (or redo the latest undone one), as new
-        facts: the undone values stay in the history.
-
-        :raises NothingToUndoError: if there is nothing to undo (or redo)
-        :raises ConflictError: if the object changed since that step (elsewhere)
-        :raises RuntimeError: inside a transaction
-        """
-        if self.in_transaction():
-            raise RuntimeError("undo() and redo() run outside transactions")
-        with state.lock:
-            self.fresh(state)
-            stack = state.redo if redo else state.undo
-            if not stack:
-                raise NothingToUndoError(
-                    f"nothing to {'redo' if redo else 'undo'} for object {state.key!r}"
-                )
-            step = stack[-1]
-            current = self.current_values(state)
-            for field, (_, after) in step.changes.items():
-                if not same_value(current.get(field, ABSENT), after):
-                    raise ConflictError(
-                        f"field {field!r} of object {state.key!r} changed since the step "
-                        f"to {'redo' if redo else 'undo'}; nothing was written"
-                    )
-            inverse = step.inverse()
-            self.apply(state, inverse, ctx)
-            stack.pop()
-            (state.undo if redo else state.redo).append(inverse)
 
     def current_values(self, view: View, fields: Iterable[str] | None = None) -> dict[str, Any]:
         """The object's stored values (of ``fields``, or all) as ``view`` shows them
@@ -860,83 +671,6 @@ class Objects:
             if held is not ABSENT:
                 values[field] = self.before(view, field, held)
         return values
-
-    def apply(self, state: ObjectState, step: Step, ctx: str | None = None) -> None:
-        """Make the object as ``step`` says (an undo or a redo), without a new step."""
-        if step.kind == DELETE:
-            self.delete(state, step=False, ctx=ctx)
-            return
-        targets = {f: after for f, (_, after) in step.changes.items()}
-        if step.kind == CREATE:
-            model = self.adapter.build({f: v for f, v in targets.items() if v is not ABSENT})
-            self.create(state.key, model, replace=False, ttl=None, step=False, ctx=ctx)
-            return
-        adapter = self.adapter
-        model = state.model
-        held = {field: adapter.raw(model, field) for field in targets}
-        try:
-            for field, value in targets.items():
-                adapter.load_field(model, field, value)
-            changes = {f: (self.before(state, f, held[f]), v) for f, v in targets.items()}
-            if not state.new and self.save_on_change:
-                self.persist(state, targets, {f: state.seqs.get(f, 0) for f in targets}, ctx)
-            else:
-                self.record(state, state, changes, step=False, ctx=ctx)
-        except BaseException:
-            for field, value in held.items():
-                adapter.restore(model, field, value)
-            raise
-
-    # -- expiry ---------------------------------------------------------------------------
-
-    def set_expiry(self, state: ObjectState, expires: float | None, ctx: str | None = None) -> None:
-        """Set (None: remove) the object's expiry time; saved at once."""
-        with self.locked_view(state) as view:
-            self.check_alive(state, view)
-            value = ABSENT if expires is None else expires
-            if view.expires is None and expires is None:
-                return
-            if view.txn:
-                assert isinstance(view, Working)
-                self.write_in_transaction(state, view, {EXPIRES: value}, ctx)
-            elif not view.new:
-                assert isinstance(view, ObjectState)
-                self.persist(state, {EXPIRES: value}, None, ctx)
-            view.expires = expires
-
-    def purge(self, ctx: str | None = None) -> list[Key]:
-        """Delete every expired object, in one transaction; return their keys."""
-        now = self.store.clock()
-        expired = []
-        for part in self.parts():
-            state = self.state(part=part)
-            view = self.peek(state)
-            if view.live and view.expires is not None and view.expires <= now:
-                expired.append(state)
-        if not expired:
-            return []
-        try:
-            with self.block(ctx):
-                for state in expired:
-                    with self.locked_view(state) as view:
-                        fields = {*view.saved, EXPIRES}
-                        if view.txn:
-                            assert isinstance(view, Working)
-                            self.write_in_transaction(
-                                state, view, dict.fromkeys(fields, ABSENT), ctx
-                            )
-                        else:
-                            self.persist(state, dict.fromkeys(fields, ABSENT), None, ctx)
-        except BaseException:
-            for state in expired:
-                state.stale = True
-            raise
-        for state in expired:
-            if not self.in_transaction():
-                state.live = False
-                state.expires = None
-                state.dirty.clear()
-        return [state.key for state in expired]
 
     def close(self) -> None:
         self.remove_hook()

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..engine import frame_context
 from .adapters import FIELD, METHOD, PROPERTY
+from .lifecycle import commit
 from .tracked import plain, wrap
+from .undo import undo
 
 if TYPE_CHECKING:
     from .changes import ModelChange
@@ -110,18 +112,18 @@ class ModelProxy(Generic[T]):
         :raises NothingToUndoError: if there is nothing to undo
         :raises ConflictError: if the object changed elsewhere since that change
         """
-        _objects(self).undo(_state(self), ctx=frame_context(sys._getframe(1)))
+        undo(_objects(self), _state(self), ctx=frame_context(sys._getframe(1)))
 
     def redo(self) -> None:
         """Redo the latest undone change (a new change empties the redo stack).
 
         :raises NothingToUndoError: if there is nothing to redo
         """
-        _objects(self).undo(_state(self), redo=True, ctx=frame_context(sys._getframe(1)))
+        undo(_objects(self), _state(self), redo=True, ctx=frame_context(sys._getframe(1)))
 
     def commit(self) -> None:
         """Save this object's unsaved changes (with ``save_on_change`` off)."""
-        _objects(self).commit(_state(self), frame_context(sys._getframe(1)))
+        commit(_objects(self), _state(self), frame_context(sys._getframe(1)))
 
     @property
     def is_dirty(self) -> bool:

@@ -18,7 +18,7 @@ from ..engine import Namespace
 from .keys import Key
 from .values import same_value
 
-__all__ = ["CREATE", "DELETE", "FIELDS", "ObjectState", "Step", "Working", "merge_steps"]
+__all__ = ["CREATE", "DELETE", "FIELDS", "ObjectState", "Step", "View", "Working", "merge_steps"]
 
 #: kinds of undo steps
 FIELDS, CREATE, DELETE = "fields", "create", "delete"
@@ -160,3 +160,7 @@ class Working:
     @property
     def undo(self) -> list[Step]:
         return self.steps
+
+
+#: what an operation reads and changes: the shared state, or a transaction's copy
+View = ObjectState | Working

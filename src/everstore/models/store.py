@@ -20,14 +20,17 @@ from ..engine import END_OF_LOG, Engine, caller_context, namespace_path
 from ..store import Store
 from .adapters import adapter_for
 from .changes import Diff, ModelChange, changes_of, diff_values, values_at
+from .expiry import purge, set_expiry
 from .export import export_json
 from .keys import Key, check_key
+from .lifecycle import commit, create, delete
 from .objects import Objects
 from .proxy import ModelProxy
 from .query import Condition, matches, parse_conditions
 from .relations import Ref
 from .state import ObjectState
 from .tracked import plain
+from .undo import undo
 from .view import ModelView
 
 __all__ = ["DATABASE_FILE", "ModelStore"]
@@ -220,8 +223,8 @@ class ModelStore(Generic[T]):
         :raises ValidationError: (pydantic) if the model refuses the fields
         """
         obj = self._objects.adapter.create(fields)
-        state = self._objects.create(
-            self.key_of(obj), obj, replace=False, ttl=None, ctx=caller_context()
+        state = create(
+            self._objects, self.key_of(obj), obj, replace=False, ttl=None, ctx=caller_context()
         )
         return self._proxy(state)
 
@@ -242,8 +245,13 @@ class ModelStore(Generic[T]):
         if not own:
             model = self._objects.adapter.copy(model)
         chosen = self.key_of(model if key is None else key)
-        state = self._objects.create(
-            chosen, model, replace=True, ttl=_check_seconds("ttl", ttl), ctx=caller_context()
+        state = create(
+            self._objects,
+            chosen,
+            model,
+            replace=True,
+            ttl=_check_seconds("ttl", ttl),
+            ctx=caller_context(),
         )
         return self._proxy(state)
 
@@ -352,7 +360,7 @@ class ModelStore(Generic[T]):
             state = self._state_of(item)
         except TypeError:
             return False
-        return self._objects.delete(state, ctx=caller_context())
+        return delete(self._objects, state, ctx=caller_context())
 
     def __delitem__(self, item: Any) -> None:
         if not self.delete(item):
@@ -367,7 +375,7 @@ class ModelStore(Generic[T]):
         context = caller_context()
         with objects.block(context):
             for state in states:
-                objects.commit(state, context)
+                commit(objects, state, context)
 
     def commit_all(self) -> None:
         """Save every unsaved change, of every object, in one transaction."""
@@ -377,7 +385,7 @@ class ModelStore(Generic[T]):
             context = caller_context()
             with objects.block(context):
                 for state in dirty:
-                    objects.commit(state, context)
+                    commit(objects, state, context)
 
     def is_dirty(self, item: Any) -> bool:
         """True while the object has changes that are not saved."""
@@ -385,11 +393,11 @@ class ModelStore(Generic[T]):
 
     def undo(self, item: Any) -> None:
         """Undo the object's latest change (see ``ModelProxy.undo``)."""
-        self._objects.undo(self._state_of(item), ctx=caller_context())
+        undo(self._objects, self._state_of(item), ctx=caller_context())
 
     def redo(self, item: Any) -> None:
         """Redo the object's latest undone change (see ``ModelProxy.redo``)."""
-        self._objects.undo(self._state_of(item), redo=True, ctx=caller_context())
+        undo(self._objects, self._state_of(item), redo=True, ctx=caller_context())
 
     # -- the past ----------------------------------------------------------------------------
 
@@ -489,7 +497,7 @@ class ModelStore(Generic[T]):
             when = self._store.clock() + _check_seconds("seconds", seconds)  # type: ignore[operator]
         else:
             when = None
-        self._objects.set_expiry(self._state_of(item), when, caller_context())
+        set_expiry(self._objects, self._state_of(item), when, caller_context())
 
     def time_to_live(self, item: Any) -> float | None:
         """Seconds until the object expires (None: it does not; 0 once expired)."""
@@ -501,7 +509,7 @@ class ModelStore(Generic[T]):
     def purge(self) -> list[Key]:
         """Delete every expired object (tombstones, in one transaction: the purge
         is in the log like any change); return their keys."""
-        return self._objects.purge(caller_context())
+        return purge(self._objects, caller_context())
 
     # -- export and life cycle -------------------------------------------------------------------
 
