@@ -1,5 +1,6 @@
-"""Benchmarks: everstore against appendmuch 0.3.0 and raw SQLite, and on PostgreSQL
-against eventsourcing 9.5 and raw psycopg, in one run.
+"""Benchmarks: everstore against appendmuch 0.3.0 and raw SQLite, on PostgreSQL
+against eventsourcing 9.5 and raw psycopg, and its models layer against slowstore 2.2.1
+and SQLAlchemy 2's ORM (family ``models``), in one run.
 
     .venv/bin/python bench/run.py            # full sizes (what docs/benchmarks.md shows)
     .venv/bin/python bench/run.py --quick    # tiny sizes: a smoke test, numbers mean nothing
@@ -21,6 +22,11 @@ PostgreSQL: the ``pg_*`` families run against ONE throwaway server started for t
 server ``EVERSTORE_PG_CONNINFO`` names; children get its conninfo in that variable. They
 are skipped, with the reason printed, when no server can run here or eventsourcing 9.5.0
 is not installed. Their rows form a second table.
+
+Models: ``bench/run.py --only models`` runs the ``models`` family alone
+(``bench/models_workloads.py`` describes it); a library of it that is not installed (or
+everstore.models before it has a ModelStore) is skipped, with the reason printed. Its
+rows form a third table.
 
 Results go to stdout as Markdown tables and to ``bench/results/latest.json``
 (``quick.json`` for ``--quick``, so a smoke run never overwrites real numbers).
@@ -52,11 +58,12 @@ RESULTS = HERE / "results"
 
 sys.path.insert(0, str(HERE))
 
-import pg_workloads  # noqa: E402  (bench/ is not a package)
+import models_workloads  # noqa: E402  (bench/ is not a package)
+import pg_workloads  # noqa: E402
 import workloads  # noqa: E402
 
 #: every case of every family, by "family/library"
-CASES = {**workloads.CASES, **pg_workloads.CASES}
+CASES = {**workloads.CASES, **pg_workloads.CASES, **models_workloads.CASES}
 
 #: family -> libraries, in the order their repetitions alternate
 FAMILIES: dict[str, list[str]] = {
@@ -72,7 +79,12 @@ FAMILIES: dict[str, list[str]] = {
     "isolation": ["everstore"],
     **workloads.FAMILIES,
     **pg_workloads.FAMILIES,
+    **models_workloads.FAMILIES,
 }
+#: the families that need appendmuch (the first table's peer)
+APPENDMUCH_FAMILIES = [
+    name for name in FAMILIES if name not in pg_workloads.FAMILIES | models_workloads.FAMILIES
+]
 
 COLD_MAX_SAMPLES = 10
 #: seconds a child may run: a case that hangs (a peer's stuck save) fails, not the run
@@ -80,6 +92,10 @@ CHILD_TIMEOUT = {True: 60.0, False: 900.0}
 TABLE_HEADER = (
     "| # | workload | unit | everstore | appendmuch | raw sqlite | vs appendmuch | vs raw "
     "| goal | result |"
+)
+MODELS_TABLE_HEADER = (
+    "| # | workload | unit | everstore | slowstore | sqlalchemy | raw sqlite | vs slowstore "
+    "| vs sqlalchemy | vs raw | goal | result |"
 )
 PG_TABLE_HEADER = (
     "| # | workload | unit | everstore | everstore /s | eventsourcing | raw psycopg "
@@ -94,7 +110,8 @@ PG_TABLE_HEADER = (
 class Goal:
     """One stated goal. Every metric is lower-is-better, so ratios are other / everstore.
 
-    Kinds: "appendmuch" / "eventsourcing" (the peer column: peer / everstore >= x),
+    Kinds: "appendmuch" / "eventsourcing" / "slowstore" (the peer column: peer /
+    everstore >= x), "sqlalchemy" (the second peer column, likewise),
     "raw" (raw / everstore >= x), "raw_within" (everstore / raw <= x: at most x times
     the floor's time), "below" (everstore < x), "rate" (everstore, in µs per op, does
     at least x ops per second).
@@ -113,7 +130,9 @@ class Goal:
         peer = {"appendmuch": "am", "eventsourcing": "evs"}.get(self.kind, self.kind)
         return f"≥ {self.threshold:g}x {peer}"
 
-    def check(self, es: float | None, am: float | None, raw: float | None) -> str:
+    def check(
+        self, es: float | None, am: float | None, raw: float | None, peer2: float | None = None
+    ) -> str:
         if es is None:
             return "n/a"
         if self.kind == "below":
@@ -124,7 +143,7 @@ class Goal:
             if raw is None:
                 return "n/a"
             return "PASS" if es / raw <= self.threshold else "MISS"
-        other = raw if self.kind == "raw" else am
+        other = {"raw": raw, "sqlalchemy": peer2}.get(self.kind, am)
         if other is None:
             return "n/a"
         return "PASS" if other / es >= self.threshold else "MISS"
@@ -140,10 +159,11 @@ class Row:
     key: str
     label: str
     unit: str
-    es: Ref
+    es: Ref | None  # None: a row of other columns only (a floor)
     am: Ref | None = None  # the peer column: appendmuch, or eventsourcing on PostgreSQL
     raw: Ref | None = None
     goals: tuple[Goal, ...] = ()
+    peer2: Ref | None = None  # the second peer column (SQLAlchemy in the models table)
 
 
 ROWS: list[Row] = [
@@ -265,6 +285,58 @@ PG_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+SS10 = Goal("slowstore", 10.0)
+SA5 = Goal("sqlalchemy", 5.0)
+SA10 = Goal("sqlalchemy", 10.0)
+_M = "models/"
+
+MODELS_ROWS: list[Row] = [
+    Row("M1", "create {m_create} objects, one commit each (sqlalchemy: + its history row;"
+        " raw: one INSERT per commit, the floor)", "µs/object",
+        (_M + "everstore", "create_us"), (_M + "slowstore", "create_us"),
+        (_M + "raw", "commit_us"), goals=(SS10,), peer2=(_M + "sqlalchemy", "create_us")),
+    Row("M2", "one field update on each of {m_update} objects, committed (sqlalchemy: + a"
+        " history row in the same commit; raw: UPDATE + history INSERT per transaction)",
+        "µs/update", (_M + "everstore", "update_us"), (_M + "slowstore", "update_us"),
+        (_M + "raw", "update_history_us"), goals=(SS10, SA5),
+        peer2=(_M + "sqlalchemy", "update_us")),
+    Row("M3", "{m_hot_small} updates to ONE object, committed each", "s",
+        (_M + "everstore", "hot_small_s"), (_M + "slowstore", "hot_small_s"),
+        goals=(SS10,), peer2=(_M + "sqlalchemy", "hot_small_s")),
+    Row("M4", "{m_hot_large} updates to ONE object (slowstore: extrapolated as n² from"
+        " {m_slow_hot} measured)", "s", (_M + "everstore", "hot_large_s"),
+        (_M + "slowstore", "hot_large_s"), goals=(SS10, Goal("below", 2.0)),
+        peer2=(_M + "sqlalchemy", "hot_large_s")),
+    Row("M5", "linearity: time per update at {m_hot_large} / at {m_hot_small} updates",
+        "ratio", (_M + "everstore", "hot_linearity"), goals=(Goal("below", 1.5),),
+        peer2=(_M + "sqlalchemy", "hot_linearity")),
+    Row("M6", "cold open of {m_objects} objects + first object (new process; after import)",
+        "s", (_M + "everstore", "cold_open_first_s"), (_M + "slowstore", "cold_open_first_s"),
+        goals=(Goal("below", 0.010),), peer2=(_M + "sqlalchemy", "cold_open_first_s")),
+    Row("M6b", "cold open: import of the library and the model class", "s",
+        (_M + "everstore", "cold_import_s"), (_M + "slowstore", "cold_import_s"),
+        peer2=(_M + "sqlalchemy", "cold_import_s")),
+    Row("M7", "filter(pred) over {m_objects} objects, 5 % hits (sqlalchemy: the same"
+        " predicate in SQL on an unindexed column)", "ms", (_M + "everstore", "filter_ms"),
+        (_M + "slowstore", "filter_ms"), peer2=(_M + "sqlalchemy", "filter_ms")),
+    Row("M8", "indexed equality returning 1 object of {m_objects} (slowstore: filter scan;"
+        " raw: SELECT, rows as tuples)", "µs", (_M + "everstore", "eq1_us"),
+        (_M + "slowstore", "eq1_us"), (_M + "raw", "eq1_us"),
+        goals=(Goal("below", 8.0), SA10), peer2=(_M + "sqlalchemy", "eq1_us")),
+    Row("M9", "indexed equality returning {m_per_age} objects of {m_objects}", "ms",
+        (_M + "everstore", "eq_many_ms"), (_M + "slowstore", "eq_many_ms"),
+        (_M + "raw", "eq_many_ms"), goals=(SA10,), peer2=(_M + "sqlalchemy", "eq_many_ms")),
+    Row("M10", "indexed range age >= {m_range_low}: {m_in_range} objects of {m_objects}", "ms",
+        (_M + "everstore", "range_ms"), (_M + "slowstore", "range_ms"),
+        (_M + "raw", "range_ms"), peer2=(_M + "sqlalchemy", "range_ms")),
+    Row("M11", "first indexed query after opening {m_objects} objects (everstore builds its"
+        " index; slowstore loads every file)", "s", (_M + "everstore", "first_query_s"),
+        (_M + "slowstore", "first_query_s"), peer2=(_M + "sqlalchemy", "first_query_s")),
+    Row("M12", "floor: raw sqlite3, one-row INSERT, commit per write (WAL,"
+        " synchronous=NORMAL)", "µs/write", None, raw=(_M + "raw", "commit_us")),
+]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Table:
     """One results table: its header, the JSON key of its peer column, its rows."""
@@ -274,10 +346,12 @@ class Table:
     peer: str
     rows: list[Row]
     rate_column: bool = False  # "everstore /s" after the everstore column
+    peer2: str | None = None  # the JSON key of a second peer column
 
 
 SQLITE_TABLE = Table("sqlite", TABLE_HEADER, "appendmuch", ROWS)
 PG_TABLE = Table("postgresql", PG_TABLE_HEADER, "eventsourcing", PG_ROWS, rate_column=True)
+MODELS_TABLE = Table("models", MODELS_TABLE_HEADER, "slowstore", MODELS_ROWS, peer2="sqlalchemy")
 
 
 # -- running cases in child processes ----------------------------------------------------
@@ -293,6 +367,7 @@ class Options:
     only: list[str]
     rebuild: bool
     pg_conninfo: str | None = None  # the run's PostgreSQL server, for the pg_* families
+    skipped: list[str] = field(default_factory=list)  # cases that could not run, and why
 
 
 @dataclass
@@ -371,6 +446,16 @@ def run_family(family: str, opts: Options, results: dict[str, CaseResult]) -> No
     libraries = FAMILIES[family]
     if family == "cold_open":
         ensure_cold_files(opts)
+    if family in models_workloads.FAMILIES:
+        runnable = []
+        for library in libraries:
+            reason = models_workloads.unavailable_reason(library)
+            if reason is None:
+                runnable.append(library)
+            else:
+                opts.skipped.append(f"{family}/{library}: {reason}")
+                progress(f"  {family}/{library} skipped: {reason}")
+        libraries = runnable
     for rep in range(opts.reps):
         for library in libraries:
             case = f"{family}/{library}"
@@ -493,6 +578,19 @@ def print_pg_context(info: dict[str, Any], sz: pg_workloads.PgSizes, skipped: st
         print("  per-commit figures are far below what a durable server costs")
 
 
+def print_models_context(
+    info: dict[str, Any], ms: models_workloads.ModelSizes, skipped: list[str]
+) -> None:
+    print(
+        f"models: everstore.models vs slowstore {info['slowstore']} (JSON file per object)"
+        f" and SQLAlchemy {info['sqlalchemy']} ORM (SQLite, WAL, synchronous=NORMAL, a history"
+        f" row per change in its commit), pydantic {info['pydantic']}; raw sqlite3 is the"
+        f" floor; queries over {ms.objects:,} objects with {ms.ages} distinct ages"
+    )
+    for reason in skipped:
+        print(f"skipped: {reason}")
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -524,6 +622,9 @@ def machine() -> dict[str, Any]:
         "orjson": version("orjson"),
         "eventsourcing": version("eventsourcing"),
         "psycopg": version("psycopg"),
+        "slowstore": version("slowstore"),
+        "sqlalchemy": version("sqlalchemy"),
+        "pydantic": version("pydantic"),
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--", "src")),
         "loadavg_start": os.getloadavg(),
@@ -556,9 +657,21 @@ def human(n: int) -> str:
     return f"{n:,}"
 
 
-def label_names(sz: workloads.Sizes, pg: pg_workloads.PgSizes) -> dict[str, str]:
+def label_names(
+    sz: workloads.Sizes, pg: pg_workloads.PgSizes, ms: models_workloads.ModelSizes
+) -> dict[str, str]:
     """The sizes the row labels mention, as ``{writes}`` etc."""
+    low = ms.ages - 2
     return {
+        "m_create": human(ms.create),
+        "m_update": human(ms.update),
+        "m_hot_small": human(ms.hot_small),
+        "m_hot_large": human(ms.hot_large),
+        "m_slow_hot": human(ms.slow_hot),
+        "m_objects": human(ms.objects),
+        "m_per_age": human(ms.objects // ms.ages),
+        "m_range_low": str(low),
+        "m_in_range": human(sum(1 for i in range(ms.objects) if i % ms.ages >= low)),
         "writes": human(sz.writes),
         "history": human(sz.history),
         "within": human(sz.within),
@@ -589,22 +702,29 @@ def table(
             return None
         return medians.get(ref[0], {}).get(ref[1])
 
-    numbers = 6 if spec.rate_column else 5
+    numbers = 5 + spec.rate_column + 2 * (spec.peer2 is not None)
     lines = [spec.header, "|---|---|---|" + "--:|" * numbers + "---|---|"]
     rows: list[dict[str, Any]] = []
     for row in spec.rows:
         label = row.label.format(**names)
-        es, am, raw = get(row.es), get(row.am), get(row.raw)
-        if es is None and am is None and raw is None:
+        es, am, raw, p2 = get(row.es), get(row.am), get(row.raw), get(row.peer2)
+        if es is None and am is None and raw is None and p2 is None:
             continue
         goals = " ; ".join(goal.label() for goal in row.goals) or "—"
-        verdicts = [goal.check(es, am, raw) for goal in row.goals]
+        verdicts = [goal.check(es, am, raw, p2) for goal in row.goals]
         result = " ; ".join(verdicts) or "—"
         rate = f" {per_second(es)} |" if spec.rate_column else ""
-        lines.append(
-            f"| {row.key} | {label} | {row.unit} | {fmt(es)} |{rate} {fmt(am)} | {fmt(raw)} "
-            f"| {ratio(am, es)} | {ratio(raw, es)} | {goals} | {result} |"
-        )
+        if spec.peer2 is None:
+            lines.append(
+                f"| {row.key} | {label} | {row.unit} | {fmt(es)} |{rate} {fmt(am)} | {fmt(raw)} "
+                f"| {ratio(am, es)} | {ratio(raw, es)} | {goals} | {result} |"
+            )
+        else:
+            lines.append(
+                f"| {row.key} | {label} | {row.unit} | {fmt(es)} | {fmt(am)} | {fmt(p2)} "
+                f"| {fmt(raw)} | {ratio(am, es)} | {ratio(p2, es)} | {ratio(raw, es)} "
+                f"| {goals} | {result} |"
+            )
         found: dict[str, Any] = {
             "table": spec.name, "key": row.key, "label": label, "unit": row.unit,
             "everstore": es, spec.peer: am, "raw": raw,
@@ -614,6 +734,9 @@ def table(
         }  # fmt: skip
         if spec.rate_column:
             found["everstore_per_s"] = None if not es else 1e6 / es
+        if spec.peer2 is not None:
+            found[spec.peer2] = p2
+            found[f"vs_{spec.peer2}"] = None if p2 is None or not es else p2 / es
         rows.append(found)
     return "\n".join(lines), rows
 
@@ -668,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         am_version = metadata.version("appendmuch")
     except metadata.PackageNotFoundError:
         am_version = None
-    if am_version != "0.3.0" and any(name not in pg_workloads.FAMILIES for name in families):
+    if am_version != "0.3.0" and any(name in APPENDMUCH_FAMILIES for name in families):
         print(
             f"bench/run.py needs appendmuch 0.3.0 (found {am_version}); `make bench` installs it",
             file=sys.stderr,
@@ -713,9 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["git_commit_end"] = git("rev-parse", "--short", "HEAD")
     info["git_dirty_end"] = bool(git("status", "--porcelain", "--", "src"))
     medians = {case: result.median() for case, result in results.items() if result.reps}
-    names = label_names(sz, pg_sz)
+    names = label_names(sz, pg_sz, models_workloads.model_sizes(quick))
     sqlite_text, sqlite_rows = table(SQLITE_TABLE, medians, names)
     pg_text, pg_rows = table(PG_TABLE, medians, names)
+    models_text, models_rows = table(MODELS_TABLE, medians, names)
 
     print(
         f"everstore {info['everstore']} (git {info['git_commit']}"
@@ -739,11 +863,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Ratios: other / everstore time (or size); above 1x means everstore is better.")
     print()
     # With only PostgreSQL families selected, an empty SQLite table would be noise.
-    if sqlite_rows or not pg_rows:
+    if sqlite_rows or not (pg_rows or models_rows):
         print(sqlite_text)
         print()
     if pg_rows:
         print(pg_text)
+        print()
+    if models_rows or "models" in families:
+        print_models_context(info, models_workloads.model_sizes(quick), opts.skipped)
+        print(models_text)
         print()
     print(rss_table(results))
     for failure in failures:
@@ -755,6 +883,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {
             "quick": quick, "reps": opts.reps, "min_time": min_time,
             "sizes": sz.__dict__, "pg_sizes": pg_sz.__dict__, "families": families,
+            "models_sizes": models_workloads.model_sizes(quick).__dict__,
+            "skipped": opts.skipped,
             "pg_skipped": pg_skipped, "total_s": total,
         },
         "cases": {
@@ -762,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "rss_mib": result.rss_mib, "wall_s": result.wall_s}
             for case, result in results.items()
         },
-        "rows": sqlite_rows + pg_rows,
+        "rows": sqlite_rows + pg_rows + models_rows,
         "failures": failures,
     }  # fmt: skip
     opts.json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

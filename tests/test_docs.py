@@ -38,5 +38,7 @@ def test_document_code_blocks_run(
     monkeypatch.chdir(tmp_path)  # examples may create files such as game.db
     namespace: dict[str, object] = {"__name__": "__main__"}
     for number, block in enumerate(_PYTHON_BLOCK.findall(document.read_text())):
-        code = compile(block, f"{document.name}[block {number}]", "exec")
+        # dont_inherit: a block runs as a user's script would, without this module's
+        # `from __future__ import annotations` (pydantic resolves annotations itself)
+        code = compile(block, f"{document.name}[block {number}]", "exec", dont_inherit=True)
         exec(code, namespace)

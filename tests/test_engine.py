@@ -155,6 +155,43 @@ def test_fact_hook_sees_own_commits_transactions_and_other_writers(
     remove()  # removing twice is harmless
 
 
+def test_watch_loads_other_writers_new_namespaces_for_the_hook(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    mine, other = Store(make_backend()), Store(make_backend())
+    prefix = unique()
+    seen: list[tuple[tuple[str, ...], str, object, bool]] = []
+    mine.add_fact_hook(lambda f: seen.append((f.namespace.parts, f.field, f.value.data, f.loading)))
+    stop = mine.watch((prefix,))
+    other.write(other.namespace((prefix, "a")), "x", 1)
+    other.write(other.namespace((prefix, "a")), "y", 2)
+    other.write(other.namespace((prefix, "b", "deep")), "x", 3)
+    other.write(other.namespace((prefix + "z", "c")), "x", 4)  # a sibling prefix, not under
+    other.write(other.namespace((prefix,)), "x", 5)  # the prefix itself is watched too
+    mine.sync()
+    assert seen == [
+        ((prefix, "a"), "x", 1, True),
+        ((prefix, "a"), "y", 2, True),
+        ((prefix, "b", "deep"), "x", 3, True),
+        ((prefix,), "x", 5, True),
+    ]
+    seen.clear()
+    other.write(other.namespace((prefix, "a")), "x", 6)  # loaded now: an ordinary fact
+    mine.sync()
+    assert seen == [((prefix, "a"), "x", 6, False)]
+    assert mine.read(mine.namespace((prefix, "a")), "x") == 6
+    stop()
+    seen.clear()
+    other.write(other.namespace((prefix, "new")), "x", 7)
+    mine.sync()
+    assert seen == []
+    stop()  # stopping twice is harmless
+    with pytest.raises(TypeError):
+        mine.watch(prefix)
+    with pytest.raises(InvalidNameError):
+        mine.watch(("bad/part",))
+
+
 def test_fact_hook_keeps_derived_state_current(store: Store, unique: Callable[[], str]) -> None:
     """A secondary index (owner -> namespaces), as the models layer keeps one."""
     index: dict[object, set[tuple[str, ...]]] = {}
@@ -257,3 +294,67 @@ def test_engine_without_storage_layer() -> None:
     engine.write(ns, "n", 1)
     assert engine.read(ns, "n") == 1
     assert repr(engine) == "Engine(Memory())" or repr(engine).startswith("Engine(")
+
+
+def test_on_transaction_end_reports_commit_failure_and_conflict(
+    make_backend: BackendFactory,
+) -> None:
+    store = Store(make_backend())
+    other = Store(make_backend())
+    ns = store.namespace(("engine", "ends"))
+    ended: list[tuple[str, bool]] = []
+    with store.transaction():
+        store.on_transaction_end(lambda ok: ended.append(("first", ok)))
+        with store.transaction():  # a nested block: the callback waits for the outermost
+            store.on_transaction_end(lambda ok: ended.append(("second", ok)))
+            store.write(ns, "a", 1)
+        assert ended == []
+    assert ended == [("first", True), ("second", True)]
+
+    ended.clear()
+    with pytest.raises(RuntimeError, match="boom"), store.transaction():
+        store.on_transaction_end(lambda ok: ended.append(("failed", ok)))
+        store.write(ns, "a", 2)
+        raise RuntimeError("boom")
+    assert ended == [("failed", False)] and store.read(ns, "a") == 1
+
+    ended.clear()
+    with pytest.raises(everstore.ConflictError), store.transaction():
+        store.on_transaction_end(lambda ok: ended.append(("conflict", ok)))
+        seen = store.read(ns, "a")
+        other.write(other.namespace(("engine", "ends")), "a", 10)
+        store.write(ns, "a", seen + 1)
+    assert ended == [("conflict", False)]
+
+    # the callback runs once: a later transaction does not call it again
+    ended.clear()
+    with store.transaction():
+        store.write(ns, "b", 1)
+    assert ended == []
+    store.close()
+    other.close()
+
+
+def test_on_transaction_end_errors() -> None:
+    store = Store()
+    with pytest.raises(RuntimeError, match="inside a transaction"):
+        store.on_transaction_end(lambda ok: None)
+    with pytest.raises(TypeError), store.transaction():
+        store.on_transaction_end("not callable")  # type: ignore[arg-type]
+    calls: list[bool] = []
+
+    def fails(ok: bool) -> None:
+        raise ValueError("callback failed")
+
+    ns = store.namespace(("engine", "cb"))
+    with pytest.raises(ValueError, match="callback failed"), store.transaction():
+        store.on_transaction_end(fails)  # raised after the commit
+        store.on_transaction_end(calls.append)
+        store.write(ns, "a", 1)
+    assert calls == [True] and store.read(ns, "a") == 1  # committed; the others ran
+    calls.clear()
+    with pytest.raises(KeyError), store.transaction():  # the block's own error wins
+        store.on_transaction_end(fails)
+        store.on_transaction_end(calls.append)
+        raise KeyError("mine")
+    assert calls == [False]

@@ -8,6 +8,7 @@ facts. docs/engine.md documents this API for the layers built on it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import random
@@ -134,6 +135,8 @@ class Engine:
         self._namespaces: dict[tuple[str, ...], Namespace] = {}
         self._by_path: dict[str, Namespace] = {}
         self._hooks: list[FactHook] = []
+        #: namespace paths whose namespaces catch-up loads (see watch())
+        self._watched: list[str] = []
         self._closed = False
         self.backend.open()
         self._token_fn = self.backend.token_reader()
@@ -193,16 +196,64 @@ class Engine:
             ns = self._namespaces.get(parts)
             if ns is None:
                 self.check_open()
-                ns = Namespace(parts, path)
-                high, facts = self.backend.load_namespace(path)
-                for fact in facts:
-                    self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
-                    if self._hooks:
-                        self._run_hooks(ns, fact.field, True)
-                ns.loaded_upto = high
-                self._by_path[path] = ns
-                self._namespaces[parts] = ns
+                ns = self._load_locked(parts, path)
         return ns
+
+    def _load_locked(self, parts: tuple[str, ...], path: str) -> Namespace:
+        """Read one namespace's facts into a new :class:`Namespace` (hooks see them
+        with ``loading=True``) and register it."""
+        ns = Namespace(parts, path)
+        high, facts = self.backend.load_namespace(path)
+        for fact in facts:
+            self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
+            if self._hooks:
+                self._run_hooks(ns, fact.field, True)
+        ns.loaded_upto = high
+        self._by_path[path] = ns
+        self._namespaces[parts] = ns
+        return ns
+
+    def watch(self, prefix: Sequence[str]) -> Callable[[], None]:
+        """Load every namespace under ``prefix`` (or equal to it) as soon as this
+        Engine applies a fact of it when catching up with other writers; returns a
+        function that stops watching.
+
+        A fact hook sees only namespaces in the cache: without a watch, a namespace
+        that another process creates stays unloaded here, and its facts never reach
+        the hook. Under a watched prefix such a namespace is loaded on the catch-up
+        that brings its first fact, and the hook sees its facts with
+        ``loading=True``. A secondary index calls this before it lists the
+        namespaces it covers. Watching the same prefix twice needs two stops.
+
+        >>> store = Engine()
+        >>> stop = store.watch(("users",))
+        >>> stop()
+
+        :raises TypeError: if ``prefix`` is a str rather than a tuple of parts
+        :raises InvalidNameError: if ``prefix`` is not a valid namespace
+        """
+        if isinstance(prefix, str):
+            raise TypeError(
+                f"watch() takes the prefix as a tuple of parts, like ({prefix!r},), "
+                f"not the str {prefix!r}"
+            )
+        path = namespace_path(tuple(prefix))
+        with self._lock:
+            self._watched.append(path)
+
+        def stop() -> None:
+            with self._lock:
+                if path in self._watched:
+                    self._watched.remove(path)
+
+        return stop
+
+    def _watches(self, path: str) -> bool:
+        """True if namespace ``path`` is equal to or under a watched prefix."""
+        for prefix in self._watched:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return True
+        return False
 
     def namespaces(
         self, prefix: Sequence[str] = (), *, seq: int | None = None
@@ -431,10 +482,57 @@ class Engine:
         try:
             if not failed:
                 self._commit_transaction(txn, context or caller_context())
-        finally:
+        except BaseException:
             if txn.loans:
                 self._end_loans(txn)
             txn.release()
+            if txn.end_callbacks:
+                with contextlib.suppress(Exception):  # the commit's error is the one to see
+                    _run_end_callbacks(txn.end_callbacks, False)
+            raise
+        if txn.loans:
+            self._end_loans(txn)
+        txn.release()
+        if txn.end_callbacks:
+            if failed:  # the block is raising its own error: that is the one to see
+                with contextlib.suppress(Exception):
+                    _run_end_callbacks(txn.end_callbacks, False)
+            else:
+                _run_end_callbacks(txn.end_callbacks, True)
+
+    def on_transaction_end(self, callback: Callable[[bool], object]) -> None:
+        """Call ``callback(committed)`` once, when the calling thread's open transaction
+        ends at its outermost block: ``committed`` is True after its commit, False if
+        it failed or its commit raised (then nothing of it was written).
+
+        For layers that keep in-memory state derived from a transaction's writes (the
+        models layer's undo steps and per-thread working copies), which must be kept
+        after a commit and dropped after a failure. Callbacks run in the order they
+        were given, after the commit (the facts are applied and the fact hooks have
+        run) and outside the engine's lock; an exception from one is re-raised once
+        the others have run, unless the block failed or its commit raised: then that
+        error is the one raised.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> ended = []
+        >>> with store.transaction():
+        ...     store.on_transaction_end(ended.append)
+        ...     store.storage("doc").title = "a"
+        >>> ended
+        [True]
+
+        :raises TypeError: if ``callback`` is not callable
+        :raises RuntimeError: if no transaction is open in this thread
+        """
+        if not callable(callback):
+            raise TypeError(f"on_transaction_end() needs a callable, got {callback!r}")
+        txn = self._local.txn
+        if txn is None:
+            raise RuntimeError(
+                "on_transaction_end() belongs inside a transaction: none is open in this thread"
+            )
+        txn.end_callbacks.append(callback)
 
     def _commit_transaction(self, txn: Transaction, context: str) -> None:
         items = txn.items
@@ -859,9 +957,14 @@ class Engine:
         facts = self.backend.facts_since(self._applied)
         by_path = self._by_path
         hooks = self._hooks
+        watched = self._watched
         for fact in facts:
             ns = by_path.get(fact.namespace)
-            if ns is not None and fact.seq > ns.loaded_upto:
+            if ns is None and watched and self._watches(fact.namespace):
+                # Loaded whole (hooks see it loading); the rest of this batch's facts
+                # of it are then at or below its loaded_upto and skipped below.
+                ns = self._load_locked(tuple(fact.namespace.split("/")), fact.namespace)
+            elif ns is not None and fact.seq > ns.loaded_upto:
                 log = ns.fields.get(fact.field)
                 # A fact applied before an interrupt cut a batch short is not applied twice.
                 if log is None or log.last_seq() < fact.seq:
@@ -1148,6 +1251,20 @@ class Engine:
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
+
+
+def _run_end_callbacks(callbacks: list[Callable[[bool], object]], committed: bool) -> None:
+    """Run every callback; re-raise the first error after all have run."""
+    error: BaseException | None = None
+    for callback in callbacks:
+        try:
+            callback(committed)
+        except BaseException as exc:
+            if error is None:
+                error = exc
+    callbacks.clear()
+    if error is not None:
+        raise error
 
 
 def _check_isolation(isolation: object) -> None:

@@ -4,6 +4,7 @@ and exit, with savepoints for nested blocks."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -106,6 +107,8 @@ class Transaction:
         self.savepoints: list[_Savepoint] = []
         #: (namespace path, field) -> the seq the field must still be at on commit
         self.expect: dict[tuple[str, str], int] = {}
+        #: called with ``committed`` when the outermost block ends (on_transaction_end)
+        self.end_callbacks: list[Callable[[bool], object]] = []
 
     def touch(self, ns: Namespace) -> None:
         self.touched.add(ns)
