@@ -677,38 +677,35 @@ class Store:
         if txn is not None:
             txn.record(ns, field, data, context, value, hint)
             return
-        # acquire/release, not ``with``: the context-manager protocol costs as much
-        # as the lock itself on this path.
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self._closed:
-                raise StoreClosedError("this Store is closed")
-            token = self._token
-            current = self._token_fn() == token
-            seq, when = self.backend.append_one(ns.path, field, data, context, _clock())
-            if seq != self._applied + 1:
-                self._catch_up_locked()  # others wrote in between: read theirs and ours
-                return
-            log = ns.fields.get(field)
-            if hint is MISSING or log is None or log.by_value is not None:
-                self._apply(ns, seq, when, field, data, context, hint)
-            else:
-                # _apply's hot path, inlined: an immutable value to a known field.
-                log.entries.append((when, False, hint, context, seq))
-                ns.current[field] = hint
-                if field in ns.mutable:
-                    del ns.mutable[field]
-            self._applied = seq
-            if current:
-                self._settle_token(token, 1)
-        except BaseException:
-            # Ctrl-C (or any error) between the commit and the cache update: the next
-            # read re-reads the log's tail, so the view never misses a committed fact.
-            self._token = _STALE
-            raise
-        finally:
-            lock.release()
+        # ``with``, not acquire() then try: Ctrl-C can come right after acquire()
+        # returns, before the try, and would leave the lock held for ever.
+        with self._lock:
+            try:
+                if self._closed:
+                    raise StoreClosedError("this Store is closed")
+                token = self._token
+                current = self._token_fn() == token
+                seq, when = self.backend.append_one(ns.path, field, data, context, _clock())
+                if seq != self._applied + 1:
+                    self._catch_up_locked()  # others wrote in between: read theirs and ours
+                    return
+                log = ns.fields.get(field)
+                if hint is MISSING or log is None or log.by_value is not None:
+                    self._apply(ns, seq, when, field, data, context, hint)
+                else:
+                    # _apply's hot path, inlined: an immutable value to a known field.
+                    log.entries.append((when, False, hint, context, seq))
+                    ns.current[field] = hint
+                    if field in ns.mutable:
+                        del ns.mutable[field]
+                self._applied = seq
+                if current:
+                    self._settle_token(token, 1)
+            except BaseException:
+                # Ctrl-C (or any error) between the commit and the cache update: the next
+                # read re-reads the log's tail, so the view never misses a committed fact.
+                self._token = _STALE
+                raise
 
     def _settle_token(self, before: Any, count: int) -> None:
         """After our own commit of ``count`` facts, on a token that was current: keep

@@ -409,38 +409,36 @@ class Sqlite3(Backend):
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
-        # The hot path of every assignment: the lock taken directly (``with`` costs as
-        # much again) around one statement.
-        lock = self._lock
-        lock.acquire()
-        try:
-            conn = self._conn
-            cursor = self._write_cursor
-            if conn is None or cursor is None:
-                raise self._unwritable()
-            ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
-            field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
-            ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
-            # One autocommit statement: atomic, and seq and time are taken under
-            # SQLite's write lock, so they are ordered across processes.
-            cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
-            seq: int = cursor.lastrowid  # type: ignore[assignment]
-            last_seq, last_time = self._own_last
-            if seq == last_seq + 1:
-                # The row before ours is our own last one (rows are never deleted, so
-                # a new seq is always the largest plus one): the statement stored
-                # max(time, its time), computed here without RETURNING's cost.
-                time = time if time > last_time else last_time
-            else:  # another connection wrote in between: read back the time
-                time = conn.execute(
-                    f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
-                ).fetchone()[0]
-            self._own_last = (seq, time)
-            return seq, time
-        except sqlite3.Error as exc:
-            raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
-        finally:
-            lock.release()
+        # The hot path of every assignment. ``with``, not acquire() then try: Ctrl-C
+        # can come right after acquire() returns, before the try, and would leave the
+        # lock held for ever.
+        with self._lock:
+            try:
+                conn = self._conn
+                cursor = self._write_cursor
+                if conn is None or cursor is None:
+                    raise self._unwritable()
+                ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
+                field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
+                ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
+                # One autocommit statement: atomic, and seq and time are taken under
+                # SQLite's write lock, so they are ordered across processes.
+                cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
+                seq: int = cursor.lastrowid  # type: ignore[assignment]
+                last_seq, last_time = self._own_last
+                if seq == last_seq + 1:
+                    # The row before ours is our own last one (rows are never deleted, so
+                    # a new seq is always the largest plus one): the statement stored
+                    # max(time, its time), computed here without RETURNING's cost.
+                    time = time if time > last_time else last_time
+                else:  # another connection wrote in between: read back the time
+                    time = conn.execute(
+                        f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
+                    ).fetchone()[0]
+                self._own_last = (seq, time)
+                return seq, time
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
     def _append_many(
         self, conn: sqlite3.Connection, writes: Sequence[Write], expect: Sequence[Expectation]
