@@ -96,11 +96,14 @@ class FieldLog:
         self.by_value: dict[Any, list[int]] | None = None
 
     def index(self, entry: Entry, position: int) -> None:
-        """Keep the value index (once built) current for a new entry."""
+        """Keep the value index (once built) current for a new entry. Idempotent: the
+        entry is indexed before it is appended, so an interrupt cannot leave it out."""
         data = entry[_DATA]
         if self.by_value is not None and not entry[_UNAVAILABLE] and type(data) is not Raw:
             with contextlib.suppress(TypeError):  # unhashable values are searched by scan
-                self.by_value.setdefault(data, []).append(position)
+                positions = self.by_value.setdefault(data, [])
+                if not positions or positions[-1] != position:
+                    positions.append(position)
 
     def positions_of(self, wanted: Any) -> list[int] | None:
         """Positions whose value equals ``wanted``, or None if it cannot be indexed."""
@@ -491,7 +494,9 @@ class Store:
         return txn
 
     def _end(self, failed: bool, frame: Any) -> None:
-        txn = self._current_txn()
+        # Not _current_txn(): a Ctrl-C as that call starts would leave the thread's
+        # transaction open for ever, swallowing every later write of the thread.
+        txn = self._local.txn
         assert txn is not None
         txn.depth -= 1
         if txn.depth:
@@ -783,9 +788,26 @@ class Store:
                     self._apply(
                         ns, fact.seq, fact.time, fact.field, fact.data, fact.context, MISSING
                     )
+                else:
+                    # Its entry is in place, its value may not be: an interrupt came in
+                    # between (see _apply).
+                    self._refresh_value(ns, fact.field, log)
             # Advanced fact by fact, after the fact: an interrupt loses nothing.
             if fact.seq > self._applied:
                 self._applied = fact.seq
+
+    def _refresh_value(self, ns: Namespace, field: str, log: FieldLog) -> None:
+        """Set the cached value of ``field`` from its latest entry."""
+        latest = log.entries[-1]
+        if latest[_UNAVAILABLE]:
+            ns.current.pop(field, None)
+            ns.mutable.pop(field, None)
+        elif type(latest[_DATA]) is Raw:
+            ns.mutable[field] = self.value_at(log, len(log.entries) - 1)
+            ns.current.pop(field, None)
+        else:
+            ns.current[field] = latest[_DATA]
+            ns.mutable.pop(field, None)
 
     def _apply(
         self,
@@ -808,18 +830,24 @@ class Store:
             ns.current[field] = hint
             if field in ns.mutable:
                 del ns.mutable[field]
-            log.entries.append(entry)
             if log.by_value is not None:
-                log.index(entry, len(log.entries) - 1)
+                log.index(entry, len(log.entries))
+            log.entries.append(entry)
             return
         if data is None:
             entry = (when, True, None, context, seq)
             ns.current.pop(field, None)
             ns.mutable.pop(field, None)
         elif self.codec.is_delta(data):
+            # The entry first, then the value changed in place: after an interrupt,
+            # catch-up applies a fact with no entry again, and rebuilds the value of
+            # one whose entry is in place (see _apply_facts), never applies it twice.
             entry = (when, False, Raw(data), context, seq)
+            log.raw_count += 1
+            log.entries.append(entry)
             ns.mutable[field] = self._apply_delta(ns, log, field, data)
             ns.current.pop(field, None)
+            return
         else:
             value = self.codec.decode(data)
             if self.codec.is_mutable(value):
@@ -830,11 +858,13 @@ class Store:
                 entry = (when, False, value, context, seq)
                 ns.current[field] = value
                 ns.mutable.pop(field, None)
-        log.entries.append(entry)
+        # Counted first: an interrupt must not leave an encoded entry uncounted (its
+        # history would show it undecoded); one counted twice costs only speed.
         if type(entry[_DATA]) is Raw:
             log.raw_count += 1
         if log.by_value is not None:
-            log.index(entry, len(log.entries) - 1)
+            log.index(entry, len(log.entries))
+        log.entries.append(entry)
 
     # A delta applies to the field's *previous* value when that value is a container
     # of the delta's type, and only otherwise to the value at the seq it was made
