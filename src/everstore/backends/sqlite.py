@@ -303,8 +303,9 @@ class Sqlite3(Backend):
         """Create or migrate the schema in one transaction. BEGIN IMMEDIATE takes the
         write lock first, so of two processes opening at once, the second finds the
         work done."""
-        conn.execute("BEGIN IMMEDIATE")
+        # BEGIN inside the try: a Ctrl-C right after it must not leave it open.
         try:
+            conn.execute("BEGIN IMMEDIATE")
             version = schema.inspect(conn, self.prefix, self.path)
             self._check_version(version)
             if version is None:
@@ -443,8 +444,10 @@ class Sqlite3(Backend):
     def _append_many(
         self, conn: sqlite3.Connection, writes: Sequence[Write], expect: Sequence[Expectation]
     ) -> list[tuple[int, float]]:
-        conn.execute("BEGIN IMMEDIATE")
+        # BEGIN inside the try: a Ctrl-C right after it would leave the connection in
+        # a transaction, and every later write would fail.
         try:
+            conn.execute("BEGIN IMMEDIATE")
             for namespace, field, expected in expect:
                 actual = self._latest_seq(conn, namespace, field)
                 if actual != expected:
@@ -492,8 +495,8 @@ class Sqlite3(Backend):
             if self._write_cursor is None:
                 raise self._unwritable()
             rows = [(bytes(digest), bytes(data)) for digest, data in blobs]
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")  # inside the try: see _append_many
                 conn.executemany(self._insert_blob, rows)
                 conn.execute("COMMIT")
             except BaseException:
@@ -549,8 +552,8 @@ class Sqlite3(Backend):
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._using() as conn:
-            conn.execute("BEGIN")
             try:
+                conn.execute("BEGIN")  # inside the try: see _append_many
                 high = self._last_seq(conn)
                 ns = self._namespaces.lookup(conn, namespace)
                 rows = (
@@ -564,7 +567,8 @@ class Sqlite3(Backend):
                 )
                 facts = self._facts(conn, rows, namespace)
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
             return high, facts
 
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
