@@ -11,11 +11,22 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from everstore import Backend, Memory, Sqlite3, Store
-from pg_server import PgServer, drop_schema, fresh_schema, start_server, unavailable_reason
+from pg_server import (
+    Location,
+    PgServer,
+    drop_schema,
+    fresh_schema,
+    start_server,
+    unavailable_reason,
+)
+
+if TYPE_CHECKING:
+    from everstore.backends.postgresql import PostgreSQL
 
 BackendFactory = Callable[[], Backend]
 
@@ -81,6 +92,31 @@ def pg_schema(pg_server: PgServer) -> Iterator[tuple[str, str]]:
     schema = fresh_schema()
     yield pg_server.conninfo, schema
     drop_schema(pg_server.conninfo, schema)
+
+
+@pytest.fixture
+def location(pg_schema: Location) -> Location:
+    """PostgreSQL: ``(conninfo, schema)`` of a fresh schema (as ``pg_schema``)."""
+    return pg_schema
+
+
+@pytest.fixture
+def opened(location: Location) -> Iterator[Callable[..., PostgreSQL]]:
+    """PostgreSQL: make backends on the test's schema (``schema=`` may name another);
+    every one is closed after the test."""
+    from everstore.backends.postgresql import PostgreSQL
+
+    made: list[PostgreSQL] = []
+
+    def make(**options: Any) -> PostgreSQL:
+        options.setdefault("schema", location[1])
+        backend = PostgreSQL(location[0], **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
 
 
 @pytest.fixture

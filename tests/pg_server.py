@@ -27,19 +27,25 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "EVERSTORE_PG_CONNINFO"
 _OS_USER = "postgres"
 
 __all__ = [
     "ENV_VAR",
+    "Location",
     "PgServer",
     "drop_schema",
     "find_bin_dir",
     "fresh_schema",
+    "raw_connection",
     "start_server",
     "unavailable_reason",
 ]
+
+#: ``(conninfo, schema)``: where one test's tables live
+Location = tuple[str, str]
 
 
 def find_bin_dir() -> Path | None:
@@ -224,12 +230,18 @@ def fresh_schema() -> str:
     return f"t_{uuid.uuid4().hex[:16]}"
 
 
+def raw_connection(conninfo: str) -> Any:
+    """A plain autocommit psycopg connection, outside everstore."""
+    import psycopg
+
+    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+
 def drop_schema(conninfo: str, schema: str) -> None:
     """Remove a test's schema and everything in it (the server outlives the test)."""
-    import psycopg
     from psycopg import sql
 
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+    with raw_connection(conninfo) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 

@@ -15,10 +15,12 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deep_values import Box, box_codec, unwrap
 from everstore import Codec, DecodeError, Store, UnsupportedValueError
 
 CODEC = Codec()
@@ -29,24 +31,6 @@ DEPTH = Codec.MAX_DEPTH
 def backend_kind(request: pytest.FixtureRequest) -> str:
     """The ``store`` fixture of conftest, on Memory and SQLite."""
     return str(request.param)
-
-
-class Box:
-    """A registered type: it counts as one level, as a container does."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is Box and other.inner == self.inner
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def box_codec() -> Codec:
-    codec = Codec()
-    codec.register(Box, "box", lambda box: box.inner, Box)
-    return codec
 
 
 # Each wraps a value in one more level; the leaf is what the innermost level holds.
@@ -78,18 +62,6 @@ def mixed(levels: int, leaf: Any = 1) -> Any:
     value = leaf
     for level in range(levels):
         value = WRAPPERS[order[level % len(order)]](value)
-    return value
-
-
-def unwrap(value: Any, levels: int) -> Any:
-    """What ``levels`` containers (as made above) hold, walked without recursion."""
-    for _ in range(levels):
-        if type(value) is dict:
-            (value,) = value.values()
-        elif type(value) is Box:
-            value = value.inner
-        else:
-            (value,) = value
     return value
 
 
@@ -166,6 +138,7 @@ def run_python(code: str, stdin: bytes = b"") -> str:
     """Run ``code`` in a fresh interpreter (default limits); return its stdout."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=Path(__file__).resolve().parent,  # "-c" code imports from here: deep_values
         input=stdin,
         capture_output=True,
         check=False,
@@ -179,30 +152,15 @@ def run_python(code: str, stdin: bytes = b"") -> str:
 # default limit of 1000), and prints the innermost leaf of each value.
 DECODE_WITH_STACK_IN_USE = """
     import sys, threading
-    from everstore import Codec
+    from deep_values import box_codec, unwrap
 
-    class Box:
-        def __init__(self, inner):
-            self.inner = inner
-
-    codec = Codec()
-    codec.register(Box, "box", lambda box: box.inner, Box)
+    codec = box_codec()
     assert sys.getrecursionlimit() == 1000 and sys.get_int_max_str_digits() == 4300
-
-    def innermost(value):
-        while type(value) in (list, tuple, dict, set, frozenset, Box):
-            if type(value) is dict:
-                (value,) = value.values()
-            elif type(value) is Box:
-                value = value.inner
-            else:
-                (value,) = value
-        return value
 
     def decode_from_deep_in_the_stack(data, frames):
         if frames:
             return decode_from_deep_in_the_stack(data, frames - 1)
-        return innermost(codec.decode(data))
+        return unwrap(codec.decode(data))
 
     results = []
     for line in sys.stdin.read().split():

@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import itertools
 import math
+import pickle
 import random
 import uuid
 from collections.abc import Callable
@@ -469,6 +470,26 @@ def test_namespaces_and_fields_are_listed(store: Store) -> None:
     assert p.__fields__() == ["b", "a"]
     assert list(p) == ["b", "a"] and len(p) == 2 and "a" in p and "x" not in p
     assert set(p.__history__()) == {"x", "b", "a"}
+
+
+def test_namespaces_refuses_a_str_prefix(store: Store) -> None:
+    # A str is a sequence of one-letter parts: ("g", "a", "m", "e") would list nothing
+    # instead of saying what is wrong.
+    store.storage("game", "p1").x = 1
+    with pytest.raises(TypeError, match=r"\('game',\)"):
+        store.namespaces("game")
+    assert store.namespaces(("game",)) == [("game", "p1")]
+
+
+def test_a_store_cannot_be_pickled(store: Store) -> None:
+    store.storage("doc").x = 1
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        with pytest.raises(TypeError, match="a Store cannot be pickled"):
+            pickle.dumps(store, protocol)
+    with pytest.raises(TypeError, match="a Store cannot be pickled"):
+        copy.copy(store)
+    store.storage("doc").y = 2  # still usable
+    assert store.storage("doc").x == 1
 
 
 def test_as_of_reads_the_whole_store_at_a_seq_and_a_time(store: Store) -> None:

@@ -11,6 +11,7 @@ import pytest
 import everstore
 from everstore import Memory, Sqlite3, Store
 from everstore.log import Write
+from two_stores import assert_reader_sees_each_commit
 
 
 def _written_and_reread(target: str | os.PathLike[str]) -> Store:
@@ -112,13 +113,7 @@ def test_private_databases_keep_a_constant_token() -> None:
 
 def test_a_shared_memory_uri_sees_the_other_connections_writes() -> None:
     uri = "file:everstore-test-shared?mode=memory&cache=shared"
-    first, second = Store(Sqlite3(uri)), Store(Sqlite3(uri))
-    first.storage("doc").title = "one"
-    assert second.storage("doc").title == "one"
-    first.storage("doc").title = "two"
-    assert second.storage("doc").title == "two"
-    first.close()
-    second.close()
+    assert_reader_sees_each_commit(Store(Sqlite3(uri)), Store(Sqlite3(uri)), ["one", "two"])
 
 
 def test_token_after_commit_proves_only_a_lone_commit(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import textwrap
 import threading
 import time
 import timeit
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,44 +27,15 @@ import pytest
 from everstore import BackendError, SchemaError, Store, StoreClosedError
 from everstore.backends.base import SCHEMA_VERSION
 from everstore.log import Write
-from pg_server import PgServer, drop_schema, fresh_schema
+from pg_server import Location, PgServer, drop_schema, fresh_schema, raw_connection
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed")
 
 from everstore.backends.postgresql import PostgreSQL  # noqa: E402
 
-Location = tuple[str, str]
-
-
-@pytest.fixture
-def location(pg_schema: tuple[str, str]) -> Location:
-    """``(conninfo, schema)`` of a fresh schema."""
-    return pg_schema
-
-
-@pytest.fixture
-def opened(location: Location) -> Iterator[Callable[..., PostgreSQL]]:
-    """Make backends on the test's schema; every one is closed after the test."""
-    made: list[PostgreSQL] = []
-
-    def make(**options: Any) -> PostgreSQL:
-        options.setdefault("schema", location[1])
-        backend = PostgreSQL(location[0], **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-
-
-def raw(conninfo: str) -> Any:
-    """A plain autocommit connection, outside everstore."""
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
-
 
 def count_rows(conninfo: str, backend: PostgreSQL, table: str) -> int:
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         return int(conn.execute(f"SELECT count(*) FROM {backend.table(table)}").fetchone()[0])
 
 
@@ -77,7 +48,7 @@ def test_schema_is_created_with_a_version_and_reopened(
     backend = opened()
     with Store(backend) as store:
         store.storage("doc").title = "hello"
-    with raw(location[0]) as conn:
+    with raw_connection(location[0]) as conn:
         version = conn.execute(
             f"SELECT value FROM {backend.table('meta')} WHERE key = 'schema_version'"
         ).fetchone()
@@ -92,7 +63,7 @@ def test_a_newer_schema_version_is_refused_and_nothing_is_dropped(
     first = opened()
     with Store(first) as store:
         store.storage("doc").title = "kept"
-    with raw(location[0]) as conn:
+    with raw_connection(location[0]) as conn:
         conn.execute(f"UPDATE {first.table('meta')} SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(SchemaError) as caught:
         Store(opened())
@@ -102,7 +73,7 @@ def test_a_newer_schema_version_is_refused_and_nothing_is_dropped(
 
 def test_foreign_tables_with_our_names_are_refused(location: Location) -> None:
     conninfo, schema = location
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'CREATE TABLE "{schema}".everstore_log (id int)')
         conn.execute(f'INSERT INTO "{schema}".everstore_log VALUES (7)')
@@ -111,7 +82,7 @@ def test_foreign_tables_with_our_names_are_refused(location: Location) -> None:
         backend.open()
     assert "everstore_log" in str(caught.value) and "not created by everstore" in str(caught.value)
     backend.close()
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         assert conn.execute(f'SELECT id FROM "{schema}".everstore_log').fetchall() == [(7,)]
         tables = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)
@@ -121,7 +92,7 @@ def test_foreign_tables_with_our_names_are_refused(location: Location) -> None:
 
 def test_a_foreign_meta_table_is_refused(location: Location) -> None:
     conninfo, schema = location
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'CREATE TABLE "{schema}".everstore_meta (something int)')
     backend = PostgreSQL(conninfo, schema=schema)
@@ -183,7 +154,10 @@ def test_update_delete_truncate_are_refused(
     with Store(backend) as store:
         store.storage("doc").title = "original"
     names = {t: backend.table(t) for t in ("log", "namespaces", "fields", "contexts", "counter")}
-    with raw(location[0]) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+    with (
+        raw_connection(location[0]) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege) as caught,
+    ):
         conn.execute(statement.format(**names))
     assert "append-only" in str(caught.value) or "backwards" in str(caught.value)
     with Store(opened()) as store:
@@ -205,7 +179,7 @@ def test_schema_and_prefix_keep_stores_apart(pg_server: PgServer) -> None:
             store_b.storage("doc").v = "b"
             assert store_a.storage("doc").v == "a" and store_b.storage("doc").v == "b"
             assert a.channel != b.channel
-        with raw(conninfo) as conn:
+        with raw_connection(conninfo) as conn:
             tables = {
                 row[0]
                 for row in conn.execute(
@@ -226,7 +200,7 @@ def test_default_schema_is_the_current_one(pg_server: PgServer) -> None:
             store.storage("doc").v = 1
         assert backend.table("log") == f'"public"."{prefix}_log"'
     finally:
-        with raw(conninfo) as conn:
+        with raw_connection(conninfo) as conn:
             for suffix in ("meta", "log", "namespaces", "fields", "contexts", "counter"):
                 conn.execute(f'DROP TABLE IF EXISTS public."{prefix}_{suffix}" CASCADE')
             for function in ("append", "seq_at_time", "refuse", "no_rewind"):
@@ -321,7 +295,7 @@ def test_a_batch_failing_on_the_server_leaves_nothing(
     store.storage("doc").before = 1
     # A trigger that fails the second row of any batch holding b'bad', as a full disk
     # or a constraint would, after the first row was inserted.
-    with raw(location[0]) as conn:
+    with raw_connection(location[0]) as conn:
         conn.execute(
             f"""CREATE FUNCTION "{location[1]}".fail_bad() RETURNS trigger LANGUAGE plpgsql
             AS $$ BEGIN IF NEW.data = 'bad'::bytea THEN RAISE EXCEPTION 'bad row'; END IF;
@@ -391,7 +365,7 @@ def _kill_mid_commit(backend: PostgreSQL, location: Location, batch: list[Write]
         except BaseException as exc:
             outcome.append(exc)
 
-    with raw(conninfo) as blocker, raw(conninfo) as killer:
+    with raw_connection(conninfo) as blocker, raw_connection(conninfo) as killer:
         blocker.execute("BEGIN")
         blocker.execute(f"SELECT * FROM {backend.table('counter')} FOR UPDATE")
         thread = threading.Thread(target=append)
@@ -428,7 +402,7 @@ def test_a_connection_killed_mid_commit_leaves_nothing(
         assert read_token() != before
         assert count_rows(conninfo, backend, "log") == 1
         assert backend.last_seq() == 1
-        with raw(conninfo) as conn:
+        with raw_connection(conninfo) as conn:
             assert conn.execute(
                 f"SELECT count(*) FROM {backend.table('namespaces')} WHERE name LIKE 'new%%'"
             ).fetchone() == (0,)
@@ -472,7 +446,7 @@ def test_ctrl_c_interrupts_a_write_stuck_behind_the_commit_step(
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline().strip() == "ready"
-        with raw(conninfo) as blocker, raw(conninfo) as watcher:
+        with raw_connection(conninfo) as blocker, raw_connection(conninfo) as watcher:
             blocker.execute("BEGIN")
             blocker.execute(f"SELECT * FROM {backend.table('counter')} FOR UPDATE")
             child.stdin.write("go\n")

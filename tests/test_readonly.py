@@ -17,6 +17,7 @@ import pytest
 
 import everstore
 from everstore import BackendError, ReadOnlyError, SchemaError, Sqlite3, Store
+from two_stores import assert_reader_sees_each_commit
 
 DATA = Path(__file__).resolve().parent / "data"
 DIGEST = hashlib.sha256(b"blob").digest()
@@ -67,10 +68,7 @@ def test_readonly_sees_another_writers_commits(tmp_path: Path) -> None:
     writer = everstore.open(path)
     reader = everstore.open(path, readonly=True)
     assert reader.storage("doc").title == "first"
-    writer.storage("doc").title = "second"
-    assert reader.storage("doc").title == "second"
-    writer.close()
-    reader.close()
+    assert_reader_sees_each_commit(writer, reader, ["second", "third"])
 
 
 def test_readonly_never_creates_or_migrates(tmp_path: Path) -> None:

@@ -10,22 +10,21 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from everstore import SchemaError, Store, StoreClosedError
 from everstore.backends.base import SCHEMA_VERSION
+from pg_server import Location, raw_connection
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed")
 
 from everstore.backends.postgresql import PostgreSQL  # noqa: E402
 
 DUMP = Path(__file__).resolve().parent / "data" / "pg-schema-0.1.0.sql"
-Location = tuple[str, str]
 
 #: the log of the 0.1.0 store: (seq, time, namespace, field, context line, data as hex)
 V1_LOG = [
@@ -48,17 +47,12 @@ def load_v1(conninfo: str, schema: str) -> None:
     """Load the 0.1.0 dump into ``schema`` (which must not exist), as psql would."""
     lines = [line for line in DUMP.read_text().splitlines() if not line.startswith("\\")]
     script = re.sub(r"\bv1\b", schema, "\n".join(lines))
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         conn.execute(script)
 
 
-def raw(conninfo: str) -> Any:
-    """A plain autocommit connection, outside everstore."""
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
-
-
 def meta_version(conninfo: str, schema: str) -> str:
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         row = conn.execute(
             f"SELECT value FROM \"{schema}\".everstore_meta WHERE key = 'schema_version'"
         ).fetchone()
@@ -66,29 +60,9 @@ def meta_version(conninfo: str, schema: str) -> str:
 
 
 def has_blob_table(conninfo: str, schema: str) -> bool:
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".everstore_blobs',))
         return found.fetchone()[0] is not None
-
-
-@pytest.fixture
-def location(pg_schema: tuple[str, str]) -> Location:
-    return pg_schema
-
-
-@pytest.fixture
-def opened(location: Location) -> Iterator[Callable[..., PostgreSQL]]:
-    """Make backends on the test's schema; every one is closed after the test."""
-    made: list[PostgreSQL] = []
-
-    def make(**options: Any) -> PostgreSQL:
-        backend = PostgreSQL(location[0], schema=location[1], **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 @pytest.fixture
@@ -218,7 +192,7 @@ def test_migrate_false_refuses_an_old_schema_and_leaves_it(
     assert "migrate=True" in message
     assert meta_version(*v1_location) == "1"
     assert not has_blob_table(*v1_location)
-    with raw(v1_location[0]) as conn:
+    with raw_connection(v1_location[0]) as conn:
         count = conn.execute(f'SELECT count(*) FROM "{v1_location[1]}".everstore_log')
         assert count.fetchone()[0] == 12
 
@@ -257,7 +231,7 @@ def test_opening_twice_migrates_once(
     again.open()  # a migrated schema is just opened
     assert meta_version(*v1_location) == "2"
     assert backends[0].last_seq() == 12
-    with raw(v1_location[0]) as conn:
+    with raw_connection(v1_location[0]) as conn:
         triggers = conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s)",
             (f'"{v1_location[1]}".everstore_blobs',),
@@ -269,7 +243,7 @@ def test_a_foreign_blob_table_stops_the_migration_and_changes_nothing(
     v1_location: Location, opened: Callable[..., PostgreSQL]
 ) -> None:
     conninfo, schema = v1_location
-    with raw(conninfo) as conn:
+    with raw_connection(conninfo) as conn:
         conn.execute(f'CREATE TABLE "{schema}".everstore_blobs (x int)')
     with pytest.raises(SchemaError, match="choose another prefix or schema"):
         opened().open()
@@ -303,7 +277,7 @@ def test_putting_a_blob_again_changes_nothing(
     backend.put_blobs([(digest, data), (digest, data)])  # again, and twice in one batch
     backend.put_blobs([])
     assert backend.get_blob(digest) == data
-    with raw(location[0]) as conn:
+    with raw_connection(location[0]) as conn:
         count = conn.execute(f"SELECT count(*) FROM {backend.table('blobs')}").fetchone()[0]
     assert count == 1
 
@@ -326,7 +300,7 @@ def test_a_digest_of_the_wrong_length_is_refused(
     with pytest.raises(ValueError, match=f"got {length} bytes"):
         backend.get_blob(b"d" * length)
     assert backend.get_blob(good[0]) is None  # the batch wrote nothing
-    with raw(location[0]) as conn, pytest.raises(psycopg.errors.CheckViolation):
+    with raw_connection(location[0]) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(f"INSERT INTO {backend.table('blobs')} VALUES (%s, %s)", (b"d" * length, b"x"))
 
 
@@ -354,7 +328,10 @@ def test_the_database_refuses_to_rewrite_blobs(
     digest, data = blob("kept")
     backend.put_blobs([(digest, data)])
     table = backend.table("blobs")
-    with raw(location[0]) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+    with (
+        raw_connection(location[0]) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege) as caught,
+    ):
         conn.execute(statement.format(t=table))
     assert "append-only" in str(caught.value)
     assert backend.get_blob(digest) == data

@@ -185,13 +185,15 @@ class Storage:
     # -- with: a transaction --------------------------------------------------------
 
     def __enter__(self) -> Storage:
-        self.__store__.begin()
+        _store_of(self).begin()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.__store__.end(kind is not None, frame_context(sys._getframe(1)))
+        # The slot read directly, not through __getattribute__ (which syncs): nothing
+        # that an interrupt could cut may run before the transaction is ended.
+        _store_of(self).end(kind is not None, sys._getframe(1))
 
     # -- identity -------------------------------------------------------------------
 

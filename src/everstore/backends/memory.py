@@ -116,9 +116,9 @@ class Memory(Backend):
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
-        lock = self._lock
-        lock.acquire()  # not ``with``: the protocol costs as much as the lock here
-        try:
+        # ``with``, not acquire() then try: Ctrl-C can come right after acquire()
+        # returns, before the try, and would leave the lock held for ever.
+        with self._lock:
             facts = self._facts
             seq = len(facts) + 1
             if facts and facts[-1][1] > time:
@@ -127,8 +127,6 @@ class Memory(Backend):
             if self._waiting:
                 self._changed.notify_all()
             return seq, time
-        finally:
-            lock.release()
 
     def _index(self) -> None:
         """Bring the namespace index up to the end of the log (under the lock).

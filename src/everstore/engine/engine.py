@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 
 from ..backends.base import Backend, Expectation, conflict
@@ -31,9 +31,9 @@ from ..errors import (
     UnsupportedValueError,
 )
 from ..log import Fact, Value, Write
-from .contexts import caller_context
+from .contexts import caller_context, frame_context
 from .feed import Change, Subscription, check_follow_arguments, facts_after
-from .fieldlog import MISSING, SEQ, TOMBSTONE, UNAVAILABLE, Entry, FieldLog, Raw, as_value
+from .fieldlog import DATA, MISSING, SEQ, TOMBSTONE, UNAVAILABLE, Entry, FieldLog, Raw, as_value
 from .history import History
 from .names import check_field, describe_field, namespace_path
 from .namespace import Namespace
@@ -456,11 +456,13 @@ class Engine:
         txn.depth += 1
         return txn
 
-    def end(self, failed: bool, context: str | None = None) -> None:
+    def end(self, failed: bool, context: str | FrameType | None = None) -> None:
         """Leave one level of the calling thread's transaction: an inner level that
         ``failed`` undoes its own writes; the outermost commits everything (or, if it
-        ``failed``, nothing). ``context`` is recorded for changed mutable values
-        (default: the caller's code location).
+        ``failed``, nothing). ``context`` is recorded for changed mutable values: a
+        code location, or the frame to take it from (a ``__exit__`` passes its
+        caller's: it is read only after the transaction is closed, so that an
+        interrupt cannot leave it open); default: the caller's code location.
 
         :raises RuntimeError: if no transaction is open in this thread
         :raises ConflictError: if a value read (in a serializable transaction) or an
@@ -481,7 +483,11 @@ class Engine:
             self.open_transactions -= 1
         try:
             if not failed:
-                self._commit_transaction(txn, context or caller_context())
+                if context is None:
+                    context = caller_context()
+                elif not isinstance(context, str):
+                    context = frame_context(context)
+                self._commit_transaction(txn, context)
         except BaseException:
             if txn.loans:
                 self._end_loans(txn)
@@ -811,42 +817,39 @@ class Engine:
         if txn is not None:
             txn.record(ns, field, data, context, value, hint)
             return
-        # acquire/release, not ``with``: the context-manager protocol costs as much
-        # as the lock itself on this path.
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self._closed:
-                raise StoreClosedError("this Store is closed")
-            token = self._token
-            current = self._token_fn() == token
-            seq, when = self.backend.append_one(ns.path, field, data, context, self.clock())
-            if seq != self._applied + 1:
-                self._catch_up_locked()  # others wrote in between: read theirs and ours
-                return
-            log = ns.fields.get(field)
-            if hint is MISSING or log is None or log.by_value is not None or self._hooks:
-                self._apply(ns, seq, when, field, data, context, hint)
-                self._applied = seq
-                if self._hooks:
-                    self._run_hooks(ns, field, False)
-            else:
-                # _apply's hot path, inlined: an immutable value to a known field. The
-                # value before the entry, as in _apply (see _read_tracked).
-                ns.current[field] = hint
-                if field in ns.mutable:
-                    del ns.mutable[field]
-                log.entries.append((when, False, hint, context, seq))
-                self._applied = seq
-            if current:
-                self._settle_token(token, 1)
-        except BaseException:
-            # Ctrl-C (or any error) between the commit and the cache update: the next
-            # read re-reads the log's tail, so the view never misses a committed fact.
-            self._token = _STALE
-            raise
-        finally:
-            lock.release()
+        # ``with``, not acquire() then try: Ctrl-C can come right after acquire()
+        # returns, before the try, and would leave the lock held for ever.
+        with self._lock:
+            try:
+                if self._closed:
+                    raise StoreClosedError("this Store is closed")
+                token = self._token
+                current = self._token_fn() == token
+                seq, when = self.backend.append_one(ns.path, field, data, context, self.clock())
+                if seq != self._applied + 1:
+                    self._catch_up_locked()  # others wrote in between: read theirs and ours
+                    return
+                log = ns.fields.get(field)
+                if hint is MISSING or log is None or log.by_value is not None or self._hooks:
+                    self._apply(ns, seq, when, field, data, context, hint)
+                    self._applied = seq
+                    if self._hooks:
+                        self._run_hooks(ns, field, False)
+                else:
+                    # _apply's hot path, inlined: an immutable value to a known field. The
+                    # value before the entry, as in _apply (see _read_tracked).
+                    ns.current[field] = hint
+                    if field in ns.mutable:
+                        del ns.mutable[field]
+                    log.entries.append((when, False, hint, context, seq))
+                    self._applied = seq
+                if current:
+                    self._settle_token(token, 1)
+            except BaseException:
+                # Ctrl-C (or any error) between the commit and the cache update: the next
+                # read re-reads the log's tail, so the view never misses a committed fact.
+                self._token = _STALE
+                raise
 
     def _writes_back(self, ns: Namespace, field: str, value: Any) -> bool:
         """True if ``value`` is the value lent to this thread's transaction for this
@@ -971,10 +974,26 @@ class Engine:
                     self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
                     if hooks:
                         self._run_hooks(ns, fact.field, False)
+                elif log.last_seq() == fact.seq:
+                    # Its entry is in place, its value may not be: an interrupt came in
+                    # between (see _apply).
+                    self._refresh_value(ns, fact.field, log)
             # Advanced fact by fact, after the fact: an interrupt loses nothing.
             if fact.seq > self._applied:
                 self._applied = fact.seq
         self._token = token
+
+    def _refresh_value(self, ns: Namespace, field: str, log: FieldLog) -> None:
+        """Set the cached value of ``field`` from its latest entry."""
+        latest = log.entries[-1]
+        self._drop_mutable(ns, field)
+        if latest[UNAVAILABLE]:
+            ns.current.pop(field, None)
+        elif type(latest[DATA]) is Raw:
+            ns.mutable[field] = log.value_at(self.codec, len(log.entries) - 1)
+            ns.current.pop(field, None)
+        else:
+            ns.current[field] = latest[DATA]
 
     def _apply(
         self,
@@ -993,8 +1012,9 @@ class Engine:
             log = ns.fields[field] = FieldLog()
         entry: Entry
         if type(hint) is Loan:  # a lent value's change: most often in it already
-            if data is not None and self._apply_loan(ns, field, hint):
-                log.add((when, False, Raw(data), context, seq))
+            if data is not None and self._apply_loan(
+                ns, field, hint, log, (when, False, Raw(data), context, seq)
+            ):
                 return
             hint = MISSING
         if hint is not MISSING:  # the hot path: our own write of an immutable value
@@ -1006,9 +1026,13 @@ class Engine:
             ns.current.pop(field, None)
             self._drop_mutable(ns, field)
         elif self.codec.is_delta(data):
-            entry = (when, False, Raw(data), context, seq)
+            # The entry first, then the value changed in place: after an interrupt,
+            # catch-up applies a fact with no entry again and rebuilds the value of
+            # one whose entry is in place (see _catch_up_locked), never applies it twice.
+            log.add((when, False, Raw(data), context, seq))
             ns.mutable[field] = self._apply_delta(ns, field, log, data)
             ns.current.pop(field, None)
+            return
         else:
             value = self.codec.decode(data)
             if self.codec.is_mutable(value):
@@ -1076,9 +1100,12 @@ class Engine:
             tracker.home = None
         return value
 
-    def _apply_loan(self, ns: Namespace, field: str, loan: Loan) -> bool:
+    def _apply_loan(
+        self, ns: Namespace, field: str, loan: Loan, log: FieldLog, entry: Entry
+    ) -> bool:
         """Our committed change of a lent value: True if the value is still the
-        cache's, changed in place already (nothing more to apply)."""
+        cache's, changed in place already (then ``entry`` is added and nothing more
+        is to apply)."""
         tracker = loan.tracker
         if not loan.open():
             return False
@@ -1087,6 +1114,9 @@ class Engine:
             # change to what the cache holds now, as anyone's.
             tracker.drop()
             return False
+        # The entry before the loan is settled, as in _apply's delta branch: after an
+        # interrupt in between, catch-up rebuilds the value from the entries.
+        log.add(entry)
         if not tracker.settle():  # an untrackable part was put in: keep a plain copy
             tracker.home = None
             ns.mutable[field] = self.codec.copy(tracker.root)

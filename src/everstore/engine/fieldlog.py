@@ -60,14 +60,22 @@ class FieldLog:
         self.by_value: dict[Any, list[int]] | None = None
 
     def add(self, entry: Entry) -> None:
-        """Append one entry (its seq above every other), keeping the indexes current."""
-        self.entries.append(entry)
+        """Append one entry (its seq above every other), keeping the indexes current.
+
+        Counted and indexed before it is appended, idempotently: an interrupt cannot
+        leave an encoded entry uncounted (its history would show it undecoded) or an
+        entry missing from the value index; one counted twice costs only speed.
+        """
         data = entry[DATA]
+        position = len(self.entries)
         if type(data) is Raw:
             self.raw_count += 1
         elif self.by_value is not None and not entry[UNAVAILABLE]:
             with contextlib.suppress(TypeError):  # unhashable values are searched by scan
-                self.by_value.setdefault(data, []).append(len(self.entries) - 1)
+                positions = self.by_value.setdefault(data, [])
+                if not positions or positions[-1] != position:
+                    positions.append(position)
+        self.entries.append(entry)
 
     def last_seq(self) -> int:
         """The seq of the latest entry, 0 if there is none."""

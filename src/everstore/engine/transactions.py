@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Protocol
 
 from ..backends.base import Expectation
 from ..codec import Codec
 from ..codec.tracked import Tracker
-from .contexts import frame_context
 from .fieldlog import MISSING, TOMBSTONE
 from .namespace import Namespace
 
@@ -209,7 +208,7 @@ class Transaction:
 class _Transacting(Protocol):
     def begin(self, isolation: str | None = None) -> Transaction: ...
 
-    def end(self, failed: bool, context: str | None = None) -> None: ...
+    def end(self, failed: bool, context: str | FrameType | None = None) -> None: ...
 
 
 class Scope:
@@ -227,4 +226,4 @@ class Scope:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._engine.end(kind is not None, frame_context(sys._getframe(1)))
+        self._engine.end(kind is not None, sys._getframe(1))

@@ -303,8 +303,9 @@ class Sqlite3(Backend):
         """Create or migrate the schema in one transaction. BEGIN IMMEDIATE takes the
         write lock first, so of two processes opening at once, the second finds the
         work done."""
-        conn.execute("BEGIN IMMEDIATE")
+        # BEGIN inside the try: a Ctrl-C right after it must not leave it open.
         try:
+            conn.execute("BEGIN IMMEDIATE")
             version = schema.inspect(conn, self.prefix, self.path)
             self._check_version(version)
             if version is None:
@@ -417,38 +418,36 @@ class Sqlite3(Backend):
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
     ) -> tuple[int, float]:
-        # The hot path of every assignment: the lock taken directly (``with`` costs as
-        # much again) around one statement.
-        lock = self._lock
-        lock.acquire()
-        try:
-            conn = self._conn
-            cursor = self._write_cursor
-            if conn is None or cursor is None:
-                raise self._unwritable()
-            ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
-            field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
-            ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
-            # One autocommit statement: atomic, and seq and time are taken under
-            # SQLite's write lock, so they are ordered across processes.
-            cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
-            seq: int = cursor.lastrowid  # type: ignore[assignment]
-            last_seq, last_time = self._own_last
-            if seq == last_seq + 1:
-                # The row before ours is our own last one (rows are never deleted, so
-                # a new seq is always the largest plus one): the statement stored
-                # max(time, its time), computed here without RETURNING's cost.
-                time = time if time > last_time else last_time
-            else:  # another connection wrote in between: read back the time
-                time = conn.execute(
-                    f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
-                ).fetchone()[0]
-            self._own_last = (seq, time)
-            return seq, time
-        except sqlite3.Error as exc:
-            raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
-        finally:
-            lock.release()
+        # The hot path of every assignment. ``with``, not acquire() then try: Ctrl-C
+        # can come right after acquire() returns, before the try, and would leave the
+        # lock held for ever.
+        with self._lock:
+            try:
+                conn = self._conn
+                cursor = self._write_cursor
+                if conn is None or cursor is None:
+                    raise self._unwritable()
+                ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
+                field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
+                ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
+                # One autocommit statement: atomic, and seq and time are taken under
+                # SQLite's write lock, so they are ordered across processes.
+                cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
+                seq: int = cursor.lastrowid  # type: ignore[assignment]
+                last_seq, last_time = self._own_last
+                if seq == last_seq + 1:
+                    # The row before ours is our own last one (rows are never deleted, so
+                    # a new seq is always the largest plus one): the statement stored
+                    # max(time, its time), computed here without RETURNING's cost.
+                    time = time if time > last_time else last_time
+                else:  # another connection wrote in between: read back the time
+                    time = conn.execute(
+                        f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
+                    ).fetchone()[0]
+                self._own_last = (seq, time)
+                return seq, time
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
     def _append_many(
         self,
@@ -457,8 +456,10 @@ class Sqlite3(Backend):
         expect: Sequence[Expectation],
         since: int | None = None,
     ) -> list[tuple[int, float]]:
-        conn.execute("BEGIN IMMEDIATE")
+        # BEGIN inside the try: a Ctrl-C right after it would leave the connection in
+        # a transaction, and every later write would fail.
         try:
+            conn.execute("BEGIN IMMEDIATE")
             last = conn.execute(
                 f"SELECT seq, time FROM {self._log} ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -517,8 +518,8 @@ class Sqlite3(Backend):
             if self._write_cursor is None:
                 raise self._unwritable()
             rows = [(bytes(digest), bytes(data)) for digest, data in blobs]
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")  # inside the try: see _append_many
                 conn.executemany(self._insert_blob, rows)
                 conn.execute("COMMIT")
             except BaseException:
@@ -574,8 +575,8 @@ class Sqlite3(Backend):
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._using() as conn:
-            conn.execute("BEGIN")
             try:
+                conn.execute("BEGIN")  # inside the try: see _append_many
                 high = self._last_seq(conn)
                 ns = self._namespaces.lookup(conn, namespace)
                 rows = (
@@ -589,7 +590,8 @@ class Sqlite3(Backend):
                 )
                 facts = self._facts(conn, rows, namespace)
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
             return high, facts
 
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
