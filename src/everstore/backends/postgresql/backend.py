@@ -353,9 +353,15 @@ class PostgreSQL(Backend):
         a terminated session) is replaced at once, without waiting or a round trip."""
         for _ in range(pool.max_size + 1):
             conn = self._getconn(pool)
-            if is_alive(conn):
-                return conn
-            conn.close()
+            try:
+                if is_alive(conn):
+                    return conn
+                conn.close()
+            except BaseException:
+                # Ctrl-C while checking it: the connection goes back to the pool, or
+                # enough interrupts would leave every connection taken for ever.
+                pool.putconn(conn)
+                raise
             pool.putconn(conn)  # a closed connection is discarded and replaced
         return self._getconn(pool)
 
