@@ -4,6 +4,7 @@ transactions, the fact hook, blobs and the clock."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import threading
@@ -387,3 +388,20 @@ def test_load_checks_its_prefix_and_the_engine(make_backend: BackendFactory) -> 
     store.close()
     with pytest.raises(StoreClosedError):
         store.load(("game",))
+
+
+def test_load_leaves_the_collector_as_it_found_it(store: Store) -> None:
+    store.write(store.namespace(("engine", "collected")), "x", 1)
+    assert gc.isenabled()
+    store.load()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        store.load(("engine",))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.load()
+    assert gc.isenabled()
