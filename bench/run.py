@@ -248,6 +248,21 @@ ROWS: list[Row] = [
             ("appends_memory/everstore", f"append_us_{index}"), goals=(Goal("below", 50.0),))
         for index, letter in ((1, "d"), (2, "e"), (3, "f"))
     ),
+    *(
+        row
+        for backend, name, letters in
+        (("sqlite", "SQLite file", "abc"), ("memory", "Memory", "def"))
+        for row in (
+            Row(f"10{letters[0]}", f"load {{loadns}} namespaces of {workloads.BULK_FIELDS} fields"
+                f" into a fresh Store, {name}: `store.namespace()` for each of"
+                " `store.namespaces((\"people\",))`", "µs/namespace",
+                (f"bulk_{backend}/everstore", "per_namespace_us")),
+            Row(f"10{letters[1]}", f"the same, {name}: one `store.load((\"people\",))`",
+                "µs/namespace", (f"bulk_{backend}/everstore", "bulk_us")),
+            Row(f"10{letters[2]}", f"{name}: one by one / at once (time)", "ratio",
+                (f"bulk_{backend}/everstore", "ratio")),
+        )
+    ),
 ]  # fmt: skip
 
 PG_WITHIN = Goal("raw_within", 1.5)
@@ -678,6 +693,7 @@ def label_names(
         "cold": human(sz.cold_namespaces * sz.cold_fields * sz.cold_writes),
         "items": human(sz.list_items),
         "isolation": human(workloads.ISOLATION_FIELDS),
+        "loadns": human(workloads.BULK_NAMESPACES[sz is workloads.QUICK]),
         **{
             f"app{index}": human(size)
             for index, size in enumerate(workloads.APPEND_SIZES[sz is workloads.QUICK], 1)

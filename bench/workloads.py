@@ -871,3 +871,97 @@ FAMILIES: dict[str, list[str]] = {
     "appends_sqlite": ["everstore", "raw"],
     "appends_memory": ["everstore"],
 }
+
+
+# -- 10. loading many namespaces: one read per namespace against one read for all ----------
+
+#: namespaces of BULK_FIELDS fields each (full, quick)
+BULK_NAMESPACES: dict[bool, int] = {False: 100_000, True: 1_000}
+BULK_FIELDS = 4
+BULK_ROUNDS = 3
+
+
+def _bulk_fill(store: Any, count: int) -> None:
+    """``count`` namespaces ("people", "p<i>") of BULK_FIELDS fields each (a str, an int,
+    a float, a str), in transactions of 1,000 namespaces."""
+    for start in range(0, count, 1_000):
+        with store.transaction(isolation="atomic"):
+            for i in range(start, min(count, start + 1_000)):
+                ns = store.namespace(("people", f"p{i}"))
+                store.write(ns, "name", f"person {i}", "bench")
+                store.write(ns, "age", i % 90, "bench")
+                store.write(ns, "score", i * 0.5, "bench")
+                store.write(ns, "city", f"city {i % 50}", "bench")
+
+
+def _bulk(config: Config, backend: str) -> Metrics:
+    """µs per namespace to load every namespace under ("people",) into a fresh Store on
+    the same log: ``store.namespace(parts)`` for each name ``store.namespaces()``
+    lists (the listing timed too), against one ``store.load(("people",))``. The two
+    alternate, each on a fresh Store (SQLite reopens its file, Memory shares the log),
+    at least BULK_ROUNDS times each and until ``min_time`` was timed for each; the
+    medians count. Each timed load ends with a full collection: ``load()`` pauses the
+    collector, and what it leaves to collect is part of its cost."""
+    from everstore import Memory, Sqlite3, Store
+
+    count = BULK_NAMESPACES[config.quick]
+    with scratch_dir(config) as directory:
+        path = directory / "bulk.db"
+        shared = Memory()  # the log every Memory store of this case reads
+
+        def fresh() -> Any:
+            return Store(Sqlite3(path) if backend == "sqlite" else shared)
+
+        filler = fresh()
+        _bulk_fill(filler, count)
+        filler.close()
+
+        def one_by_one(store: Any) -> None:
+            for parts in store.namespaces(("people",)):
+                store.namespace(parts)
+
+        def at_once(store: Any) -> None:
+            store.load(("people",))
+
+        runs = {"per_namespace": one_by_one, "bulk": at_once}
+        timed: dict[str, list[float]] = {name: [] for name in runs}
+        order = list(runs)
+        while (
+            min(len(t) for t in timed.values()) < BULK_ROUNDS
+            or min(sum(t) for t in timed.values()) < config.min_time
+        ):
+            for name in order:
+                store = fresh()
+                gc.collect()
+                start = perf()
+                runs[name](store)
+                gc.collect()  # what a load leaves to the collector is part of its cost
+                timed[name].append(perf() - start)
+                assert len(store.namespaces(("people",))) == count
+                assert store.read(store.namespace(("people", "p1")), "age") == 1
+                store.close()
+            order.reverse()
+    per_namespace = statistics.median(timed["per_namespace"]) / count
+    bulk = statistics.median(timed["bulk"]) / count
+    return {
+        "per_namespace_us": 1e6 * per_namespace,
+        "bulk_us": 1e6 * bulk,
+        "ratio": per_namespace / bulk,
+    }
+
+
+def bulk_sqlite_everstore(config: Config) -> Metrics:
+    return _bulk(config, "sqlite")
+
+
+def bulk_memory_everstore(config: Config) -> Metrics:
+    return _bulk(config, "memory")
+
+
+CASES.update(
+    {
+        "bulk_sqlite/everstore": bulk_sqlite_everstore,
+        "bulk_memory/everstore": bulk_memory_everstore,
+    }
+)
+FAMILIES.update({"bulk_sqlite": ["everstore"], "bulk_memory": ["everstore"]})

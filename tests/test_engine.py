@@ -4,8 +4,10 @@ transactions, the fact hook, blobs and the clock."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 import everstore
 from conftest import BackendFactory
 from everstore import AppliedFact, Engine, Store
-from everstore.engine import caller_context, check_field, namespace_path
+from everstore.engine import Namespace, caller_context, check_field, namespace_path
 from everstore.errors import (
     InvalidNameError,
     MissingBlobError,
@@ -358,3 +360,149 @@ def test_on_transaction_end_errors() -> None:
         store.on_transaction_end(calls.append)
         raise KeyError("mine")
     assert calls == [False]
+
+
+def test_load_brings_in_every_namespace_under_a_prefix_at_once(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    writer = Store(make_backend())
+    prefix = unique()
+    for name in ["a", "b", "c"]:
+        ns = writer.namespace((prefix, name))
+        writer.write(ns, "x", name)
+        writer.write(ns, "items", [name])
+        writer.write(ns, "x", name * 2)
+    writer.write(writer.namespace((prefix, "b", "deep")), "x", 1)
+    writer.write(writer.namespace((prefix + "r", "look-alike")), "x", 1)
+    writer.delete(writer.namespace((prefix, "c")), "x")
+
+    reader = Store(make_backend())
+    seen: list[tuple[tuple[str, ...], str, object, bool]] = []
+    reader.add_fact_hook(
+        lambda f: seen.append((f.namespace.parts, f.field, f.value.data, f.loading))
+    )
+    loaded = reader.load((prefix,))
+    assert [ns.parts for ns in loaded] == [
+        (prefix, "a"),
+        (prefix, "b"),
+        (prefix, "b", "deep"),
+        (prefix, "c"),
+    ]
+    assert all(reader.namespace(ns.parts) is ns for ns in loaded)
+    # The same state, and the same hook calls, as loading each one on first touch.
+    fresh = Store(make_backend())
+    replayed: list[tuple[tuple[str, ...], str, object, bool]] = []
+    fresh.add_fact_hook(
+        lambda f: replayed.append((f.namespace.parts, f.field, f.value.data, f.loading))
+    )
+    for ns in loaded:
+        one = fresh.namespace(ns.parts)
+        assert reader.fields(ns) == fresh.fields(one)
+        assert ns.written_fields() == one.written_fields()
+        for field in ns.written_fields():
+            assert list(reader.history(ns, field)) == list(fresh.history(one, field))
+    assert seen == replayed
+    assert all(item[3] for item in seen) and len(seen) == 11
+    assert reader.read(loaded[0], "x") == "aa"
+    with reader.transaction():
+        assert reader.read(loaded[1], "items") == ["b"]
+    assert not reader.has(loaded[3], "x")
+    assert reader.load((prefix, "b")) == loaded[1:3]  # loaded already: the same handles
+    assert [ns.parts for ns in reader.load()] == sorted(reader.namespaces())
+
+
+def test_load_leaves_loaded_namespaces_alone_and_later_facts_to_the_sync(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    mine, other = Store(make_backend()), Store(make_backend())
+    prefix = unique()
+    other.write(other.namespace((prefix, "old")), "x", 1)
+    old = mine.namespace((prefix, "old"))  # loaded before, by the first touch
+    empty = mine.namespace((prefix, "empty"))  # touched, never written
+    seen: list[tuple[tuple[str, ...], str, object, bool]] = []
+    mine.add_fact_hook(lambda f: seen.append((f.namespace.parts, f.field, f.value.data, f.loading)))
+    other.write(other.namespace((prefix, "old")), "x", 2)
+    other.write(other.namespace((prefix, "new")), "x", 3)
+
+    loaded = mine.load((prefix,))
+    assert [ns.parts for ns in loaded] == [(prefix, "new"), (prefix, "old")]
+    assert loaded[1] is old and empty not in loaded
+    assert seen == [((prefix, "new"), "x", 3, True)]  # "old" is not replayed
+    mine.sync()  # "old" gets its second fact as every loaded namespace does, once
+    assert seen[1:] == [((prefix, "old"), "x", 2, False)]
+    assert [v.data for v in mine.history(old, "x")] == [1, 2]
+
+    # Committed after the load: the sync applies it to the loaded namespaces.
+    other.write(other.namespace((prefix, "new")), "x", 4)
+    other.write(other.namespace((prefix, "empty")), "x", 5)
+    assert mine.read(loaded[0], "x") == 4
+    assert [v.data for v in mine.history(loaded[0], "x")] == [3, 4]
+    assert mine.read(empty, "x") == 5
+    assert [ns.parts for ns in mine.load((prefix,))] == [
+        (prefix, "empty"),
+        (prefix, "new"),
+        (prefix, "old"),
+    ]
+    assert [v.data for v in mine.history(empty, "x")] == [5]
+
+
+def test_load_from_many_threads_makes_one_handle_per_namespace(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    writer = Store(make_backend())
+    prefix = unique()
+    names = [f"n{i:02d}" for i in range(30)]
+    with writer.transaction():
+        for name in names:
+            ns = writer.namespace((prefix, name))
+            writer.write(ns, "x", 1)
+            writer.write(ns, "x", 2)
+    reader = Store(make_backend())
+    start = threading.Barrier(4)
+    results: list[list[Namespace]] = []
+
+    def run(by_name: bool) -> None:
+        start.wait()
+        if by_name:
+            results.append([reader.namespace((prefix, name)) for name in names])
+        else:
+            results.append(reader.load((prefix,)))
+
+    threads = [threading.Thread(target=run, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for result in results:
+        assert [id(ns) for ns in result] == [id(ns) for ns in results[0]]
+    for ns in results[0]:
+        assert [v.data for v in reader.history(ns, "x")] == [1, 2]
+
+
+def test_load_checks_its_prefix_and_the_engine(make_backend: BackendFactory) -> None:
+    store = Store(make_backend())
+    with pytest.raises(TypeError, match=r"like \('game',\)"):
+        store.load("game")  # type: ignore[arg-type]
+    with pytest.raises(InvalidNameError):
+        store.load(("a/b",))
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.load(("game",))
+
+
+def test_load_leaves_the_collector_as_it_found_it(store: Store) -> None:
+    store.write(store.namespace(("engine", "collected")), "x", 1)
+    assert gc.isenabled()
+    store.load()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        store.load(("engine",))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.load()
+    assert gc.isenabled()

@@ -103,6 +103,32 @@ class Backend(abc.ABC):
         """``(high_water, facts)``: every fact of one namespace in seq order, read in
         one snapshot whose last seq is ``high_water``."""
 
+    def load_namespaces(self, prefix: str) -> tuple[int, dict[str, list[Fact]]]:
+        """``(high_water, facts by namespace)``: every namespace (as an ``a/b`` path)
+        equal to or under ``prefix`` (``""``: all of them) that holds a fact, with all
+        of its facts in seq order, read in one snapshot whose last seq is
+        ``high_water``: exactly the facts with a seq up to it. The dict's order is
+        unspecified.
+
+        The answer is built whole, not streamed: a stream would hold its snapshot (a
+        read transaction, a connection, the backend's lock) open while the caller
+        works, and a caller reading the store meanwhile (a fact hook touching another
+        namespace) would wait for it or fail. The price is the memory of those facts
+        for the time of the call.
+
+        This default lists :meth:`namespaces` and reads each with
+        :meth:`load_namespace`, one query apiece, keeping the facts up to the seq
+        :meth:`last_seq` gave first (those are committed already, and no fact with a
+        lower seq can appear later): correct, but slow; backends override it with one
+        read.
+        """
+        high = self.last_seq()
+        loaded: dict[str, list[Fact]] = {}
+        for path in self.namespaces(prefix, high):
+            _, facts = self.load_namespace(path)
+            loaded[path] = [fact for fact in facts if fact.seq <= high]
+        return high, loaded
+
     @abc.abstractmethod
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         """Committed facts with a seq above ``seq``, in seq order (at most ``limit``)."""

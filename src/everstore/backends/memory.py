@@ -173,6 +173,16 @@ class Memory(Backend):
             self._index()
             return len(self._facts), list(map(_as_fact, self._by_namespace.get(namespace, ())))
 
+    def load_namespaces(self, prefix: str) -> tuple[int, dict[str, list[Fact]]]:
+        # Under the lock, so the index holds exactly the log's facts: one snapshot.
+        with self._lock:
+            self._check_open()
+            self._index()
+            by_namespace = self._by_namespace
+            paths = self._paths_under(prefix)
+            loaded = {path: list(map(_as_fact, by_namespace[path])) for path in paths}
+            return len(self._facts), loaded
+
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         # Seqs are list positions (seq n is at index n - 1), so this is a slice.
         return list(map(_as_fact, self._facts[seq : None if limit is None else seq + limit]))
@@ -194,19 +204,21 @@ class Memory(Backend):
     def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
         with self._lock:
             self._index()
-            if prefix:
-                # "/" sorts just after "." and before "0": "a/..." paths follow "a".
-                paths = [prefix] if prefix in self._by_namespace else []
-                paths += self._by_namespace.irange(
-                    prefix + "/", prefix + "0", inclusive=(True, False)
-                )
-            else:
-                paths = list(self._by_namespace)
+            paths = self._paths_under(prefix)
             return [
                 path
                 for path in paths
                 if upto_seq is None or self._by_namespace[path][0][0] <= upto_seq
             ]
+
+    def _paths_under(self, prefix: str) -> list[str]:
+        """The indexed paths equal to or under ``prefix``, sorted (under the lock)."""
+        if not prefix:
+            return list(self._by_namespace)
+        # "/" sorts just after "." and before "0": "a/..." paths follow "a".
+        paths = [prefix] if prefix in self._by_namespace else []
+        paths += self._by_namespace.irange(prefix + "/", prefix + "0", inclusive=(True, False))
+        return paths
 
     def seq_at_time(self, when: float) -> int:
         return bisect.bisect_right(self._facts, when, key=_time_of)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import random
 import threading
@@ -200,14 +201,21 @@ class Engine:
         return ns
 
     def _load_locked(self, parts: tuple[str, ...], path: str) -> Namespace:
-        """Read one namespace's facts into a new :class:`Namespace` (hooks see them
-        with ``loading=True``) and register it."""
-        ns = Namespace(parts, path)
+        """Read one namespace's facts into a new :class:`Namespace` and register it."""
         high, facts = self.backend.load_namespace(path)
+        return self._install_locked(parts, path, high, facts)
+
+    def _install_locked(
+        self, parts: tuple[str, ...], path: str, high: int, facts: list[Fact]
+    ) -> Namespace:
+        """Make a namespace not loaded yet from its ``facts``, read in a snapshot whose
+        last seq is ``high`` (hooks see them with ``loading=True``), and register it."""
+        ns = Namespace(parts, path)
         for fact in facts:
             self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
             if self._hooks:
                 self._run_hooks(ns, fact.field, True)
+        # Later facts of it are the catch-up's: it applies those above loaded_upto.
         ns.loaded_upto = high
         self._by_path[path] = ns
         self._namespaces[parts] = ns
@@ -254,6 +262,60 @@ class Engine:
             if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 return True
         return False
+
+    def load(self, prefix: Sequence[str] = ()) -> list[Namespace]:
+        """The :class:`Namespace` of every namespace equal to or under ``prefix`` (all
+        of them for ``()``) that holds a fact, sorted by path, loading in one read of
+        the backend those not loaded yet.
+
+        What :meth:`namespace` does on first touch, for many at once: their facts are
+        applied the same way (fact hooks see them with ``loading=True``); namespaces
+        loaded already keep their state and are not applied again. Facts committed
+        after the read reach every namespace by the usual sync. A layer calls it
+        before it goes through many namespaces (every object of a model, say): one
+        read of the backend instead of one per namespace (on PostgreSQL, one round
+        trip instead of one per namespace), with Python's cyclic garbage collector
+        paused meanwhile (see the code for why).
+
+        >>> store = Engine()
+        >>> store.write(store.namespace(("game", "p1")), "x", 1)
+        >>> [ns.parts for ns in Engine(store.backend).load(("game",))]
+        [('game', 'p1')]
+
+        :raises TypeError: if ``prefix`` is a str rather than a tuple of parts
+        :raises InvalidNameError: if ``prefix`` is not a valid namespace
+        :raises StoreClosedError: if the Engine is closed
+        """
+        if isinstance(prefix, str):
+            raise TypeError(
+                f"load() takes the prefix as a tuple of parts, like ({prefix!r},), "
+                f"not the str {prefix!r}"
+            )
+        prefix_path = namespace_path(tuple(prefix)) if prefix else ""
+        # A load makes containers by the hundred thousand (facts, then the caches they
+        # fill), and the collections they trigger rescan the growing heap again and
+        # again: for 100k namespaces, about four fifths of the time on Memory and half
+        # of it on SQLite. Paused here, one later collection sees them all. Other
+        # threads run with it paused meanwhile; one that disables it inside this
+        # window finds it enabled again after.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            with self._lock:
+                self.check_open()
+                high, found = self.backend.load_namespaces(prefix_path)
+                loaded = []
+                for path in sorted(found):
+                    parts = tuple(path.split("/"))
+                    ns = self._namespaces.get(parts)
+                    if ns is None:
+                        ns = self._install_locked(parts, path, high, found.pop(path))
+                    loaded.append(ns)
+        finally:
+            if paused:
+                gc.enable()
+        return loaded
 
     def namespaces(
         self, prefix: Sequence[str] = (), *, seq: int | None = None

@@ -611,20 +611,7 @@ class PostgreSQL(Backend):
             offset = 0
         missing_fields = {row[2 + offset] for row in rows}.difference(field_names)
         missing_ctx = {row[3 + offset] for row in rows}.difference(ctx_names)
-        if missing_ns or missing_fields or missing_ctx:
-            found = conn.execute(
-                self._sql["names"],
-                (sorted(missing_ns), sorted(missing_fields), sorted(missing_ctx)),
-            ).fetchall()
-            for table, ident, name in found:
-                self._names[table][ident] = name
-                self._ids[table][name] = ident
-            for table, wanted in enumerate((missing_ns, missing_fields, missing_ctx)):
-                if not wanted.issubset(self._names[table]):
-                    raise SchemaError(
-                        f"interned names {sorted(wanted - self._names[table].keys())} are "
-                        f"missing on {self._where}: the database is damaged"
-                    )
+        self._learn_names(conn, missing_ns, missing_fields, missing_ctx)
         if namespace is None:
             return [
                 Fact(seq, when, ns_names[ns], field_names[field], data, ctx_names[ctx])
@@ -635,6 +622,28 @@ class PostgreSQL(Backend):
             for seq, when, field, ctx, data in rows
         ]
 
+    def _learn_names(
+        self, conn: Connection[Any], ns_ids: set[int], field_ids: set[int], ctx_ids: set[int]
+    ) -> None:
+        """Read the names of interned ids not cached yet (each set holds only those).
+
+        :raises SchemaError: if an id has no name: the database is damaged
+        """
+        if not (ns_ids or field_ids or ctx_ids):
+            return
+        found = conn.execute(
+            self._sql["names"], (sorted(ns_ids), sorted(field_ids), sorted(ctx_ids))
+        ).fetchall()
+        for table, ident, name in found:
+            self._names[table][ident] = name
+            self._ids[table][name] = ident
+        for table, wanted in enumerate((ns_ids, field_ids, ctx_ids)):
+            if not wanted.issubset(self._names[table]):
+                raise SchemaError(
+                    f"interned names {sorted(wanted - self._names[table].keys())} are "
+                    f"missing on {self._where}: the database is damaged"
+                )
+
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         def work(conn: Connection[Any]) -> tuple[int, list[Fact]]:
             # One statement, one snapshot: the high water and the facts agree.
@@ -642,6 +651,38 @@ class PostgreSQL(Backend):
             high = int(rows[0][0])
             facts = [row[1:] for row in rows if row[1] is not None]
             return high, self._facts(conn, facts, namespace)
+
+        return self._read(work)
+
+    def load_namespaces(self, prefix: str) -> tuple[int, dict[str, list[Fact]]]:
+        def work(conn: Connection[Any]) -> tuple[int, dict[str, list[Fact]]]:
+            # One statement, one snapshot: the counter's row (seq NULL, first) and the
+            # facts. Planned for each prefix (prepare=False): a generic plan could not
+            # tell a prefix of a few namespaces from one of nearly all.
+            if prefix:
+                rows = conn.execute(
+                    self._sql["load_namespaces"], {"p": prefix}, binary=True, prepare=False
+                ).fetchall()
+            else:
+                rows = conn.execute(self._sql["load_all"], binary=True).fetchall()
+            high = int(rows[0][0])
+            del rows[0]
+            _, field_names, ctx_names = self._names
+            self._learn_names(
+                conn,
+                set(),
+                {row[4] for row in rows}.difference(field_names),
+                {row[5] for row in rows}.difference(ctx_names),
+            )
+            loaded: dict[str, list[Fact]] = {}
+            for _, name, seq, when, field, ctx, data in rows:
+                fact = Fact(seq, when, name, field_names[field], data, ctx_names[ctx])
+                facts = loaded.get(name)
+                if facts is None:
+                    loaded[name] = [fact]
+                else:
+                    facts.append(fact)
+            return high, loaded
 
         return self._read(work)
 

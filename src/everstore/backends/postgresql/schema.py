@@ -368,6 +368,17 @@ def render_sql(
         "LEFT JOIN {t_log} AS l ON l.ns = (SELECT id FROM {t_namespaces} WHERE name = %b) "
         "ORDER BY l.seq"
     )
+    # The counter's row, then every fact of the namespaces equal to or under a prefix
+    # (or of all), in one statement; the counter's row has a NULL seq and sorts first.
+    bulk = (
+        "SELECT seq, NULL, NULL, NULL, NULL, NULL, NULL FROM {t_counter} UNION ALL "
+        "SELECT NULL, n.name, l.seq, l.time, l.field, l.ctx, l.data "
+        "FROM {t_namespaces} AS n JOIN {t_log} AS l ON l.ns = n.id "
+    )
+    q["load_namespaces"] = render(
+        bulk + "WHERE n.name = %(p)b OR starts_with(n.name, %(p)b || '/') ORDER BY 3 NULLS FIRST"
+    )
+    q["load_all"] = render(bulk + "ORDER BY 3 NULLS FIRST")
     q["names"] = render(
         "SELECT 0, id, name FROM {t_namespaces} WHERE id = ANY(%b::int4[]) UNION ALL "
         "SELECT 1, id, name FROM {t_fields} WHERE id = ANY(%b::int4[]) UNION ALL "

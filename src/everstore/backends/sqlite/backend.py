@@ -594,6 +594,49 @@ class Sqlite3(Backend):
                     conn.execute("COMMIT")
             return high, facts
 
+    def load_namespaces(self, prefix: str) -> tuple[int, dict[str, list[Fact]]]:
+        columns = "SELECT n.name, l.seq, l.time, l.field, l.ctx, l.data FROM "
+        namespaces = f"{self.prefix}_namespaces AS n"
+        if prefix:
+            # The namespaces first (CROSS JOIN fixes the order), from a range of their
+            # names' unique index: the paths under "p" run from "p/" up to "p0" ("0"
+            # follows "/"); then each one's facts through the (ns, field, seq) index.
+            query = (
+                f"{columns}{namespaces} CROSS JOIN {self._log} AS l ON l.ns = n.id "
+                "WHERE n.name = ? OR (n.name >= ? AND n.name < ?) ORDER BY l.seq"
+            )
+            params: tuple[str, ...] = (prefix, prefix + "/", prefix + "0")
+        else:  # the whole log, in the order it is stored
+            query = (
+                f"{columns}{self._log} AS l CROSS JOIN {namespaces} ON n.id = l.ns ORDER BY l.seq"
+            )
+            params = ()
+        with self._using() as conn:
+            conn.execute("BEGIN")
+            try:
+                high = self._last_seq(conn)
+                rows = conn.execute(query, params).fetchall()
+                fields, field_name = self._fields.names, self._fields.name
+                contexts, context_name = self._contexts.names, self._contexts.name
+                loaded: dict[str, list[Fact]] = {}
+                for name, seq, when, field, ctx, data in rows:
+                    fact = Fact(
+                        seq,
+                        when,
+                        name,
+                        fields.get(field) or field_name(conn, field),
+                        data,
+                        contexts.get(ctx) or context_name(conn, ctx),
+                    )
+                    facts = loaded.get(name)
+                    if facts is None:
+                        loaded[name] = [fact]
+                    else:
+                        facts.append(fact)
+            finally:
+                conn.execute("COMMIT")
+            return high, loaded
+
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         with self._using() as conn:
             rows = conn.execute(
