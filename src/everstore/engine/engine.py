@@ -8,23 +8,20 @@ facts. docs/engine.md documents this API for the layers built on it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import hashlib
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from types import FrameType, TracebackType
-from typing import Any, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
+from types import TracebackType
+from typing import Any, NamedTuple, Self
 
-from ..backends.base import Backend, Expectation, conflict
+from ..backends.base import Backend, Expectation
 from ..backends.memory import Memory
 from ..codec import Codec, default_codec
-from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES, Tracker, Untrackable, held_elsewhere
+from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES
 from ..errors import (
-    ConflictError,
     MissingBlobError,
     MissingFieldError,
     MutableAccessError,
@@ -32,19 +29,18 @@ from ..errors import (
     UnsupportedValueError,
 )
 from ..log import Fact, Value, Write
-from .contexts import caller_context, frame_context
+from .contexts import caller_context
 from .feed import Change, Subscription, check_follow_arguments, facts_after
 from .fieldlog import DATA, MISSING, SEQ, TOMBSTONE, UNAVAILABLE, Entry, FieldLog, Raw, as_value
 from .history import History
-from .names import check_field, describe_field, namespace_path
+from .lending import Lending
+from .names import describe_field, namespace_path
 from .namespace import Namespace
+from .transacting import Transacting
 from .transactions import (
-    ATOMIC,
-    ISOLATION_LEVELS,
-    SERIALIZABLE,
     Item,
     Loan,
-    Scope,
+    ThreadState,
     Transaction,
     Work,
 )
@@ -61,15 +57,6 @@ _UINT64_MAX = 2**64 - 1
 _as_write = functools.partial(tuple.__new__, Write)
 #: larger than any seq: "no upper bound"
 END_OF_LOG = 2**63
-#: how often transact() re-runs a function that lost a conflict, by default
-DEFAULT_RETRIES = 10
-#: the pause before the k-th re-run is random, up to min(cap, base * 2**k) seconds:
-#: writers that collided do not all come back at the same moment
-_BACKOFF_BASE = 0.0005
-_BACKOFF_CAP = 0.05
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 class AppliedFact(NamedTuple):
@@ -88,19 +75,7 @@ class AppliedFact(NamedTuple):
 FactHook = Callable[[AppliedFact], None]
 
 
-class TransactionalDecorator(Protocol):
-    """What ``store.transactional(retries=...)`` returns: a decorator."""
-
-    def __call__(self, fn: Callable[_P, _R], /) -> Callable[_P, _R]: ...
-
-
-class _ThreadState(threading.local):
-    """Per-thread state of an Engine: the open transaction, if any."""
-
-    txn: Transaction | None = None
-
-
-class Engine:
+class Engine(Transacting, Lending):
     """Namespaced, versioned storage over one backend: the engine API.
 
     :class:`everstore.Store` is an Engine with attribute access (``storage()``) and
@@ -127,7 +102,7 @@ class Engine:
         #: ints may be encoded inline (a subclass of Codec might encode them otherwise)
         self._plain_ints = type(self.codec) is Codec
         self._lock = threading.RLock()
-        self._local = _ThreadState()
+        self._local = ThreadState()
         #: how many threads have a transaction open on this Engine. While it is 0, a
         #: read may take a field's committed value from ``Namespace.current`` (as
         #: Storage does) without going through :meth:`read`; otherwise only a thread
@@ -358,345 +333,6 @@ class Engine:
         self.check_open()
         return self.backend.seq_at_time(float(when))
 
-    # -- transactions ---------------------------------------------------------------
-
-    def transaction(self, isolation: str | None = None) -> Scope:
-        """``with store.transaction():`` commits every write inside atomically, in one
-        round trip, at the outermost exit, or none of them if the block raises.
-
-        Serializable by default: every plain value the block read from the committed
-        state (a field, or its absence) must still be current when it commits;
-        if another writer changed one first, :class:`ConflictError` is raised and
-        nothing is written (:meth:`transact` re-runs a function until it commits).
-        In-place changes of mutable values are not checked: they merge.
-        ``isolation="atomic"`` opts out of the check: all or nothing, no more.
-
-        Inside, mutable values may be read and changed in place. Nested blocks join
-        the outer one, whose isolation holds for the whole transaction; an exception
-        leaving an inner block undoes that block's writes (not its reads).
-
-        :param isolation: ``"serializable"`` or ``"atomic"``; None (the default) is
-            serializable for an outermost block and the outer block's for a nested one
-        :raises ValueError: for an unknown isolation, or on entering a nested block
-            that names an isolation other than the transaction's
-        :raises ConflictError: on exit, if a value read (or an :meth:`expect`) failed
-        """
-        _check_isolation(isolation)
-        return Scope(self, isolation)
-
-    def transact(
-        self,
-        fn: Callable[..., _R],
-        /,
-        *args: Any,
-        retries: int = DEFAULT_RETRIES,
-        **kwargs: Any,
-    ) -> _R:
-        """Run ``fn(*args, **kwargs)`` in a serializable transaction and return its
-        result; if the commit raises :class:`ConflictError`, run it again, up to
-        ``retries`` more times, after a short random pause (growing from about
-        0.5 ms to at most 50 ms), and re-raise the last conflict after that.
-
-        ``fn`` may run several times: it should change nothing but the store.
-        Called inside an open transaction, ``fn`` joins it and runs once: the conflict
-        surfaces at the outermost block, which is the one that can be re-run.
-
-        >>> from everstore import Store
-        >>> store = Store()
-        >>> counter = store.storage("counter")
-        >>> counter.n = 0
-        >>> def add(k):
-        ...     counter.n = counter.n + k
-        ...     return counter.n
-        >>> store.transact(add, 5, retries=3)
-        5
-
-        :param retries: re-runs allowed after the first run (an int >= 0); a keyword
-            of ``transact`` itself, so ``fn`` cannot receive one of that name this way
-            (use :meth:`transactional`)
-        :raises TypeError: if ``fn`` is not callable or ``retries`` is not an int
-        :raises ValueError: if ``retries`` is negative
-        :raises ConflictError: if every run lost a conflict
-        """
-        _check_retries(retries)
-        if not callable(fn):
-            raise TypeError(f"transact() needs a callable, got {fn!r}")
-        return self._transact(fn, args, kwargs, retries)
-
-    @overload
-    def transactional(self, fn: Callable[_P, _R], /) -> Callable[_P, _R]: ...
-
-    @overload
-    def transactional(self, *, retries: int = DEFAULT_RETRIES) -> TransactionalDecorator: ...
-
-    def transactional(
-        self, fn: Callable[..., Any] | None = None, *, retries: int = DEFAULT_RETRIES
-    ) -> Any:
-        """Decorator: every call of the function runs as :meth:`transact` would run it.
-
-        >>> from everstore import Store
-        >>> store = Store()
-        >>> account = store.storage("account")
-        >>> account.balance = 10
-        >>> @store.transactional(retries=5)
-        ... def withdraw(amount):
-        ...     if account.balance < amount:
-        ...         raise ValueError("insufficient funds")
-        ...     account.balance = account.balance - amount
-        >>> withdraw(3)
-        >>> account.balance
-        7
-
-        ``@store.transactional`` (no parentheses) uses the default retries.
-
-        :raises TypeError: if what is decorated is not callable, or ``retries`` is
-            not an int
-        :raises ValueError: if ``retries`` is negative
-        """
-        _check_retries(retries)
-
-        def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
-            if not callable(function):
-                raise TypeError(f"transactional() decorates a callable, got {function!r}")
-
-            @functools.wraps(function)
-            def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-                return self._transact(function, args, kwargs, retries)
-
-            return run
-
-        return decorate if fn is None else decorate(fn)
-
-    def _transact(
-        self, fn: Callable[..., _R], args: Any, kwargs: dict[str, Any], retries: int
-    ) -> _R:
-        if self.in_transaction():
-            with self.transaction():
-                return fn(*args, **kwargs)
-        attempt = 0
-        while True:
-            try:
-                with self.transaction():
-                    return fn(*args, **kwargs)
-            except ConflictError:
-                if attempt >= retries:
-                    raise
-            attempt += 1
-            time.sleep(random.uniform(0.0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
-
-    def in_transaction(self) -> bool:
-        """True if the calling thread has a transaction open on this Engine."""
-        return self._local.txn is not None
-
-    def begin(self, isolation: str | None = None) -> Transaction:
-        """Enter (or join, one level deeper) the calling thread's transaction; every
-        :meth:`begin` needs one :meth:`end`. :meth:`transaction` does both, and
-        documents ``isolation``.
-
-        :raises StoreClosedError: if the Engine is closed
-        :raises ValueError: for an unknown isolation, or one that differs from the
-            open transaction's
-        """
-        self.check_open()
-        _check_isolation(isolation)
-        txn = self._local.txn
-        if txn is None:
-            txn = Transaction(self.codec, SERIALIZABLE if isolation is None else isolation)
-            # Before any read: each read holds at this seq or a later one.
-            txn.read_since = self._applied
-            with self._lock:
-                self.open_transactions += 1
-            self._local.txn = txn
-        else:
-            if isolation is not None and isolation != txn.isolation:
-                raise ValueError(
-                    f"this block asks for an {isolation} transaction, but it would join an "
-                    f"open {txn.isolation} one: the outermost block decides the isolation"
-                )
-            if txn.depth:
-                txn.savepoint()
-        txn.depth += 1
-        return txn
-
-    def end(self, failed: bool, context: str | FrameType | None = None) -> None:
-        """Leave one level of the calling thread's transaction: an inner level that
-        ``failed`` undoes its own writes; the outermost commits everything (or, if it
-        ``failed``, nothing). ``context`` is recorded for changed mutable values: a
-        code location, or the frame to take it from (a ``__exit__`` passes its
-        caller's: it is read only after the transaction is closed, so that an
-        interrupt cannot leave it open); default: the caller's code location.
-
-        :raises RuntimeError: if no transaction is open in this thread
-        :raises ConflictError: if a value read (in a serializable transaction) or an
-            expectation (see :meth:`expect`) failed; nothing is written then
-        """
-        txn = self._local.txn
-        if txn is None:
-            raise RuntimeError("end() without begin(): no transaction is open in this thread")
-        txn.depth -= 1
-        if txn.depth:
-            if failed:
-                txn.rollback_to_savepoint()
-            else:
-                txn.release_savepoint()
-            return
-        self._local.txn = None
-        with self._lock:
-            self.open_transactions -= 1
-        try:
-            if not failed:
-                if context is None:
-                    context = caller_context()
-                elif not isinstance(context, str):
-                    context = frame_context(context)
-                self._commit_transaction(txn, context)
-        except BaseException:
-            if txn.loans:
-                self._end_loans(txn)
-            txn.release()
-            if txn.end_callbacks:
-                with contextlib.suppress(Exception):  # the commit's error is the one to see
-                    _run_end_callbacks(txn.end_callbacks, False)
-            raise
-        if txn.loans:
-            self._end_loans(txn)
-        txn.release()
-        if txn.end_callbacks:
-            if failed:  # the block is raising its own error: that is the one to see
-                with contextlib.suppress(Exception):
-                    _run_end_callbacks(txn.end_callbacks, False)
-            else:
-                _run_end_callbacks(txn.end_callbacks, True)
-
-    def on_transaction_end(self, callback: Callable[[bool], object]) -> None:
-        """Call ``callback(committed)`` once, when the calling thread's open transaction
-        ends at its outermost block: ``committed`` is True after its commit, False if
-        it failed or its commit raised (then nothing of it was written).
-
-        For layers that keep in-memory state derived from a transaction's writes (the
-        models layer's undo steps and per-thread working copies), which must be kept
-        after a commit and dropped after a failure. Callbacks run in the order they
-        were given, after the commit (the facts are applied and the fact hooks have
-        run) and outside the engine's lock; an exception from one is re-raised once
-        the others have run, unless the block failed or its commit raised: then that
-        error is the one raised.
-
-        >>> from everstore import Store
-        >>> store = Store()
-        >>> ended = []
-        >>> with store.transaction():
-        ...     store.on_transaction_end(ended.append)
-        ...     store.storage("doc").title = "a"
-        >>> ended
-        [True]
-
-        :raises TypeError: if ``callback`` is not callable
-        :raises RuntimeError: if no transaction is open in this thread
-        """
-        if not callable(callback):
-            raise TypeError(f"on_transaction_end() needs a callable, got {callback!r}")
-        txn = self._local.txn
-        if txn is None:
-            raise RuntimeError(
-                "on_transaction_end() belongs inside a transaction: none is open in this thread"
-            )
-        txn.end_callbacks.append(callback)
-
-    def _commit_transaction(self, txn: Transaction, context: str) -> None:
-        items = txn.items
-        codec = self.codec
-        for (ns, field), work in txn.work.items():
-            hint: Any = MISSING
-            data: bytes | None
-            try:
-                if isinstance(work, Loan):  # the cache's own value, changed in place
-                    data = work.tracker.change()
-                    hint = work
-                elif work.base_seq is None:  # the caller's own new object: stored whole
-                    data = codec.encode(work.obj)
-                    if data == work.recorded:
-                        continue
-                else:
-                    data = codec.encode_change(work.base_seq, work.recorded, work.obj)
-            except UnsupportedValueError as exc:
-                raise UnsupportedValueError(f"{describe_field(ns.parts, field)}: {exc}") from None
-            if data is not None:
-                items.append((ns, field, data, context, hint))
-        if items:
-            self._commit(items, txn.expectations(), txn.checked_since())
-        elif txn.serializable and (txn.reads or txn.expect):
-            self._check_expectations(txn.expectations())
-
-    def _check_expectations(self, expectations: list[Expectation]) -> None:
-        """A serializable transaction that writes nothing still saw only values that
-        were current together: checked against the cache, made current by a sync."""
-        self.sync()
-        with self._lock:
-            for path, field, seq in expectations:
-                ns = self._by_path.get(path) or self.namespace(tuple(path.split("/")))
-                log = ns.fields.get(field)
-                actual = log.last_seq() if log is not None else 0
-                if actual != seq:
-                    raise conflict(path, field, seq, actual)
-
-    # -- optimistic concurrency -------------------------------------------------------
-
-    def _resolve(self, target: Namespace | Any) -> Namespace:
-        """A Namespace, or the Namespace of anything with a ``__namespace__``."""
-        if type(target) is Namespace:
-            return target
-        parts = getattr(target, "__namespace__", None)
-        if type(parts) is not tuple:
-            raise TypeError(f"needs a Storage or a Namespace, got {target!r}")
-        return self.namespace(parts)
-
-    def field_seq(self, target: Namespace | Any, field: str) -> int:
-        """The seq of ``field``'s latest fact (0 if it was never written). O(1).
-
-        :param target: a :class:`Namespace` or a Storage
-        """
-        self.sync()
-        log = self._resolve(target).fields.get(field)
-        return log.last_seq() if log is not None else 0
-
-    def expect(self, target: Namespace | Any, field: str, seq: int) -> None:
-        """Inside a transaction: commit only if ``field`` is still at ``seq`` then.
-
-        If another writer changed the field first, the whole transaction is refused
-        with :class:`ConflictError` and nothing of it is written.
-
-        :raises RuntimeError: outside a transaction
-        :raises ValueError: if ``seq`` is not an int >= 0
-        """
-        txn = self._local.txn
-        if txn is None:
-            raise RuntimeError("expect() belongs inside 'with store.transaction():'")
-        if not isinstance(seq, int) or seq < 0:
-            raise ValueError(f"expect() needs a seq (an int >= 0), got {seq!r}")
-        txn.expect[(self._resolve(target).path, check_field(field))] = seq
-
-    def compare_and_set(self, target: Namespace | Any, field: str, value: Any, *, seq: int) -> int:
-        """Set ``field`` to ``value`` only if its latest fact is still ``seq``
-        (0: never written); return the new seq.
-
-        >>> from everstore import Store
-        >>> store = Store()
-        >>> doc = store.storage("doc")
-        >>> first = store.compare_and_set(doc, "owner", "ann", seq=0)
-        >>> store.compare_and_set(doc, "owner", "bob", seq=0)
-        Traceback (most recent call last):
-        ...
-        everstore.errors.ConflictError: field 'owner' of namespace 'doc' is at seq 1, not 0: ...
-
-        :raises ConflictError: if another writer changed the field first
-        """
-        context = caller_context()
-        ns = self._resolve(target)
-        with self.transaction():
-            self.expect(ns, field, seq)
-            self.write(ns, check_field(field), value, context)
-        return self.field_seq(ns, field)
-
     # -- the change feed ----------------------------------------------------------
 
     def follow(
@@ -913,16 +549,6 @@ class Engine:
                 self._token = _STALE
                 raise
 
-    def _writes_back(self, ns: Namespace, field: str, value: Any) -> bool:
-        """True if ``value`` is the value lent to this thread's transaction for this
-        very field (``s.items += [...]`` reads it, extends it in place and assigns it
-        back): its changes are recorded already, and the assignment changes nothing."""
-        txn = self._local.txn if self.open_transactions else None
-        if txn is None:
-            return False
-        pending = txn.work.get((ns, field))
-        return type(pending) is Loan and pending.tracker.root is value
-
     def _settle_token(self, before: Any, count: int) -> None:
         """After our own commit of ``count`` facts, on a token that was current: keep
         the cache marked current when the backend proves nobody else committed, so
@@ -971,41 +597,6 @@ class Engine:
                 self._token = _STALE  # see _write(): the next read re-reads the tail
                 self._give_back(items)  # and applies whatever of ours was committed
                 raise
-
-    def _before_replay(self, items: list[Item]) -> None:
-        """Our loans among ``items`` are committed, but the cache must apply others'
-        facts first: each lent value is undone in place (O(change)), to be changed
-        again as the log says; or, if the caller holds it, left to the caller with
-        its changes while the cache takes a copy of the value as committed (O(n))."""
-        for item in items:
-            loan = item[4]
-            if type(loan) is Loan and loan.open():
-                tracker = loan.tracker
-                root = tracker.root
-                if tracker.home is not None and not held_elsewhere(root):
-                    tracker.give_back()
-                    continue
-                if tracker.home is not None:
-                    self._copy_home(loan.ns, loan.field, tracker)
-                tracker.drop()
-
-    @staticmethod
-    def _give_back(items: list[Item]) -> None:
-        """Undo, in place, the changes of every loan among ``items`` not yet applied."""
-        for item in items:
-            loan = item[4]
-            if type(loan) is Loan and loan.open():
-                loan.tracker.give_back()
-
-    def _end_loans(self, txn: Transaction) -> None:
-        """The outermost block ended: every loan still open (the block failed, or the
-        value was unchanged or overwritten) is given back, its changes undone."""
-        with self._lock:
-            for loan in txn.loans:
-                if loan.open():
-                    loan.tracker.give_back()
-            txn.loans.clear()
-            txn.work.clear()
 
     # -- keeping current ------------------------------------------------------------
 
@@ -1107,115 +698,6 @@ class Engine:
                 ns.current[field] = value
                 self._drop_mutable(ns, field)
         log.add(entry)
-
-    # -- the cache's mutable values: tracked, lent to transactions ----------------------
-    # A list, dict, set or bytearray value, once a block reads it, is kept as tracked
-    # containers (see everstore.codec.tracked), lent to the transaction that reads it
-    # and changed there in place: reading, committing and applying the change cost the
-    # change, not the value. Values that cannot be tracked (a Random, a registered
-    # mutable type, in them or at the top) are copied and compared as before.
-
-    def _home(self, ns: Namespace, field: str) -> Callable[[Tracker], None]:
-        """What a tracked value calls when it is about to change outside any block."""
-        return functools.partial(self._unshare, ns, field)
-
-    def _unshare(self, ns: Namespace, field: str, tracker: Tracker) -> None:
-        # The caller kept a container from an earlier block and changes it now: it
-        # becomes theirs alone, and the cache keeps a copy of the value.
-        with self._lock:
-            if tracker.loan is None and tracker.home is not None:
-                if ns.mutable.get(field) is tracker.root:
-                    ns.mutable[field] = tracker.copy_value()
-                tracker.home = None
-
-    def _drop_mutable(self, ns: Namespace, field: str) -> None:
-        """The field's mutable value leaves the cache (replaced or deleted)."""
-        value = ns.mutable.pop(field, None)
-        if type(value) in TRACKED_TYPES:
-            value._tracker.home = None  # a loan of it goes on, now private
-
-    def _copy_home(self, ns: Namespace, field: str, tracker: Tracker) -> Any:
-        """Give the field a copy of its value as committed, for the cache alone; the
-        value it had stays with whoever holds it (a caller who kept it from an earlier
-        block, or a transaction it is lent to). O(n)."""
-        copied = tracker.copy_value()
-        tracker.home = None
-        ns.mutable[field] = copied
-        return copied
-
-    def _apply_delta(self, ns: Namespace, field: str, log: FieldLog, data: bytes) -> Any:
-        previous = ns.mutable.get(field, Codec.NO_VALUE)
-        if type(previous) not in TRACKED_TYPES:
-            return log.apply_delta(self.codec, data, previous)
-        tracker: Tracker = previous._tracker
-        # Changed in place only if nobody else holds it (O(1) to tell).
-        if tracker.loan is not None or held_elsewhere(previous):
-            previous = self._copy_home(ns, field, tracker)
-            tracker = previous._tracker
-        try:
-            value = log.apply_delta(self.codec, data, previous, tracker.adopt)
-        except Untrackable:  # another writer put in a part that cannot be tracked
-            tracker.home = None
-            plain = self.codec.copy(previous)
-            return log.apply_delta(self.codec, data, plain)
-        if value is not previous:  # rebuilt from an earlier value: a new, plain object
-            tracker.home = None
-        return value
-
-    def _apply_loan(
-        self, ns: Namespace, field: str, loan: Loan, log: FieldLog, entry: Entry
-    ) -> bool:
-        """Our committed change of a lent value: True if the value is still the
-        cache's, changed in place already (then ``entry`` is added and nothing more
-        is to apply)."""
-        tracker = loan.tracker
-        if not loan.open():
-            return False
-        if tracker.home is None or ns.mutable.get(field) is not tracker.root:
-            # Left home while lent (another writer's fact came first): apply the
-            # change to what the cache holds now, as anyone's.
-            tracker.drop()
-            return False
-        # The entry before the loan is settled, as in _apply's delta branch: after an
-        # interrupt in between, catch-up rebuilds the value from the entries.
-        log.add(entry)
-        if not tracker.settle():  # an untrackable part was put in: keep a plain copy
-            tracker.home = None
-            ns.mutable[field] = self.codec.copy(tracker.root)
-        return True
-
-    def _lend(self, txn: Transaction, ns: Namespace, field: str) -> Any:
-        """The field's mutable value for ``txn`` to change: the cache's own, lent
-        (O(1)); or a private copy (O(n)) if it cannot be tracked or is lent already."""
-        codec = self.codec
-        with self._lock:
-            value = ns.mutable.get(field, MISSING)
-            if value is MISSING:
-                raise MissingFieldError(self._missing_message(ns, field))
-            base_seq = ns.fields[field].last_seq()
-            if type(value) not in TRACKED_TYPES:  # first lent: tracked from now on, O(n)
-                value = Tracker.track(value, codec, self._home(ns, field))
-                if type(value) in TRACKED_TYPES:
-                    ns.mutable[field] = value
-            if type(value) in TRACKED_TYPES:
-                tracker: Tracker = value._tracker
-                if tracker.loan is None:
-                    if held_elsewhere(value):  # kept from an earlier block: theirs now
-                        value = self._copy_home(ns, field, tracker)
-                        tracker = value._tracker
-                    loan = Loan(ns, field, tracker, len(txn.savepoints))
-                    tracker.lend(loan, base_seq)
-                    txn.loans.append(loan)
-                    txn.work[(ns, field)] = loan
-                    txn.touch(ns)
-                    return value
-                recorded = tracker.committed_bytes()
-            else:
-                recorded = codec.encode(value)
-        work = Work(codec.decode(recorded), recorded, base_seq)
-        txn.work[(ns, field)] = work
-        txn.touch(ns)
-        return work.obj
 
     # -- reading ------------------------------------------------------------------
 
@@ -1343,33 +825,3 @@ class Engine:
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
-
-
-def _run_end_callbacks(callbacks: list[Callable[[bool], object]], committed: bool) -> None:
-    """Run every callback; re-raise the first error after all have run."""
-    error: BaseException | None = None
-    for callback in callbacks:
-        try:
-            callback(committed)
-        except BaseException as exc:
-            if error is None:
-                error = exc
-    callbacks.clear()
-    if error is not None:
-        raise error
-
-
-def _check_isolation(isolation: object) -> None:
-    if isolation is not None and isolation not in ISOLATION_LEVELS:
-        if not isinstance(isolation, str):
-            raise TypeError(
-                f"isolation is a str ({SERIALIZABLE!r} or {ATOMIC!r}), got {isolation!r}"
-            )
-        raise ValueError(f"isolation is {SERIALIZABLE!r} or {ATOMIC!r}, got {isolation!r}")
-
-
-def _check_retries(retries: object) -> None:
-    if isinstance(retries, bool) or not isinstance(retries, int):
-        raise TypeError(f"retries is an int >= 0, got {retries!r}")
-    if retries < 0:
-        raise ValueError(f"retries is an int >= 0, got {retries!r}")

@@ -4,6 +4,7 @@ and exit, with savepoints for nested blocks."""
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from .fieldlog import MISSING, TOMBSTONE
 from .namespace import Namespace
 
 __all__ = [
+    "ThreadState",
     "ATOMIC",
     "ISOLATION_LEVELS",
     "SERIALIZABLE",
@@ -203,6 +205,12 @@ class Transaction:
     def release(self) -> None:
         self.touched.clear()
         self.reads.clear()
+
+
+class ThreadState(threading.local):
+    """Per-thread state of an Engine: the open transaction, if any."""
+
+    txn: Transaction | None = None
 
 
 class _Transacting(Protocol):

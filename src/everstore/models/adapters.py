@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 from typing import Any
 
 from ..engine import check_field
@@ -19,7 +18,7 @@ from ..errors import InvalidNameError
 from .relations import Ref
 from .values import ABSENT, build_dataclass, from_storable, type_hints
 
-__all__ = ["EXPIRES", "RESERVED", "Adapter", "DataclassAdapter", "PlainAdapter", "adapter_for"]
+__all__ = ["EXPIRES", "RESERVED", "Adapter", "DataclassAdapter", "PlainAdapter"]
 
 #: the field holding an object's expiry time (seconds since the epoch, the store's clock)
 EXPIRES = "_expires_at"
@@ -255,20 +254,3 @@ def _coerce_ref(value: Any, hint: Any) -> Any:
 
             return Ref(value, ref_target(candidate))
     return value
-
-
-def adapter_for(cls: type) -> Adapter:
-    """The adapter for ``cls``: pydantic model, dataclass or plain class.
-
-    :raises TypeError: if ``cls`` is not a class
-    """
-    if not isinstance(cls, type):
-        raise TypeError(f"a ModelStore stores instances of a class, got {cls!r}")
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and issubclass(cls, pydantic.BaseModel):
-        from .pydantic_adapter import PydanticAdapter
-
-        return PydanticAdapter(cls)
-    if dataclasses.is_dataclass(cls):
-        return DataclassAdapter(cls)
-    return PlainAdapter(cls)

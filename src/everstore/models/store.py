@@ -18,7 +18,7 @@ from ..backends import Sqlite3
 from ..codec import Codec
 from ..engine import END_OF_LOG, Engine, caller_context, namespace_path
 from ..store import Store
-from .adapters import adapter_for
+from .adapter_choice import adapter_for
 from .changes import Diff, ModelChange, changes_of, diff_values, values_at
 from .expiry import purge, set_expiry
 from .export import export_json
