@@ -45,6 +45,8 @@ _T = TypeVar("_T")
 _PRIVATE_TOKEN = 0
 #: the change counter of a WAL-index header (a token): ``_counter_of(token)[0]``
 _counter_of = CHANGE_COUNTER.unpack_from
+#: the size of a WAL file's header; its frames (the data) follow it
+_WAL_HEADER_BYTES = 32
 #: SQLite's result codes for "this file cannot be written here"
 _NOT_WRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 
@@ -257,7 +259,9 @@ class Sqlite3(Backend):
             wal_size = os.path.getsize(file + "-wal")
         except OSError:
             return
-        if main_size == 0 and wal_size > 0:
+        # A WAL of its header alone holds no frame, so nothing to lose: another
+        # connection is creating the file this very moment.
+        if main_size == 0 and wal_size > _WAL_HEADER_BYTES:
             raise SchemaError(
                 f"{self.path!r} is empty but its write-ahead log {file + '-wal'!r} holds "
                 f"{wal_size} bytes: the database file was truncated after it held a "
