@@ -182,7 +182,7 @@ def pg_writes_everstore(config: Config) -> Metrics:
     # workloads.read_after_write_everstore); a plain read timed the same way beside it.
     state = _everstore_setup(False)()
     try:
-        reads = max(10, n // 10)
+        reads = max(10, n // 2)
         after = read_after(state.store, state.s, reads, "write") - timer_cost(reads)
         plain = read_after(state.store, state.s, reads, "plain") - timer_cost(reads)
     finally:

@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -387,7 +388,8 @@ def writes_sqlite_raw(config: Config) -> Metrics:
 def writes_paired_everstore(config: Config) -> Metrics:
     """Commit per write on an SQLite file: everstore and the raw sqlite3 module in ONE
     process, their loops alternating (everstore, raw, raw with everstore's statement,
-    everstore, ...) on fresh files, so that drift hits all three alike.
+    everstore, ...) on fresh files, so that drift hits all three alike; each reports
+    its median loop.
 
     * everstore: ``s.x = i``, its names interned by an untimed first write;
     * raw: ``conn.execute(INSERT)`` as row 2a's raw loop (values encoded beforehand);
@@ -444,23 +446,24 @@ def writes_paired_everstore(config: Config) -> Metrics:
             "raw": (raw_setup, raw, _raw_teardown),
             "raw_same_sql": (raw_setup, raw_same_sql, _raw_teardown),
         }
-        totals = dict.fromkeys(loops, 0.0)
-        counts = dict.fromkeys(loops, 0)
-        while min(totals.values()) < 2 * config.min_time:
+        # Rounds of one loop each, until every variant had 2 * min_time; the median
+        # loop of each, so that a loop hit by a spike of the machine's load drops out.
+        times: dict[str, list[float]] = {name: [] for name in loops}
+        while min(sum(seconds) for seconds in times.values()) < 2 * config.min_time:
             for name, (setup, run, teardown) in loops.items():
                 state = setup()
                 gc.collect()
                 start = perf()
                 run(state)
-                totals[name] += perf() - start
-                counts[name] += n
+                times[name].append(perf() - start)
                 teardown(state)
                 del state
-    per_write = {name: 1e6 * totals[name] / counts[name] for name in loops}
+    per_write = {name: 1e6 * statistics.median(seconds) / n for name, seconds in times.items()}
     return {
         "write_us": per_write["everstore"],
         "raw_us": per_write["raw"],
         "raw_same_sql_us": per_write["raw_same_sql"],
+        "loops": float(len(times["everstore"])),
     }
 
 
