@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from unittest import mock
 
-from workloads import Config, Metrics, timed_batches, timed_loops
+from workloads import Config, Metrics, read_after, timed_batches, timed_loops, timer_cost
 
 __all__ = ["CASES", "CONNINFO_VAR", "FAMILIES", "PgSizes", "pg_sizes", "unavailable_reason"]
 
@@ -178,7 +178,21 @@ def pg_writes_everstore(config: Config) -> Metrics:
     sync_off = timed_loops(
         _everstore_setup(False), per_write, n, config.min_time, _everstore_teardown
     )
-    return {"write_us": 1e6 * default, "write_off_us": 1e6 * sync_off}
+    # A read right after this process's own write, each read timed alone (see
+    # workloads.read_after_write_everstore); a plain read timed the same way beside it.
+    state = _everstore_setup(False)()
+    try:
+        reads = max(10, n // 2)
+        after = read_after(state.store, state.s, reads, "write") - timer_cost(reads)
+        plain = read_after(state.store, state.s, reads, "plain") - timer_cost(reads)
+    finally:
+        _everstore_teardown(state)
+    return {
+        "write_us": 1e6 * default,
+        "write_off_us": 1e6 * sync_off,
+        "read_after_write_us": 1e6 * after / reads,
+        "read_plain_us": 1e6 * plain / reads,
+    }
 
 
 def _everstore_transactions(size: int, count: int) -> Callable[[_Everstore], None]:

@@ -69,9 +69,12 @@ CASES = {**workloads.CASES, **pg_workloads.CASES, **models_workloads.CASES}
 FAMILIES: dict[str, list[str]] = {
     "writes_memory": ["everstore", "appendmuch"],
     "writes_sqlite": ["everstore", "appendmuch", "raw"],
+    "writes_paired": ["everstore"],  # everstore and raw sqlite3 in one process
     "reads_memory": ["everstore", "appendmuch"],
     "reads_sqlite": ["everstore", "appendmuch"],
+    "read_after_write": ["everstore"],
     "history": ["everstore", "appendmuch"],
+    "history_iter": ["everstore"],  # everstore and a tuple of its Values in one process
     "within": ["everstore", "appendmuch"],
     "cold_open": ["everstore", "appendmuch"],
     "list_sqlite": ["everstore", "appendmuch"],
@@ -90,8 +93,8 @@ COLD_MAX_SAMPLES = 10
 #: seconds a child may run: a case that hangs (a peer's stuck save) fails, not the run
 CHILD_TIMEOUT = {True: 60.0, False: 900.0}
 TABLE_HEADER = (
-    "| # | workload | unit | everstore | appendmuch | raw sqlite | vs appendmuch | vs raw "
-    "| goal | result |"
+    "| # | workload | unit | everstore | appendmuch | raw / floor | vs appendmuch "
+    "| vs raw / floor | goal | result |"
 )
 MODELS_TABLE_HEADER = (
     "| # | workload | unit | everstore | slowstore | sqlalchemy | raw sqlite | vs slowstore "
@@ -182,12 +185,40 @@ ROWS: list[Row] = [
         " write; am write + flush(); raw INSERT autocommit", "µs/write",
         ("writes_sqlite/everstore", "write_us"), ("writes_sqlite/appendmuch", "flush_each_us"),
         ("writes_sqlite/raw", "write_us"), goals=(AM3,)),
+    Row("2d", "write int, SQLite file, commit per write, in one process (loops of {paired}"
+        " writes alternating on fresh files): everstore `s.x = i`; raw `conn.execute(INSERT)`"
+        " autocommit", "µs/write",
+        ("writes_paired/everstore", "write_us"), None, ("writes_paired/everstore", "raw_us"),
+        goals=(Goal("raw", 0.95),)),
+    Row("2e", "as 2d; floor: raw running everstore's own INSERT (its time clamp) on a reused"
+        " cursor, no Python around it", "µs/write",
+        ("writes_paired/everstore", "write_us"), None,
+        ("writes_paired/everstore", "raw_same_sql_us")),
     Row("3a", "read current value s.x, Memory", "µs/read",
         ("reads_memory/everstore", "read_us"), ("reads_memory/appendmuch", "read_us"),
         goals=(AM3, Goal("below", 0.5))),
     Row("3b", "read current value s.x, SQLite file", "µs/read",
         ("reads_sqlite/everstore", "read_us"), ("reads_sqlite/appendmuch", "read_us"),
         goals=(AM3, Goal("below", 0.5))),
+    Row("3c", "read s.x right after this process's own `s.x = i`, Memory, each read timed"
+        " alone; floor: the same read with no write before it", "µs/read",
+        ("read_after_write/everstore", "memory_write_us"), None,
+        ("read_after_write/everstore", "memory_plain_us"), goals=(Goal("below", 0.5),)),
+    Row("3d", "read s.x right after this process's own `s.x = i`, SQLite file; floor as 3c",
+        "µs/read", ("read_after_write/everstore", "sqlite_write_us"), None,
+        ("read_after_write/everstore", "sqlite_plain_us"), goals=(Goal("below", 0.5),)),
+    Row("3e", "read s.x right after `with store.transaction(): s.x = i`, Memory; floor as 3c",
+        "µs/read", ("read_after_write/everstore", "memory_after_txn_us"), None,
+        ("read_after_write/everstore", "memory_plain_us"), goals=(Goal("below", 0.5),)),
+    Row("3f", "read s.x right after `with store.transaction(): s.x = i`, SQLite file; floor"
+        " as 3c", "µs/read", ("read_after_write/everstore", "sqlite_after_txn_us"), None,
+        ("read_after_write/everstore", "sqlite_plain_us"), goals=(Goal("below", 0.5),)),
+    Row("3g", "read s.x inside `with store.transaction():` right after `s.x = i`, Memory;"
+        " floor as 3c", "µs/read", ("read_after_write/everstore", "memory_in_txn_us"), None,
+        ("read_after_write/everstore", "memory_plain_us"), goals=(Goal("below", 0.5),)),
+    Row("3h", "read s.x inside `with store.transaction():` right after `s.x = i`, SQLite"
+        " file; floor as 3c", "µs/read", ("read_after_write/everstore", "sqlite_in_txn_us"),
+        None, ("read_after_write/everstore", "sqlite_plain_us"), goals=(Goal("below", 0.5),)),
     Row("4a", "history of {history} values: s.__history__()['x'] / s.history()['x']", "ms/call",
         ("history/everstore", "get_ms"), ("history/appendmuch", "get_ms"), goals=(AM3,)),
     Row("4b", "history of {history} values: [v.data for v in ...['x']]", "ms/call",
@@ -196,6 +227,20 @@ ROWS: list[Row] = [
     Row("4c", "the same comprehension over a plain list of the same {history} Values (the"
         " caller's loop alone: the floor of 4b)", "ms/call",
         ("history/everstore", "loop_floor_ms"), ("history/appendmuch", "iterate_ms")),
+    Row("4d", "[v.data for v in s.__history__()['x']], {history_small} values, repeated calls;"
+        " floor: the same comprehension over a tuple of the same Values, measured in turn",
+        "ns/value", ("history_iter/everstore", "iter_small_ns"), None,
+        ("history_iter/everstore", "iter_small_tuple_ns"), goals=(Goal("raw_within", 1.3),)),
+    Row("4e", "as 4d, {history} values", "ns/value",
+        ("history_iter/everstore", "iter_large_ns"), None,
+        ("history_iter/everstore", "iter_large_tuple_ns"), goals=(Goal("raw_within", 1.3),)),
+    Row("4f", "as 4d, first call on a fresh store ({history_small} values: the Values are"
+        " made); floor: first pass over a fresh tuple of Values", "ns/value",
+        ("history_iter/everstore", "first_small_ns"), None,
+        ("history_iter/everstore", "first_small_tuple_ns"), goals=(Goal("raw_within", 1.3),)),
+    Row("4g", "as 4f, {history} values", "ns/value",
+        ("history_iter/everstore", "first_large_ns"), None,
+        ("history_iter/everstore", "first_large_tuple_ns"), goals=(Goal("raw_within", 1.3),)),
     Row("5a", "within(round=k).score, namespace of {within} writes, random k", "ms/query",
         ("within/everstore", "query_ms"), ("within/appendmuch", "query_ms"), goals=(AM3,)),
     Row("5b", "within: first query (everstore builds its value index)", "ms",
@@ -281,6 +326,10 @@ PG_ROWS: list[Row] = [
     Row("P1c", "as P1b, like for like: evs with synchronous_commit off too (PGOPTIONS)",
         "µs/write", ("pg_writes/everstore", "write_off_us"),
         ("pg_writes/eventsourcing", "save_off_us"), ("pg_writes/raw", "write_off_us")),
+    Row("P1d", "read s.x right after this process's own `s.x = i` (synchronous_commit off),"
+        " each read timed alone; raw column: the same read with no write before it",
+        "µs/read", ("pg_writes/everstore", "read_after_write_us"), None,
+        ("pg_writes/everstore", "read_plain_us"), goals=(Goal("below", 0.5),)),
     Row("P2a", "transactions of {txn} writes: everstore `with store.transaction()`; evs {txn}"
         " events per save; raw executemany (pipelined) in BEGIN/COMMIT", "µs/write",
         ("pg_txn1000/everstore", "txn_us"), ("pg_txn1000/eventsourcing", "save_us"),
@@ -689,6 +738,8 @@ def label_names(
         "m_in_range": human(sum(1 for i in range(ms.objects) if i % ms.ages >= low)),
         "writes": human(sz.writes),
         "history": human(sz.history),
+        "history_small": human(sz.history_small),
+        "paired": human(sz.paired_writes),
         "within": human(sz.within),
         "cold": human(sz.cold_namespaces * sz.cold_fields * sz.cold_writes),
         "items": human(sz.list_items),

@@ -27,7 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["CASES", "Config", "Metrics", "Sizes", "cold_file", "sizes"]
+__all__ = [
+    "CASES",
+    "Config",
+    "Metrics",
+    "Sizes",
+    "cold_file",
+    "interleaved_batches",
+    "read_after",
+    "sizes",
+    "timer_cost",
+]
 
 Metrics = dict[str, float]
 _S = TypeVar("_S")
@@ -54,6 +64,9 @@ class Sizes:
     cold_fields: int
     cold_writes: int
     list_items: int  # family 7
+    history_small: int  # the smaller history of the iteration rows (family 4)
+    paired_writes: int  # writes per loop of the paired SQLite write loops (family 2)
+    after_write: int  # write-then-read pairs per loop (read_after_write)
 
 
 FULL = Sizes(
@@ -65,6 +78,9 @@ FULL = Sizes(
     cold_fields=10,
     cold_writes=100,
     list_items=10_000,
+    history_small=20_000,
+    paired_writes=10_000,
+    after_write=20_000,
 )
 QUICK = Sizes(
     writes=2_000,
@@ -75,6 +91,9 @@ QUICK = Sizes(
     cold_fields=10,
     cold_writes=10,
     list_items=200,
+    history_small=400,
+    paired_writes=200,
+    after_write=500,
 )
 
 
@@ -121,6 +140,27 @@ def timed_batches(run: Callable[[], Any], ops: int, min_time: float) -> float:
         total += perf() - start
         count += ops
     return total / count
+
+
+def interleaved_batches(
+    runs: dict[str, Callable[[], Any]], ops: int, min_time: float, rounds: int = 5
+) -> dict[str, float]:
+    """Seconds per op of each read-only ``run()`` of ``ops`` ops, measured in turn:
+    ``rounds`` rounds, each giving every run ``min_time / rounds`` seconds. Drift on a
+    noisy machine then hits every run alike, which a ratio between them needs."""
+    totals = dict.fromkeys(runs, 0.0)
+    counts = dict.fromkeys(runs, 0)
+    gc.collect()
+    for _ in range(rounds):
+        for name, run in runs.items():
+            spent = 0.0
+            while spent < min_time / rounds:
+                start = perf()
+                run()
+                spent += perf() - start
+                counts[name] += ops
+            totals[name] += spent
+    return {name: totals[name] / counts[name] for name in runs}
 
 
 @contextlib.contextmanager
@@ -272,6 +312,39 @@ def writes_sqlite_appendmuch(config: Config) -> Metrics:
 
 
 _RAW_INSERT = "INSERT INTO everstore_log(time, ns, field, ctx, data) VALUES (?, ?, ?, ?, ?)"
+#: the statement everstore's SQLite backend runs for a single write: the same INSERT,
+#: its time raised to the last row's so that time never decreases along the log
+_RAW_INSERT_CLAMPED = (
+    "INSERT INTO everstore_log(time, ns, field, ctx, data) VALUES (max(?, coalesce(("
+    "SELECT time FROM everstore_log ORDER BY seq DESC LIMIT 1), 0.0)), ?, ?, ?, ?)"
+)
+
+_RawState = tuple[sqlite3.Connection, tuple[int, int, int], Path]
+
+
+def _raw_sqlite(path: Path) -> _RawState:
+    """A connection to a new store file at ``path``, made by everstore (schema, index
+    and triggers, names interned), with everstore's settings: autocommit, WAL,
+    synchronous=NORMAL; and the ids of its namespace, field and context."""
+    from everstore import Sqlite3, Store
+
+    with Store(Sqlite3(path)) as store:
+        store.storage("bench", "ns").x = 0
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    ids = (
+        conn.execute("SELECT id FROM everstore_namespaces WHERE name='bench/ns'"),
+        conn.execute("SELECT id FROM everstore_fields WHERE name='x'"),
+        conn.execute("SELECT max(id) FROM everstore_contexts"),
+    )
+    ns, field, ctx = (int(cursor.fetchone()[0]) for cursor in ids)
+    return conn, (ns, field, ctx), path
+
+
+def _raw_teardown(state: _RawState) -> None:
+    state[0].close()
+    remove_db(state[2])
 
 
 def writes_sqlite_raw(config: Config) -> Metrics:
@@ -280,41 +353,24 @@ def writes_sqlite_raw(config: Config) -> Metrics:
     Same settings as everstore's backend (autocommit connection, WAL,
     synchronous=NORMAL); the encoded values are prepared before timing.
     """
-    from everstore import Sqlite3, Store, default_codec
+    from everstore import default_codec
 
     n = sizes(config.quick).writes
     blobs = [default_codec.encode(i) for i in range(n)]
     with scratch_dir(config) as directory:
         names = _Counter(directory, "raw")
 
-        def setup() -> tuple[sqlite3.Connection, tuple[int, int, int], Path]:
-            path = names.next()
-            # everstore creates the schema, index and triggers, and interns the names.
-            with Store(Sqlite3(path)) as store:
-                store.storage("bench", "ns").x = 0
-            conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            ids = (
-                conn.execute("SELECT id FROM everstore_namespaces WHERE name='bench/ns'"),
-                conn.execute("SELECT id FROM everstore_fields WHERE name='x'"),
-                conn.execute("SELECT max(id) FROM everstore_contexts"),
-            )
-            ns, field, ctx = (int(cursor.fetchone()[0]) for cursor in ids)
-            return conn, (ns, field, ctx), path
+        def setup() -> _RawState:
+            return _raw_sqlite(names.next())
 
-        def teardown(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
-            state[0].close()
-            remove_db(state[2])
-
-        def per_write(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+        def per_write(state: _RawState) -> None:
             conn, (ns, field, ctx), _ = state
             execute = conn.execute
             now = time.time
             for i in range(n):
                 execute(_RAW_INSERT, (now(), ns, field, ctx, blobs[i]))
 
-        def executemany100(state: tuple[sqlite3.Connection, tuple[int, int, int], Path]) -> None:
+        def executemany100(state: _RawState) -> None:
             conn, (ns, field, ctx), _ = state
             execute = conn.execute
             for first in range(0, n // 100 * 100, 100):
@@ -324,9 +380,91 @@ def writes_sqlite_raw(config: Config) -> Metrics:
                 conn.executemany(_RAW_INSERT, rows)
                 execute("COMMIT")
 
-        committed = timed_loops(setup, per_write, n, config.min_time, teardown)
-        batched = timed_loops(setup, executemany100, n // 100 * 100, config.min_time, teardown)
+        committed = timed_loops(setup, per_write, n, config.min_time, _raw_teardown)
+        batched = timed_loops(setup, executemany100, n // 100 * 100, config.min_time, _raw_teardown)
     return {"write_us": 1e6 * committed, "executemany100_us": 1e6 * batched}
+
+
+def writes_paired_everstore(config: Config) -> Metrics:
+    """Commit per write on an SQLite file: everstore and the raw sqlite3 module in ONE
+    process, their loops alternating (everstore, raw, raw with everstore's statement,
+    everstore, ...) on fresh files, so that drift hits all three alike; each reports
+    its median loop.
+
+    * everstore: ``s.x = i``, its names interned by an untimed first write;
+    * raw: ``conn.execute(INSERT)`` as row 2a's raw loop (values encoded beforehand);
+    * raw, everstore's statement: the INSERT with everstore's time clamp, run on one
+      reused cursor whose ``lastrowid`` is read, as everstore's backend does: the
+      floor of everstore's SQL, with none of its Python.
+    """
+    from everstore import Sqlite3, Store, default_codec
+
+    n = sizes(config.quick).paired_writes
+    blobs = [default_codec.encode(i) for i in range(n)]
+
+    def raw(state: _RawState) -> None:
+        conn, (ns, field, ctx), _ = state
+        execute = conn.execute
+        now = time.time
+        for i in range(n):
+            execute(_RAW_INSERT, (now(), ns, field, ctx, blobs[i]))
+
+    def raw_same_sql(state: _RawState) -> None:
+        conn, (ns, field, ctx), _ = state
+        cursor = conn.cursor()
+        execute = cursor.execute
+        now = time.time
+        for i in range(n):
+            execute(_RAW_INSERT_CLAMPED, (now(), ns, field, ctx, blobs[i]))
+            cursor.lastrowid  # noqa: B018
+
+    with scratch_dir(config) as directory:
+        names = _Counter(directory, "paired")
+
+        def everstore_setup() -> tuple[Any, Any, Path]:
+            path = names.next()
+            store = Store(Sqlite3(path))
+            s = store.storage("bench", "ns")
+            s.x = -1
+            return store, s, path
+
+        def everstore_teardown(state: tuple[Any, Any, Path]) -> None:
+            state[0].close()
+            remove_db(state[2])
+
+        def everstore(state: tuple[Any, Any, Path]) -> None:
+            s = state[1]
+            for i in range(n):
+                s.x = i
+
+        def raw_setup() -> _RawState:
+            return _raw_sqlite(names.next())
+
+        loops: dict[str, tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], None]]]
+        loops = {
+            "everstore": (everstore_setup, everstore, everstore_teardown),
+            "raw": (raw_setup, raw, _raw_teardown),
+            "raw_same_sql": (raw_setup, raw_same_sql, _raw_teardown),
+        }
+        # Rounds of one loop each, until every variant had 2 * min_time; the median
+        # loop of each, so that a loop hit by a spike of the machine's load drops out.
+        times: dict[str, list[float]] = {name: [] for name in loops}
+        while min(sum(seconds) for seconds in times.values()) < 2 * config.min_time:
+            for name, (setup, run, teardown) in loops.items():
+                state = setup()
+                gc.collect()
+                start = perf()
+                run(state)
+                times[name].append(perf() - start)
+                teardown(state)
+                del state
+    per_write = {name: 1e6 * statistics.median(seconds) / n for name, seconds in times.items()}
+    return {
+        "write_us": per_write["everstore"],
+        "raw_us": per_write["raw"],
+        "raw_same_sql_us": per_write["raw_same_sql"],
+        "loops": float(len(times["everstore"])),
+    }
 
 
 # -- 3. current-value reads -----------------------------------------------------------
@@ -382,6 +520,83 @@ def reads_sqlite_appendmuch(config: Config) -> Metrics:
     return _reads(config, "appendmuch", "sqlite")
 
 
+# -- 3c. a read right after this process's own write ---------------------------------
+
+
+def timer_cost(samples: int) -> float:
+    """Seconds an empty ``start = perf(); ... ; perf() - start`` region measures."""
+    total = 0.0
+    for _ in range(samples):
+        start = perf()
+        total += perf() - start
+    return total / samples
+
+
+def read_after(store: Any, s: Any, n: int, mode: str) -> float:
+    """Seconds of ``s.x`` summed over ``n`` reads, each timed alone: after a write
+    ("write"), after a one-write transaction ("after_txn"), inside a transaction
+    after a write to the same field ("in_txn"), or with no write before it
+    ("plain", the like-for-like reference: a read timed the same way)."""
+    total = 0.0
+    if mode == "write":
+        for i in range(n):
+            s.x = i
+            start = perf()
+            s.x  # noqa: B018
+            total += perf() - start
+    elif mode == "after_txn":
+        for i in range(n):
+            with store.transaction():
+                s.x = i
+            start = perf()
+            s.x  # noqa: B018
+            total += perf() - start
+    elif mode == "in_txn":
+        for i in range(n):
+            with store.transaction():
+                s.x = i
+                start = perf()
+                s.x  # noqa: B018
+                total += perf() - start
+    else:
+        for _ in range(n):
+            start = perf()
+            s.x  # noqa: B018
+            total += perf() - start
+    return total
+
+
+def read_after_write_everstore(config: Config) -> Metrics:
+    """The issue's "a read right after this process's own write": each read timed
+    alone (``perf_counter`` around it, the cost of an empty timed region measured
+    in the same loops and subtracted), on Memory and an SQLite file."""
+    from everstore import Memory, Sqlite3, Store
+
+    n = sizes(config.quick).after_write
+    modes = ("write", "after_txn", "in_txn", "plain")
+    metrics: Metrics = {}
+    with scratch_dir(config) as directory:
+        for backend in ("memory", "sqlite"):
+            store = Store(Memory() if backend == "memory" else Sqlite3(directory / "raw.db"))
+            s = store.storage("bench", "ns")
+            s.x = -1
+            assert s.x == -1
+            totals = dict.fromkeys(modes, 0.0)
+            timer = 0.0
+            loops = 0
+            gc.collect()
+            started = perf()
+            while perf() - started < config.min_time * len(modes) or not loops:
+                for mode in modes:
+                    totals[mode] += read_after(store, s, n, mode)
+                timer += timer_cost(n)
+                loops += 1
+            store.close()
+            for mode in modes:
+                metrics[f"{backend}_{mode}_us"] = 1e6 * (totals[mode] - timer) / (loops * n)
+    return metrics
+
+
 # -- 4. history of 100k values ----------------------------------------------------------
 
 
@@ -413,6 +628,74 @@ def history_everstore(config: Config) -> Metrics:
         "get_ms": 1e3 * timed_batches(get, 1, config.min_time),
         "iterate_ms": 1e3 * timed_batches(iterate, 1, config.min_time),
         "loop_floor_ms": 1e3 * timed_batches(loop_only, 1, config.min_time),
+    }
+
+
+def _filled_history(n: int) -> Any:
+    """A Storage on a new Memory store whose field ``x`` has ``n`` int values."""
+    from everstore import Memory, Store
+
+    s = Store(Memory()).storage("bench", "ns")
+    for i in range(n):
+        s.x = i
+    return s
+
+
+def _history_steady(config: Config, n: int) -> dict[str, float]:
+    """Seconds per value of ``[v.data for v in s.__history__()['x']]``, repeated
+    calls, each on a new History; and of the same comprehension over a tuple of the
+    same Values (what appendmuch hands out), the two measured in turn."""
+    s = _filled_history(n)
+    values = tuple(s.__history__()["x"])
+    assert len(values) == n
+
+    def everstore() -> None:
+        assert len([v.data for v in s.__history__()["x"]]) == n
+
+    def plain_tuple() -> None:
+        assert len([v.data for v in values]) == n
+
+    return interleaved_batches({"everstore": everstore, "tuple": plain_tuple}, n, config.min_time)
+
+
+def _history_first(config: Config, n: int) -> dict[str, float]:
+    """Seconds per value of the first such call on a fresh store (it makes the
+    Values), against the first pass over a freshly made tuple of Values."""
+    first = {"everstore": 0.0, "tuple": 0.0}
+    samples = 0
+    while first["everstore"] < config.min_time or samples < 3:
+        s = _filled_history(n)
+        gc.collect()
+        start = perf()
+        data = [v.data for v in s.__history__()["x"]]
+        first["everstore"] += perf() - start
+        assert len(data) == n
+        made = tuple(s.__history__()["x"][0:n])  # new Values, as a peer would make them
+        gc.collect()
+        start = perf()
+        data = [v.data for v in made]
+        first["tuple"] += perf() - start
+        samples += 1
+        del s, made, data
+    return {name: seconds / (samples * n) for name, seconds in first.items()}
+
+
+def _history_iteration(config: Config, n: int, label: str) -> Metrics:
+    steady = _history_steady(config, n)
+    first = _history_first(config, n)
+    return {
+        f"iter_{label}_ns": 1e9 * steady["everstore"],
+        f"iter_{label}_tuple_ns": 1e9 * steady["tuple"],
+        f"first_{label}_ns": 1e9 * first["everstore"],
+        f"first_{label}_tuple_ns": 1e9 * first["tuple"],
+    }
+
+
+def history_iter_everstore(config: Config) -> Metrics:
+    sz = sizes(config.quick)
+    return {
+        **_history_iteration(config, sz.history_small, "small"),
+        **_history_iteration(config, sz.history, "large"),
     }
 
 
@@ -684,7 +967,10 @@ CASES: dict[str, Callable[[Config], Metrics]] = {
     "reads_memory/appendmuch": reads_memory_appendmuch,
     "reads_sqlite/everstore": reads_sqlite_everstore,
     "reads_sqlite/appendmuch": reads_sqlite_appendmuch,
+    "writes_paired/everstore": writes_paired_everstore,
+    "read_after_write/everstore": read_after_write_everstore,
     "history/everstore": history_everstore,
+    "history_iter/everstore": history_iter_everstore,
     "history/appendmuch": history_appendmuch,
     "within/everstore": within_everstore,
     "within/appendmuch": within_appendmuch,

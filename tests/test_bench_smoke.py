@@ -35,7 +35,7 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "| # | workload | unit | everstore | appendmuch | raw sqlite |" in done.stdout
+    assert "| # | workload | unit | everstore | appendmuch | raw / floor |" in done.stdout
     # The PostgreSQL families print their own table, or say why they were skipped.
     assert (
         "| # | workload | unit | everstore | everstore /s | eventsourcing | raw psycopg |"

@@ -121,10 +121,10 @@ def test_token_after_commit_proves_only_a_lone_commit(tmp_path: Path) -> None:
     mine, other = Sqlite3(path), Sqlite3(path)
     mine.open()
     other.open()
-    # The first write of a name also commits the name (one more commit): not a lone one.
+    # The first write of a name interns it in the same commit: still a lone commit.
     before = mine.change_token()
     mine.append_one("doc", "a", b"0", "test", 0.5)
-    assert mine.token_after_commit(before, 1) is None
+    assert mine.token_after_commit(before, 1) == mine.change_token() != before
     before = mine.change_token()
     mine.append_one("doc", "a", b"1", "test", 1.0)
     after = mine.token_after_commit(before, 1)

@@ -253,6 +253,17 @@ def test_an_empty_existing_file_becomes_a_store(tmp_path: Path) -> None:
     assert everstore.open(path).storage("doc").title == "new"
 
 
+def test_an_empty_file_beside_a_wal_of_only_its_header_opens(tmp_path: Path) -> None:
+    # What a second process sees while a first one is creating the file: the WAL's
+    # 32-byte header, no frame (no data), beside an empty main file.
+    path = tmp_path / "creating.db"
+    path.write_bytes(b"")
+    Path(f"{path}-wal").write_bytes(bytes(32))
+    with everstore.open(path) as store:
+        store.storage("doc").title = "new"
+    assert everstore.open(path).storage("doc").title == "new"
+
+
 def test_an_empty_file_beside_a_non_empty_wal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "cut.db"
     writer = everstore.open(path)  # kept open: its WAL stays beside the file

@@ -90,12 +90,15 @@ class Storage:
         # A read inside a transaction goes through the engine, which shows the
         # transaction's own writes and keeps what was read for the commit's check;
         # while no thread has one open, no thread-local look-up is needed.
-        if _virtual_of(self) is None and (
-            not store.open_transactions or not store.in_transaction()
-        ):
-            value = _namespace_of(self).current.get(name, _NOT_CACHED)
-            if value is not _NOT_CACHED:
-                return value
+        if _virtual_of(self) is None:
+            if not store.open_transactions or not store.in_transaction():
+                value = _namespace_of(self).current.get(name, _NOT_CACHED)
+                if value is not _NOT_CACHED:
+                    return value
+            elif name[:2] != "__" or name[-2:] != "__":
+                # A field (every name but a dunder is one): straight to the engine,
+                # without the failed normal look-up that would raise and catch first.
+                return store.read(_namespace_of(self), name)
         # Methods and dunders; a miss goes on to __getattr__.
         return object.__getattribute__(self, name)
 

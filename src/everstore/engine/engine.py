@@ -476,16 +476,10 @@ class Engine(Transacting, Lending):
         :raises UnsupportedValueError: if the codec cannot encode ``value``
         :raises StoreClosedError: if the Engine is closed
         """
-        self._write(ns, field, value, context or caller_context())
-
-    def delete(self, ns: Namespace, field: str, context: str | None = None) -> None:
-        """Append a tombstone for ``field``: its history stays, its value is gone.
-
-        :raises MissingFieldError: if the field has no value to delete
-        """
-        self._write(ns, field, TOMBSTONE, context or caller_context())
-
-    def _write(self, ns: Namespace, field: str, value: Any, context: str) -> None:
+        # Every assignment comes through here: the whole single-write path is in this
+        # one method (a call more costs ~0.1 µs, 1 % of a write to SQLite).
+        if not context:
+            context = caller_context()
         if type(value) is int and self._plain_ints and _INT64_MIN <= value <= _UINT64_MAX:
             # The commonest write, encoded here as the default codec would (JSON).
             data: bytes | None = b"%d" % value
@@ -549,6 +543,13 @@ class Engine(Transacting, Lending):
                 self._token = _STALE
                 raise
 
+    def delete(self, ns: Namespace, field: str, context: str | None = None) -> None:
+        """Append a tombstone for ``field``: its history stays, its value is gone.
+
+        :raises MissingFieldError: if the field has no value to delete
+        """
+        self.write(ns, field, TOMBSTONE, context or caller_context())
+
     def _settle_token(self, before: Any, count: int) -> None:
         """After our own commit of ``count`` facts, on a token that was current: keep
         the cache marked current when the backend proves nobody else committed, so
@@ -594,7 +595,7 @@ class Engine(Transacting, Lending):
                     self._before_replay(items)
                     self._catch_up_locked()
             except BaseException:
-                self._token = _STALE  # see _write(): the next read re-reads the tail
+                self._token = _STALE  # see write(): the next read re-reads the tail
                 self._give_back(items)  # and applies whatever of ours was committed
                 raise
 

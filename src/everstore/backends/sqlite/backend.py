@@ -35,7 +35,7 @@ from ...log import Fact, Write
 from ..base import SCHEMA_VERSION, Backend, Expectation, conflict, scan_tail, tail_is_short
 from . import schema
 from .location import Location, locate
-from .walwatch import WalHeader, change_counter, map_wal_header
+from .walwatch import CHANGE_COUNTER, WalHeader, map_wal_header
 
 __all__ = ["Sqlite3"]
 
@@ -43,6 +43,10 @@ _T = TypeVar("_T")
 
 #: the change token of a database no other connection can write to
 _PRIVATE_TOKEN = 0
+#: the change counter of a WAL-index header (a token): ``_counter_of(token)[0]``
+_counter_of = CHANGE_COUNTER.unpack_from
+#: the size of a WAL file's header; its frames (the data) follow it
+_WAL_HEADER_BYTES = 32
 #: SQLite's result codes for "this file cannot be written here"
 _NOT_WRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 
@@ -177,10 +181,12 @@ class Sqlite3(Backend):
         self._namespace_ids = self._namespaces.ids
         self._field_ids = self._fields.ids
         self._context_ids = self._contexts.ids
+        # The time clamp reads the last row in one descent of the rowid tree (ORDER BY
+        # seq DESC LIMIT 1; "WHERE seq = (SELECT max(seq) ...)" takes two).
         self._insert_one = (
             f"INSERT INTO {self._log}(time, ns, field, ctx, data) VALUES "
-            f"(max(?, coalesce((SELECT time FROM {self._log} WHERE seq = "
-            f"(SELECT max(seq) FROM {self._log})), 0.0)), ?, ?, ?, ?)"
+            f"(max(?, coalesce((SELECT time FROM {self._log} ORDER BY seq DESC LIMIT 1), "
+            "0.0)), ?, ?, ?, ?)"
         )
         # Not INSERT OR IGNORE, which would skip a bad digest (CHECK) silently: a
         # digest already stored is skipped by the table's no_replace trigger.
@@ -253,7 +259,9 @@ class Sqlite3(Backend):
             wal_size = os.path.getsize(file + "-wal")
         except OSError:
             return
-        if main_size == 0 and wal_size > 0:
+        # A WAL of its header alone holds no frame, so nothing to lose: another
+        # connection is creating the file this very moment.
+        if main_size == 0 and wal_size > _WAL_HEADER_BYTES:
             raise SchemaError(
                 f"{self.path!r} is empty but its write-ahead log {file + '-wal'!r} holds "
                 f"{wal_size} bytes: the database file was truncated after it held a "
@@ -423,29 +431,35 @@ class Sqlite3(Backend):
         # lock held for ever.
         with self._lock:
             try:
-                conn = self._conn
                 cursor = self._write_cursor
-                if conn is None or cursor is None:
+                if cursor is None:  # closed, or read-only
                     raise self._unwritable()
-                ns = self._namespace_ids.get(namespace) or self._namespaces.intern(conn, namespace)
-                field_id = self._field_ids.get(field) or self._fields.intern(conn, field)
-                ctx = self._context_ids.get(context) or self._contexts.intern(conn, context)
+                ns = self._namespace_ids.get(namespace)
+                field_id = self._field_ids.get(field)
+                ctx = self._context_ids.get(context)
+                if not (ns and field_id and ctx):
+                    # A name this object has not met: looked up, or interned, in the
+                    # same transaction as the row, so that the write stays one commit
+                    # (which token_after_commit can prove was ours). Once per name.
+                    write = Write(namespace, field, data, context, time)
+                    return self._append_many(self.connection, [write], ())[-1]
                 # One autocommit statement: atomic, and seq and time are taken under
                 # SQLite's write lock, so they are ordered across processes.
                 cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
                 seq: int = cursor.lastrowid  # type: ignore[assignment]
                 last_seq, last_time = self._own_last
                 if seq == last_seq + 1:
-                    # The row before ours is our own last one (rows are never deleted, so
-                    # a new seq is always the largest plus one): the statement stored
+                    # The row before ours is our own last one (rows are never deleted,
+                    # so a new seq is always the largest plus one): the statement stored
                     # max(time, its time), computed here without RETURNING's cost.
-                    time = time if time > last_time else last_time
+                    if last_time > time:
+                        time = last_time
                 else:  # another connection wrote in between: read back the time
-                    time = conn.execute(
+                    time = self.connection.execute(
                         f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
                     ).fetchone()[0]
-                self._own_last = (seq, time)
-                return seq, time
+                own = self._own_last = (seq, time)
+                return own
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
@@ -689,9 +703,12 @@ class Sqlite3(Backend):
         current = self._token()
         if self._token_source != "wal":
             return current if self._token_source == "private" else None
-        if not isinstance(before, bytes) or not isinstance(current, bytes):
-            return None
-        if change_counter(current) == (change_counter(before) + 1) & 0xFFFFFFFF:
+        # The counter wraps at 2**32. Inline: this runs after every single write.
+        if (
+            type(before) is bytes
+            and type(current) is bytes
+            and _counter_of(current)[0] == (_counter_of(before)[0] + 1) & 0xFFFFFFFF
+        ):
             return current
         return None
 
