@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .adapters import EXPIRES
 from .errors import DuplicateKeyError
 from .keys import Key
-from .state import CREATE, DELETE, ObjectState, Step, View, Working
+from .state import CREATE, DELETE, ObjectState, Step, View, Working, own_dirty
 from .values import ABSENT, same_value
 
 if TYPE_CHECKING:
@@ -68,13 +68,15 @@ def create(
                 view.new = False
             elif not objects.save_on_change:
                 view.new = True
+                objects.unsaved.add(state.part)
             else:
                 check = {f: state.seqs.get(f, 0) for f in writes} if objects.optimistic else {}
                 objects.persist(state, writes, check, ctx)
                 view.new = False
         except BaseException:
             view.model, view.live, view.new, view.expires = old[:4]
-            view.dirty.update(old[4])
+            if old[4]:
+                own_dirty(view).update(old[4])
             raise
         if step:
             objects.push_step(view, Step(CREATE, {f: (ABSENT, v) for f, v in values.items()}))
