@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .adapters import EXPIRES
 from .errors import DuplicateKeyError
 from .keys import Key
-from .state import CREATE, DELETE, ObjectState, Step, View, Working, own_dirty
+from .state import ObjectState, Step, View, Working, own_dirty
 from .values import ABSENT, same_value
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def create(
                 own_dirty(view).update(old[4])
             raise
         if step:
-            objects.push_step(view, Step(CREATE, {f: (ABSENT, v) for f, v in values.items()}))
+            objects.push_step(view, Step.created(values))
     return state
 
 
@@ -141,7 +141,7 @@ def delete(objects: Objects, state: ObjectState, step: bool = True, ctx: str | N
         view.dirty.clear()
         view.expires = None
         if step:
-            objects.push_step(view, Step(DELETE, {f: (v, ABSENT) for f, v in values.items()}))
+            objects.push_step(view, Step.deleted(values))
         return True
 
 

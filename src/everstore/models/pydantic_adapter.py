@@ -76,6 +76,13 @@ class PydanticAdapter(Adapter):
                 obj = model.model_validate(
                     {self._aliases.get(name, name): value for name, value in values.items()}
                 )
+        return self._shared(obj)
+
+    def create(self, fields: dict[str, Any]) -> Any:
+        return self._shared(self.cls(**fields))
+
+    def _shared(self, obj: Any) -> Any:
+        """``obj``, sharing the class's set of every field if that is its fields set."""
         every = self._every_field
         if every is not None and obj.__pydantic_fields_set__ == every:
             object.__setattr__(obj, "__pydantic_fields_set__", every)

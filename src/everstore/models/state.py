@@ -16,7 +16,7 @@ from typing import Any
 
 from ..engine import Namespace
 from .keys import Key
-from .values import same_value
+from .values import ABSENT, same_value
 
 __all__ = [
     "CREATE",
@@ -39,16 +39,50 @@ class Step:
     """One undoable change of an object: ``changes`` maps each changed field to
     ``(before, after)`` stored values (ABSENT: no value). For CREATE and DELETE it
     holds every field (before ABSENT for a creation, after ABSENT for a deletion).
+
+    A creation or a deletion keeps only its values (``Step.created(values)``,
+    ``Step.deleted(values)``), and makes ``changes`` when it is read: an object added
+    in this process keeps its creation step as long as it lives, and a dict of plain
+    values costs the garbage collector nothing, where a pair per field would each be
+    a container to track.
     """
 
-    __slots__ = ("changes", "kind")
+    __slots__ = ("_changes", "_values", "kind")
 
     def __init__(self, kind: str, changes: dict[str, tuple[Any, Any]]) -> None:
         self.kind = kind
-        self.changes = changes
+        self._changes: dict[str, tuple[Any, Any]] | None = changes
+        self._values: dict[str, Any] | None = None
+
+    @classmethod
+    def created(cls, values: dict[str, Any]) -> Step:
+        """The creation of an object with these stored values."""
+        step = cls(CREATE, {})
+        step._changes, step._values = None, values
+        return step
+
+    @classmethod
+    def deleted(cls, values: dict[str, Any]) -> Step:
+        """The deletion of an object that had these stored values."""
+        step = cls(DELETE, {})
+        step._changes, step._values = None, values
+        return step
+
+    @property
+    def changes(self) -> dict[str, tuple[Any, Any]]:
+        changes = self._changes
+        if changes is not None:
+            return changes
+        values = self._values or {}
+        if self.kind == CREATE:
+            return {field: (ABSENT, value) for field, value in values.items()}
+        return {field: (value, ABSENT) for field, value in values.items()}
 
     def inverse(self) -> Step:
         """The step that undoes this one."""
+        if self._changes is None and self._values is not None:
+            flip = Step.deleted if self.kind == CREATE else Step.created
+            return flip(self._values)
         kind = {CREATE: DELETE, DELETE: CREATE}.get(self.kind, FIELDS)
         return Step(kind, {f: (after, before) for f, (before, after) in self.changes.items()})
 
