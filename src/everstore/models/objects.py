@@ -222,7 +222,7 @@ class Objects:
     def remember_seen(state: ObjectState) -> None:
         """Take the seqs of the values loaded as the ones shown, for fields shown
         nothing of yet (what an optimistic write expects)."""
-        seen = state.seen
+        seen = state.shown()
         for field, seq in state.seqs.items():
             seen.setdefault(field, seq)
 
@@ -535,7 +535,7 @@ class Objects:
                 self.check_alive(state, state)
             value = getattr(state.model, name)
             if self.optimistic:
-                state.seen[name] = state.seqs.get(name, 0)
+                state.shown()[name] = state.seqs.get(name, 0)
         if type(value) is Ref and name in self.ref_fields:
             return self.resolve_ref(name, value)
         return value
@@ -734,7 +734,10 @@ class Objects:
     def expected(self, state: ObjectState, field: str) -> int:
         """The seq an optimistic write of ``field`` expects: that of the value this
         store last showed (or loaded, or wrote)."""
-        return state.seen.get(field, state.seqs.get(field, 0))
+        seen = state.seen
+        if seen is not None and field in seen:
+            return seen[field]
+        return state.seqs.get(field, 0)
 
     def persist(
         self,
@@ -783,10 +786,12 @@ class Objects:
                     saved[field] = value
             state.stale = True
             raise
-        seqs = state.seqs
-        for field in values:
-            if field in seqs:
-                state.seen[field] = seqs[field]
+        if self.optimistic:
+            seqs = state.seqs
+            seen = state.shown()
+            for field in values:
+                if field in seqs:
+                    seen[field] = seqs[field]
 
     def write_value(self, field: str, value: Any, ns: Any, ctx: str | None = None) -> None:
         """One field's write inside the open transaction; a changed container is

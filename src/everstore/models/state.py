@@ -186,8 +186,9 @@ class ObjectState:
         #: field -> seq of its latest fact known here
         self.seqs: dict[str, int] = {}
         #: field -> seq of the value this store last showed, loaded or wrote (what an
-        #: optimistic write expects the field to be still at)
-        self.seen: dict[str, int] = {}
+        #: optimistic write expects the field to be still at); kept by optimistic
+        #: stores only, None until then (see :meth:`shown`)
+        self.seen: dict[str, int] | None = None
         #: field -> its stored value before the first change not saved yet (NO_CHANGES
         #: until there is one: write to it through own_dirty())
         self.dirty: dict[str, Any] = NO_CHANGES
@@ -218,6 +219,13 @@ class ObjectState:
                 if lock is None:
                     lock = self._lock = threading.RLock()
         return lock
+
+    def shown(self) -> dict[str, int]:
+        """``seen``, made on first use."""
+        seen = self.seen
+        if seen is None:
+            seen = self.seen = {}
+        return seen
 
     @property
     def undo(self) -> list[Step]:
