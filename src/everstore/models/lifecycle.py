@@ -45,12 +45,7 @@ def create(
                 )
             replace_fields(objects, state, view, model, ctx)
             return state
-        adapter = objects.adapter
-        values = {}
-        for field in adapter.field_names(model):
-            held = adapter.raw(model, field)
-            if held is not ABSENT:
-                values[field] = objects.stored(field, held)
+        values = objects.stored_values(model)
         ttl = objects.ttl if ttl is None else ttl
         expires = objects.store.clock() + ttl if ttl is not None else None
         writes = dict(values)

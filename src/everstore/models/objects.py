@@ -35,7 +35,7 @@ from .keys import check_key, decode_key, encode_key
 from .query import Condition, matches
 from .relations import Ref
 from .state import FIELDS, ObjectState, Step, View, Working, merge_steps, own_dirty
-from .values import ABSENT, Converter, copy_storable, same_value
+from .values import ABSENT, SCALAR_TYPES, Converter, copy_storable, same_value
 
 __all__ = ["Objects", "walk"]
 
@@ -504,6 +504,17 @@ class Objects:
 
     # -- reading -------------------------------------------------------------------------
 
+    def stored_values(self, model: Any) -> dict[str, Any]:
+        """Field -> stored value, of every field ``model`` holds."""
+        adapter = self.adapter
+        raw = adapter.raw
+        values = {}
+        for field in adapter.field_names(model):
+            held = raw(model, field)
+            if held is not ABSENT:
+                values[field] = held if type(held) in SCALAR_TYPES else self.stored(field, held)
+        return values
+
     def stored(self, field: str, value: Any) -> Any:
         """The value stored for ``value`` in ``field``."""
         return self.converter.to_storable(value, self.adapter.lossless(field))
@@ -817,18 +828,11 @@ class Objects:
                 return
         store.write(ns, field, value, ctx)
 
-    @contextlib.contextmanager
-    def block(self, ctx: str | None = None) -> Iterator[None]:
-        """A transaction for the layer's own multi-fact writes: atomic (the layer
-        checks what it must with expect()), or the caller's open one."""
-        store = self.store
-        store.begin(None if store.in_transaction() else "atomic")
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            store.end(failed, ctx or caller_context())
+    def block(self, ctx: str | None = None) -> _Block:
+        """``with objects.block(ctx)``: a transaction for the layer's own multi-fact
+        writes: atomic (the layer checks what it must with expect()), or the caller's
+        open one."""
+        return _Block(self.store, ctx)
 
     @contextlib.contextmanager
     def operation(self, ctx: str | None = None) -> Iterator[None]:
@@ -900,3 +904,24 @@ class Objects:
         self.remove_hook()
         if self.stop_watch is not None:
             self.stop_watch()
+
+
+# A class, not a generator: a write of several fields enters it, and a generator-based
+# context manager costs several times more to enter and leave.
+
+
+class _Block:
+    """What :meth:`Objects.block` returns."""
+
+    __slots__ = ("ctx", "store")
+
+    def __init__(self, store: Engine, ctx: str | None) -> None:
+        self.store = store
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        store = self.store
+        store.begin(None if store.in_transaction() else "atomic")
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self.store.end(kind is not None, self.ctx or caller_context())
