@@ -411,6 +411,20 @@ def test_load_brings_in_every_namespace_under_a_prefix_at_once(
     assert [ns.parts for ns in reader.load()] == sorted(reader.namespaces())
 
 
+def test_load_shares_the_prefix_among_the_namespaces_it_makes(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    writer = Store(make_backend())
+    top = unique()
+    for parts in [(top, "g"), (top, "g", "a"), (top, "g", "b", "c"), (top, "gx", "d")]:
+        writer.write(writer.namespace(parts), "x", 1)
+    prefix = (top, "g")
+    loaded = Store(make_backend()).load(prefix)
+    assert [ns.parts for ns in loaded] == [(top, "g"), (top, "g", "a"), (top, "g", "b", "c")]
+    # one copy of the prefix's parts for all of them, not one per namespace
+    assert all(ns.parts[0] is top and ns.parts[1] is prefix[1] for ns in loaded[1:])
+
+
 def test_load_leaves_loaded_namespaces_alone_and_later_facts_to_the_sync(
     make_backend: BackendFactory, unique: Callable[[], str]
 ) -> None:

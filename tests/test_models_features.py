@@ -63,7 +63,7 @@ def test_opening_reads_nothing_and_an_object_loads_on_first_touch(tmp_path: Path
     assert loaded == [] and BUILT == []  # opening reads no object
     assert group["p07"].age == 7
     assert set(loaded) == {("people", "p07")} and BUILT == ["p07"]
-    assert len(group) == 50  # listing the namespaces loads each object as it counts it
+    assert len(group) == 50  # the first listing loads every object, in one read
     assert len(set(loaded)) == 50
     store.close()
 

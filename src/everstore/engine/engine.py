@@ -276,13 +276,20 @@ class Engine(Transacting, Lending):
         paused = gc.isenabled()
         if paused:
             gc.disable()
+        # The prefix's parts are shared by every namespace under it (100k copies of
+        # the same few strings otherwise).
+        prefix_parts = tuple(prefix)
+        cut = len(prefix_path) + 1
         try:
             with self._lock:
                 self.check_open()
                 high, found = self.backend.load_namespaces(prefix_path)
                 loaded = []
                 for path in sorted(found):
-                    parts = tuple(path.split("/"))
+                    if prefix_parts and len(path) > cut:
+                        parts = (*prefix_parts, *path[cut:].split("/"))
+                    else:
+                        parts = tuple(path.split("/"))
                     ns = self._namespaces.get(parts)
                     if ns is None:
                         ns = self._install_locked(parts, path, high, found.pop(path))

@@ -59,8 +59,11 @@ class FieldLog:
         # One list, searched by seq or time with a key: parallel lists of seqs and
         # times would cost two more appends per write.
         self.entries: list[Entry] = []
-        #: the entries as Values, made on the first history read and extended after
-        self._public: list[Value] = []
+        #: the entries as Values, made on the first history read (iterating one) and
+        #: extended after; None until then: most fields of a store never have their
+        #: history iterated, and an empty list per field would cost 56 bytes (and a
+        #: container for the garbage collector) for each
+        self._public: list[Value] | None = None
         #: how many entries hold encoded containers (to rebuild on reading)
         self.raw_count = 0
         #: value -> positions holding it; built on the first ``within`` that needs it
@@ -116,6 +119,8 @@ class FieldLog:
         history read serve every later one. Call it under the store's lock.
         """
         public = self._public
+        if public is None:
+            public = self._public = []
         missing = length - len(public)
         if missing <= 0:
             return public

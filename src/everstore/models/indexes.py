@@ -34,8 +34,8 @@ Values and what they answer:
   :class:`TypeError` too.
 
 The index is built on first use: that first query loads every object under the
-prefix (O(n), one read of each object's facts); later queries cost only their own
-answer. It follows what the engine applies: this process's commits at once, other
+prefix (O(n), in one read of the backend: ``Engine.load``); later queries cost only
+their own answer. It follows what the engine applies: this process's commits at once, other
 processes' commits on the next sync (every query syncs first). An open transaction's
 pending writes are not in it until they commit. It answers for the present only: a
 query about a past moment (``as_of``) reads the objects' histories instead.
@@ -46,7 +46,7 @@ Memory: one entry per object with a value, plus one per range family it belongs 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -56,7 +56,7 @@ from uuid import UUID
 
 from sortedcontainers import SortedList
 
-from ..engine import AppliedFact, Engine, check_field, namespace_path
+from ..engine import AppliedFact, Engine, Namespace, check_field, namespace_path
 from ..errors import StoreClosedError
 
 __all__ = ["FieldIndex"]
@@ -167,11 +167,23 @@ class FieldIndex:
     :param store: the Store (any Engine) the objects live in
     :param prefix: the namespace parts the objects are directly under
     :param field: the field to index
+    :param namespaces: what lists the namespaces to build from (default:
+        ``store.load(prefix)``): a layer that has loaded and keeps listing them (a
+        ModelStore) passes its own listing, so that building reads nothing more. It
+        must return, when called, every namespace under ``prefix`` with a fact
+        applied so far (others may come with them)
     :raises TypeError: if ``prefix`` is a str rather than a tuple of parts
     :raises InvalidNameError: if ``prefix`` or ``field`` is not a valid name
     """
 
-    def __init__(self, store: Engine, prefix: tuple[str, ...], field: str) -> None:
+    def __init__(
+        self,
+        store: Engine,
+        prefix: tuple[str, ...],
+        field: str,
+        *,
+        namespaces: Callable[[], Iterable[Namespace]] | None = None,
+    ) -> None:
         if isinstance(prefix, str):
             raise TypeError(
                 f"FieldIndex takes the prefix as a tuple of parts, like ({prefix!r},), "
@@ -183,11 +195,15 @@ class FieldIndex:
         self.prefix: tuple[str, ...] = prefix
         self.field: str = check_field(field)
         self._depth = len(prefix) + 1
+        self._namespaces = namespaces
         self._lock = threading.Lock()
         #: parts -> the fact in force: see _Entry
         self._current: dict[tuple[str, ...], _Entry] = {}
-        #: equality key -> the objects holding it
-        self._equal: dict[Hashable, set[tuple[str, ...]]] = {}
+        #: equality key -> the objects holding it: the parts themselves while one
+        #: object holds it (a set per object would cost 200 bytes per unique value)
+        self._equal: dict[Hashable, set[tuple[str, ...]] | tuple[str, ...]] = {}
+        #: equality key -> its holders in order, once asked for (and until they change)
+        self._ordered: dict[Hashable, list[tuple[str, ...]]] = {}
         #: family -> SortedList of (value, parts)
         self._ranges: dict[str, Any] = {}
         self._built = False
@@ -219,21 +235,30 @@ class FieldIndex:
             found = self._equal.get(key)
             if not found:
                 return []
+            if type(found) is tuple:
+                return [found]
+            assert isinstance(found, set)
             if len(found) == 1:
                 return list(found)
-            family = _family(value)
-            if family is None:
-                return sorted(found)
-            # The range list holds them already in order: O(log n + k), not a sort.
-            entries = self._ranges.get(family)
-            if entries is not None:
-                ordered = [
-                    parts for _, parts in entries.irange((value,), (value, _TOP), (True, False))
-                ]
-                # Unless a value of another family (a custom type) equals this one
-                if len(ordered) == len(found):
-                    return ordered
+            ordered = self._ordered.get(key)
+            if ordered is None:
+                ordered = self._order(value, found)
+                self._ordered[key] = ordered
+            return list(ordered)
+
+    def _order(self, value: Any, found: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        """``found`` (the holders of ``value``), sorted."""
+        family = _family(value)
+        if family is None:
             return sorted(found)
+        # The range list holds them already in order: O(log n + k), not a sort.
+        entries = self._ranges.get(family)
+        if entries is not None:
+            ordered = [parts for _, parts in entries.irange((value,), (value, _TOP), (True, False))]
+            # Unless a value of another family (a custom type) equals this one
+            if len(ordered) == len(found):
+                return ordered
+        return sorted(found)
 
     def range(
         self,
@@ -294,6 +319,7 @@ class FieldIndex:
         with self._lock:
             self._current.clear()
             self._equal.clear()
+            self._ordered.clear()
             self._ranges.clear()
 
     # -- building and keeping current ------------------------------------------------
@@ -320,21 +346,21 @@ class FieldIndex:
             # paths record the seq of what they saw, and the later seq wins.
             self._stops.append(store.watch(self.prefix))
             self._stops.append(store.add_fact_hook(self._on_fact))
-            for parts in store.namespaces(self.prefix):
+            listed = store.load(self.prefix) if self._namespaces is None else self._namespaces()
+            for ns in listed:
+                parts = ns.parts
                 if len(parts) != self._depth:
                     continue
                 # Loading a namespace replays its facts through the hook; one loaded
                 # before the hook existed is read here. What the hook recorded is the
                 # latest: every fact applied before it was added has a lower seq.
-                ns = store.namespace(parts)
                 if parts in self._current or self.field not in ns.written_fields():
                     continue
                 history = store.history(ns, self.field)
-                last = len(history) - 1
-                if history.deleted_at(last):
-                    self._set(parts, history.seq_at(last), _ABSENT)
-                else:
-                    self._set(parts, history.seq_at(last), history.value_at(last))
+                if not len(history):
+                    continue
+                last = history[-1]
+                self._set(parts, last.seq, _ABSENT if last.unavailable else last.data)
             self._built = True
 
     def _on_fact(self, fact: AppliedFact) -> None:
@@ -374,9 +400,13 @@ class FieldIndex:
             if key is not _UNHASHABLE:
                 holders = self._equal.get(key)
                 if holders is None:
-                    self._equal[key] = {parts}
+                    self._equal[key] = parts
+                elif type(holders) is tuple:
+                    self._equal[key] = {holders, parts}
                 else:
+                    assert isinstance(holders, set)
                     holders.add(parts)
+                    self._ordered.pop(key, None)
             if family is not None:
                 entries = self._ranges.get(family)
                 if entries is None:
@@ -389,9 +419,16 @@ class FieldIndex:
             return
         if key is not _UNHASHABLE:
             holders = self._equal.get(key)
-            if holders is not None:
+            if type(holders) is tuple:
+                if holders == parts:
+                    del self._equal[key]
+            elif holders is not None:
+                assert isinstance(holders, set)
                 holders.discard(parts)
-                if not holders:
+                self._ordered.pop(key, None)
+                if len(holders) == 1:
+                    (self._equal[key],) = holders
+                elif not holders:
                     del self._equal[key]
         if family is not None:
             self._ranges[family].remove((value, parts))

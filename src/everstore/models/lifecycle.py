@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .adapters import EXPIRES
 from .errors import DuplicateKeyError
 from .keys import Key
-from .state import CREATE, DELETE, ObjectState, Step, View, Working
+from .state import ObjectState, Step, View, Working, own_dirty
 from .values import ABSENT, same_value
 
 if TYPE_CHECKING:
@@ -45,12 +45,7 @@ def create(
                 )
             replace_fields(objects, state, view, model, ctx)
             return state
-        adapter = objects.adapter
-        values = {}
-        for field in adapter.field_names(model):
-            held = adapter.raw(model, field)
-            if held is not ABSENT:
-                values[field] = objects.stored(field, held)
+        values = objects.stored_values(model)
         ttl = objects.ttl if ttl is None else ttl
         expires = objects.store.clock() + ttl if ttl is not None else None
         writes = dict(values)
@@ -68,16 +63,18 @@ def create(
                 view.new = False
             elif not objects.save_on_change:
                 view.new = True
+                objects.unsaved.add(state.part)
             else:
                 check = {f: state.seqs.get(f, 0) for f in writes} if objects.optimistic else {}
                 objects.persist(state, writes, check, ctx)
                 view.new = False
         except BaseException:
             view.model, view.live, view.new, view.expires = old[:4]
-            view.dirty.update(old[4])
+            if old[4]:
+                own_dirty(view).update(old[4])
             raise
         if step:
-            objects.push_step(view, Step(CREATE, {f: (ABSENT, v) for f, v in values.items()}))
+            objects.push_step(view, Step.created(values))
     return state
 
 
@@ -139,7 +136,7 @@ def delete(objects: Objects, state: ObjectState, step: bool = True, ctx: str | N
         view.dirty.clear()
         view.expires = None
         if step:
-            objects.push_step(view, Step(DELETE, {f: (v, ABSENT) for f, v in values.items()}))
+            objects.push_step(view, Step.deleted(values))
         return True
 
 

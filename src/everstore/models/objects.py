@@ -6,6 +6,10 @@ This is the machinery under :class:`~everstore.models.ModelStore` and its proxie
   one fact per change (:mod:`.keys` encodes the key as ``part``);
 - an object is loaded on first touch (opening reads nothing), into an
   :class:`~.state.ObjectState` shared by all its proxies;
+- the first operation that goes through every object (listing, a scan, building an
+  index) loads every object's facts in one read of the backend (``Engine.load``) and
+  watches the prefix; from then on the fact hook keeps the list of objects current,
+  so listing reads nothing more;
 - a fact hook marks an object stale when a fact it did not write itself arrives
   (another process, another ModelStore, raw Storage); the next access rebuilds it
   from the log, so proxies always show the log's current state;
@@ -16,8 +20,10 @@ This is the machinery under :class:`~everstore.models.ModelStore` and its proxie
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -26,9 +32,10 @@ from ..errors import MissingFieldError
 from .adapters import EXPIRES, RESERVED, Adapter
 from .errors import GoneError
 from .keys import check_key, decode_key, encode_key
+from .query import Condition, matches
 from .relations import Ref
-from .state import FIELDS, ObjectState, Step, View, Working, merge_steps
-from .values import ABSENT, Converter, copy_storable, same_value
+from .state import FIELDS, ObjectState, Step, View, Working, merge_steps, own_dirty
+from .values import ABSENT, SCALAR_TYPES, Converter, copy_storable, same_value
 
 __all__ = ["Objects", "walk"]
 
@@ -78,14 +85,39 @@ class Objects:
         self.local = threading.local()
         #: the ModelStore these objects belong to (set by it)
         self.owner: Any = None
+        #: True once the first full load began: the hook records new namespaces
+        self.tracking = False
+        #: namespace parts under the prefix known to hold facts (complete once
+        #: ``ordered`` is not None); added to by the hook, never removed from
+        self.known: set[str] = set()
+        #: parts the hook added to ``known`` and ``ordered`` does not hold yet
+        self.arrivals: deque[str] = deque()
+        #: ``known``, sorted; None until the first full load. Replaced, never changed
+        #: in place, so that an iteration over it is never disturbed
+        self.ordered: list[str] | None = None
+        #: the thread running the first full load (its own loading facts are in the
+        #: load's answer: the hook does not record them again)
+        self.bulk_thread: int | None = None
+        self.stop_watch: Callable[[], None] | None = None
+        #: parts of objects made ``new`` here (unsaved): checked when listing
+        self.unsaved: set[str] = set()
         self.remove_hook = store.add_fact_hook(self.on_fact)
 
     # -- the fact hook ----------------------------------------------------------------
 
     def on_fact(self, fact: AppliedFact) -> None:
-        """Runs under the engine's lock for every fact applied: marks an object stale
-        when the fact is not one this ModelStore wrote (never takes a lock)."""
-        state = self.by_namespace.get(fact.namespace)
+        """Runs under the engine's lock for every fact applied: records a namespace
+        of a new object (once listing is complete), and marks an object stale when
+        the fact is not one this ModelStore wrote (never takes a lock)."""
+        ns = fact.namespace
+        if self.tracking:
+            parts = ns.parts
+            part = parts[-1]
+            if part not in self.known and len(parts) == self.depth and parts[:-1] == self.prefix:
+                if not (fact.loading and self.bulk_thread == threading.get_ident()):
+                    self.arrivals.append(part)
+                self.known.add(part)
+        state = self.by_namespace.get(ns)
         if state is None or fact.loading:
             return
         value = fact.value
@@ -143,16 +175,17 @@ class Objects:
             history = store.history(ns, field)
             if not len(history):
                 continue
-            seqs[field] = history.seq_at(-1)
-            if history.deleted_at(-1):
+            last = history[-1]
+            seqs[field] = last.seq
+            if last.unavailable:
                 continue
             if field == EXPIRES:
-                expires = history.value_at(-1)
+                expires = last.data
             elif field not in RESERVED:
-                values[field] = history.value_at(-1)
+                values[field] = last.data
         state.seqs = seqs
-        for field, seq in seqs.items():
-            state.seen.setdefault(field, seq)
+        if self.optimistic:
+            self.remember_seen(state)
         if not values:
             state.live = False
             state.saved = {}
@@ -160,8 +193,9 @@ class Objects:
             state.error = None
             state.dirty.clear()
             return
-        build = dict(values)
+        build = values
         if state.dirty and state.model is not None:
+            build = dict(values)
             for field in list(state.dirty):
                 held = self.adapter.raw(state.model, field)
                 mine = ABSENT if held is ABSENT else self.stored(field, held)
@@ -183,6 +217,23 @@ class Objects:
             state.model = None
         else:
             state.error = None
+
+    @staticmethod
+    def remember_seen(state: ObjectState) -> None:
+        """Take the seqs of the values loaded as the ones shown, for fields shown
+        nothing of yet (what an optimistic write expects)."""
+        seen = state.shown()
+        for field, seq in state.seqs.items():
+            seen.setdefault(field, seq)
+
+    def set_optimistic(self, value: bool) -> None:
+        """Turn optimistic checks on or off. The objects loaded while they were off
+        count as shown as they were last loaded."""
+        if value and not self.optimistic:
+            with self.lock:
+                for state in list(self.states.values()):
+                    self.remember_seen(state)
+        self.optimistic = value
 
     def in_transaction(self) -> bool:
         store = self.store
@@ -262,23 +313,188 @@ class Objects:
     def exists(self, state: ObjectState) -> bool:
         return self.alive(self.peek(state))
 
+    def listing(self) -> list[str]:
+        """Namespace parts of every object in the log (deleted ones too), sorted.
+
+        The first call loads every object's facts in one read of the backend
+        (``Engine.load``) and watches the prefix; later calls read nothing: the fact
+        hook records the namespaces that get their first fact (this process's
+        writes, and other processes' on the sync made here). The list returned is
+        never changed afterwards.
+
+        :raises StoreClosedError: if the store is closed
+        """
+        store = self.store
+        store.check_open()
+        if self.ordered is None:
+            self.load_all()
+        store.sync()
+        if self.arrivals:
+            with self.lock:
+                self.take_arrivals()
+        ordered = self.ordered
+        assert ordered is not None
+        return ordered
+
+    def load_all(self) -> None:
+        """The first full load (see :meth:`listing`)."""
+        with self.lock:
+            if self.ordered is not None:
+                return
+            store = self.store
+            if self.stop_watch is None:
+                # Before the load: a namespace another process creates after the load's
+                # read is then loaded by the catch-up that brings its first fact, and
+                # the hook records it.
+                self.stop_watch = store.watch(self.prefix)
+            # From here on the hook records every new namespace; those the load itself
+            # installs (in this thread) are in its answer.
+            self.tracking = True
+            self.bulk_thread = threading.get_ident()
+            try:
+                loaded = store.load(self.prefix)
+            finally:
+                self.bulk_thread = None
+            depth = self.depth
+            ordered = [ns.parts[-1] for ns in loaded if len(ns.parts) == depth]
+            self.known.update(ordered)
+            self.ordered = ordered
+            self.take_arrivals()
+
+    def namespaces(self) -> list[Namespace]:
+        """The namespace of every object in the log (see :meth:`listing`)."""
+        namespace = self.store.namespace
+        prefix = self.prefix
+        return [namespace((*prefix, part)) for part in self.listing()]
+
+    def take_arrivals(self) -> None:
+        """Merge the parts the hook recorded into ``ordered`` (under ``self.lock``)."""
+        arrivals = self.arrivals
+        ordered = self.ordered
+        if ordered is None:
+            return
+        fresh = []
+        while True:
+            try:
+                part = arrivals.popleft()
+            except IndexError:
+                break
+            at = bisect.bisect_left(ordered, part)
+            if at == len(ordered) or ordered[at] != part:
+                fresh.append(part)
+        if fresh:
+            merged = ordered + fresh
+            merged.sort()  # sorted runs: about linear
+            self.ordered = merged
+
     def parts(self) -> list[str]:
         """Namespace parts of every object that may exist, sorted (the log's, plus
         those added here and not saved yet, plus this thread's transaction's)."""
-        depth = self.depth
-        found = {ns[-1] for ns in self.store.namespaces(self.prefix) if len(ns) == depth}
-        found.update(part for part, state in list(self.states.items()) if state.new)
+        found = self.listing()
+        known = self.known
+        extra = set()
+        if self.unsaved:
+            for part in list(self.unsaved):
+                state = self.states.get(part)
+                if state is None or not state.new:
+                    self.unsaved.discard(part)
+                elif part not in known:
+                    extra.add(part)
         copies = getattr(self.local, "copies", None) if self.in_transaction() else None
         if copies:
-            found.update(work.state.part for work in copies.values() if work.live)
-        return sorted(found)
+            extra.update(
+                work.state.part
+                for work in copies.values()
+                if work.live and work.state.part not in known
+            )
+        if extra:
+            return sorted({*found, *extra})
+        return found
 
     def live_states(self) -> Iterator[ObjectState]:
         """Every existing, unexpired object's state, in key-encoding order."""
+        states = self.states
+        store = self.store
         for part in self.parts():
-            state = self.state(part=part)
-            if self.alive(self.peek(state)):
+            state = states.get(part) or self.state(part=part)
+            if store.open_transactions:  # this thread's may have a copy of it
+                if self.alive(self.peek(state)):
+                    yield state
+                continue
+            if state.stale and not state.new:
+                self.fresh(state)
+            if state.live and (state.expires is None or store.clock() < state.expires):
                 yield state
+
+    def matching(
+        self,
+        parts: Iterable[str],
+        conditions: list[Condition],
+        unanswered: list[Condition] | None = None,
+    ) -> list[ObjectState]:
+        """The states of the objects among ``parts`` that exist, have not expired
+        and meet every condition (on stored values, unsaved changes included), in
+        the order of ``parts``.
+
+        :param unanswered: the conditions to check on an object whose stored values
+            are those the indexes hold (no unsaved change, nothing new in the log
+            since the indexes answered): the others are answered by the indexes that
+            gave ``parts``. Default: every condition.
+        """
+        if self.in_transaction():
+            return [
+                state
+                for state in map(self.state_of_part, parts)
+                if self.meets(self.peek(state), conditions)
+            ]
+        if unanswered is None:
+            unanswered = conditions
+        store = self.store
+        store.sync()
+        states = self.states
+        fields = [condition.field for condition in conditions]
+        now = None
+        found = []
+        for part in parts:
+            state = states.get(part) or self.state(part=part)
+            checked = unanswered
+            if state.stale and not state.new:
+                checked = conditions  # the indexes may know less than the rebuilt object
+                with state.lock:
+                    if state.stale and not state.new:
+                        self.refresh(state)
+            if not state.live or state.model is None:
+                continue
+            if state.expires is not None:
+                if now is None:
+                    now = store.clock()
+                if now >= state.expires:
+                    continue
+            if state.dirty or state.new:
+                if matches(self.current_values(state, fields), conditions):
+                    found.append(state)
+                continue
+            if not checked:
+                found.append(state)
+                continue
+            # No unsaved change: the stored values are the ones to compare, unless a
+            # field queried has none (the object's default then stands for it).
+            values = state.saved
+            for condition in checked:
+                if condition.field not in values:
+                    values = self.current_values(state, fields)
+                    break
+            if matches(values, checked):
+                found.append(state)
+        return found
+
+    def state_of_part(self, part: str) -> ObjectState:
+        return self.states.get(part) or self.state(part=part)
+
+    def meets(self, view: View, conditions: list[Condition]) -> bool:
+        """True if the object ``view`` shows exists and meets every condition."""
+        fields = [condition.field for condition in conditions]
+        return self.alive(view) and matches(self.current_values(view, fields), conditions)
 
     def proxy(self, state: ObjectState) -> Any:
         proxy = state.proxy
@@ -287,6 +503,17 @@ class Objects:
         return proxy
 
     # -- reading -------------------------------------------------------------------------
+
+    def stored_values(self, model: Any) -> dict[str, Any]:
+        """Field -> stored value, of every field ``model`` holds."""
+        adapter = self.adapter
+        raw = adapter.raw
+        values = {}
+        for field in adapter.field_names(model):
+            held = raw(model, field)
+            if held is not ABSENT:
+                values[field] = held if type(held) in SCALAR_TYPES else self.stored(field, held)
+        return values
 
     def stored(self, field: str, value: Any) -> Any:
         """The value stored for ``value`` in ``field``."""
@@ -312,11 +539,14 @@ class Objects:
             self.sync_field(work, name)
             value = getattr(work.model, name)
         else:
-            self.fresh(state)
-            self.check_alive(state, state)
+            store.sync()
+            if state.stale and not state.new:
+                self.fresh(state)
+            if not state.live or state.model is None or state.expires is not None:
+                self.check_alive(state, state)
             value = getattr(state.model, name)
             if self.optimistic:
-                state.seen[name] = state.seqs.get(name, 0)
+                state.shown()[name] = state.seqs.get(name, 0)
         if type(value) is Ref and name in self.ref_fields:
             return self.resolve_ref(name, value)
         return value
@@ -469,7 +699,7 @@ class Objects:
             assert isinstance(view, Working)
             self.write_in_transaction(state, view, {f: a for f, (_, a) in changes.items()}, ctx)
         elif view.new or not self.save_on_change:
-            dirty = view.dirty
+            dirty = own_dirty(view)
             for field, (before, after) in changes.items():
                 if field not in dirty:
                     dirty[field] = before
@@ -515,7 +745,10 @@ class Objects:
     def expected(self, state: ObjectState, field: str) -> int:
         """The seq an optimistic write of ``field`` expects: that of the value this
         store last showed (or loaded, or wrote)."""
-        return state.seen.get(field, state.seqs.get(field, 0))
+        seen = state.seen
+        if seen is not None and field in seen:
+            return seen[field]
+        return state.seqs.get(field, 0)
 
     def persist(
         self,
@@ -564,10 +797,12 @@ class Objects:
                     saved[field] = value
             state.stale = True
             raise
-        seqs = state.seqs
-        for field in values:
-            if field in seqs:
-                state.seen[field] = seqs[field]
+        if self.optimistic:
+            seqs = state.seqs
+            seen = state.shown()
+            for field in values:
+                if field in seqs:
+                    seen[field] = seqs[field]
 
     def write_value(self, field: str, value: Any, ns: Any, ctx: str | None = None) -> None:
         """One field's write inside the open transaction; a changed container is
@@ -593,18 +828,11 @@ class Objects:
                 return
         store.write(ns, field, value, ctx)
 
-    @contextlib.contextmanager
-    def block(self, ctx: str | None = None) -> Iterator[None]:
-        """A transaction for the layer's own multi-fact writes: atomic (the layer
-        checks what it must with expect()), or the caller's open one."""
-        store = self.store
-        store.begin(None if store.in_transaction() else "atomic")
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            store.end(failed, ctx or caller_context())
+    def block(self, ctx: str | None = None) -> _Block:
+        """``with objects.block(ctx)``: a transaction for the layer's own multi-fact
+        writes: atomic (the layer checks what it must with expect()), or the caller's
+        open one."""
+        return _Block(self.store, ctx)
 
     @contextlib.contextmanager
     def operation(self, ctx: str | None = None) -> Iterator[None]:
@@ -674,3 +902,26 @@ class Objects:
 
     def close(self) -> None:
         self.remove_hook()
+        if self.stop_watch is not None:
+            self.stop_watch()
+
+
+# A class, not a generator: a write of several fields enters it, and a generator-based
+# context manager costs several times more to enter and leave.
+
+
+class _Block:
+    """What :meth:`Objects.block` returns."""
+
+    __slots__ = ("ctx", "store")
+
+    def __init__(self, store: Engine, ctx: str | None) -> None:
+        self.store = store
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        store = self.store
+        store.begin(None if store.in_transaction() else "atomic")
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self.store.end(kind is not None, self.ctx or caller_context())

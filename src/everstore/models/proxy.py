@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ..engine import frame_context
 from .adapters import FIELD, METHOD, PROPERTY
 from .lifecycle import commit
-from .tracked import plain, wrap
+from .tracked import PLAIN_TYPES, plain, wrap
 from .undo import undo
 
 if TYPE_CHECKING:
@@ -218,7 +218,10 @@ def _model_attribute(proxy: ModelProxy[Any], name: str) -> Any:
     state = _state(proxy)
     kind = objects.adapter.attribute_kind(name)
     if kind == FIELD:
-        return wrap(objects, state, (name,), objects.read_field(state, name))
+        value = objects.read_field(state, name)
+        if type(value) in PLAIN_TYPES:
+            return value
+        return wrap(objects, state, (name,), value)
     if kind == METHOD:
         function = objects.adapter.member(name)
         return _bound(objects, state, function, proxy)

@@ -38,6 +38,12 @@ class PydanticAdapter(Adapter):
             for name, info in model.__pydantic_fields__.items()
             if isinstance(info.alias, str) and info.alias != name
         }
+        # An object built from the log has, nearly always, every declared field set:
+        # the objects of this class then share one such set (a set of five names
+        # costs 728 bytes, more than the rest of the object). Assigning a declared
+        # field adds its name, which it holds already: the set never changes. With
+        # extra fields, assigning one would add its name: no sharing then.
+        self._every_field: set[str] | None = None if self._extra else set(self.fields)
 
     def declared_fields(self) -> list[str]:
         return list(self.fields)
@@ -62,13 +68,25 @@ class PydanticAdapter(Adapter):
     def build(self, values: dict[str, Any]) -> Any:
         model: Any = self.cls
         if not self._aliases:
-            return model.model_validate(values)
-        try:
-            return model.model_validate(values, by_name=True)
-        except TypeError:  # pydantic before 2.11: no by_name
-            return model.model_validate(
-                {self._aliases.get(name, name): value for name, value in values.items()}
-            )
+            obj = model.model_validate(values)
+        else:
+            try:
+                obj = model.model_validate(values, by_name=True)
+            except TypeError:  # pydantic before 2.11: no by_name
+                obj = model.model_validate(
+                    {self._aliases.get(name, name): value for name, value in values.items()}
+                )
+        return self._shared(obj)
+
+    def create(self, fields: dict[str, Any]) -> Any:
+        return self._shared(self.cls(**fields))
+
+    def _shared(self, obj: Any) -> Any:
+        """``obj``, sharing the class's set of every field if that is its fields set."""
+        every = self._every_field
+        if every is not None and obj.__pydantic_fields_set__ == every:
+            object.__setattr__(obj, "__pydantic_fields_set__", every)
+        return obj
 
     def raw(self, obj: Any, name: str) -> Any:
         held = obj.__dict__.get(name, ABSENT)

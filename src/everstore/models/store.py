@@ -26,7 +26,7 @@ from .keys import Key, check_key
 from .lifecycle import commit, create, delete
 from .objects import Objects
 from .proxy import ModelProxy
-from .query import Condition, matches, parse_conditions
+from .query import Condition, parse_conditions
 from .relations import Ref
 from .state import ObjectState
 from .tracked import plain
@@ -174,7 +174,7 @@ class ModelStore(Generic[T]):
 
     @optimistic.setter
     def optimistic(self, value: bool) -> None:
-        self._objects.optimistic = bool(value)
+        self._objects.set_optimistic(bool(value))
 
     @property
     def ttl(self) -> float | None:
@@ -332,24 +332,31 @@ class ModelStore(Generic[T]):
         """
         objects = self._objects
         parsed = parse_conditions(conditions, objects)
-        candidates = None
+        parts: list[str] | None = None
+        unanswered = parsed
         if self._indexes and not objects.in_transaction():
+            if objects.ordered is None:
+                # Load every object before an index is built: the index then reads
+                # the loaded namespaces instead of seeing every fact of the load.
+                objects.listing()
+            common: set[str] | None = None
+            unanswered = []
             for condition in parsed:
                 index = self._indexes.get(condition.field)
                 found = None if index is None else _from_index(index, condition)
-                if found is not None:
-                    candidates = found if candidates is None else candidates & found
-        if candidates is None:
-            states: Iterable[ObjectState] = objects.live_states()
-        else:
-            states = (objects.state(part=part) for part in sorted(candidates))
-        fields = {condition.field for condition in parsed}
-        answer: list[T] = []
-        for state in states:
-            view = objects.peek(state)
-            if objects.alive(view) and matches(objects.current_values(view, fields), parsed):
-                answer.append(self._proxy(state))
-        return answer
+                if found is None:
+                    unanswered.append(condition)
+                elif parts is None:
+                    parts = found
+                else:
+                    common = (set(parts) if common is None else common) & set(found)
+            if common is not None:
+                parts = sorted(common)
+        if parts is None:
+            parts = objects.parts()
+            unanswered = parsed
+        proxy = objects.proxy
+        return [proxy(state) for state in objects.matching(parts, parsed, unanswered)]
 
     # -- deleting ---------------------------------------------------------------------------
 
@@ -549,7 +556,9 @@ class ModelStore(Generic[T]):
             raise TypeError(f"indexes: {self._model.__name__} has no field {field!r}")
         from .indexes import FieldIndex
 
-        self._indexes[field] = FieldIndex(self._store, self.prefix, field)
+        self._indexes[field] = FieldIndex(
+            self._store, self.prefix, field, namespaces=self._objects.namespaces
+        )
 
 
 _MISSING: Any = object()
@@ -573,24 +582,26 @@ class _Target:
         return target.as_of(seq=self.seq).get(key)
 
 
-def _from_index(index: Any, condition: Condition) -> set[str] | None:
-    """Namespace parts an index gives for one condition (None: the index cannot
-    answer it, so the condition is checked by the scan)."""
+def _from_index(index: Any, condition: Condition) -> list[str] | None:
+    """Namespace parts an index gives for one condition, sorted, each once (None:
+    the index cannot answer it, so the condition is checked by the scan)."""
     _, op, wanted = condition
     try:
         if op == "eq":
-            found = index.equal(wanted)
-        elif op == "in":
-            found = [parts for value in wanted for parts in index.equal(value)]
-        elif op in ("gt", "gte"):
-            found = index.range(low=wanted, include_low=op == "gte")
+            # sorted by namespace already: the objects' parts in key order
+            return [parts[-1] for parts in index.equal(wanted)]
+        if op == "in":
+            found = {parts[-1] for value in wanted for parts in index.equal(value)}
+            return sorted(found)
+        if op in ("gt", "gte"):
+            ranged = index.range(low=wanted, include_low=op == "gte")
         elif op in ("lt", "lte"):
-            found = index.range(high=wanted, include_high=op == "lte")
+            ranged = index.range(high=wanted, include_high=op == "lte")
         else:
             return None
     except TypeError:  # an unhashable or incomparable value: scan instead
         return None
-    return {parts[-1] for parts in found}
+    return sorted([parts[-1] for parts in ranged])
 
 
 def _check_prefix(model: type, prefix: Sequence[str] | None) -> tuple[str, ...]:

@@ -35,7 +35,15 @@ if TYPE_CHECKING:
     from .objects import Objects
     from .state import ObjectState
 
-__all__ = ["TrackedDict", "TrackedList", "TrackedObject", "TrackedSet", "plain", "wrap"]
+__all__ = [
+    "PLAIN_TYPES",
+    "TrackedDict",
+    "TrackedList",
+    "TrackedObject",
+    "TrackedSet",
+    "plain",
+    "wrap",
+]
 
 
 def _is_record(value: Any) -> bool:
@@ -51,7 +59,9 @@ def _is_record(value: Any) -> bool:
     return hasattr(value, "__dict__") and kind.__module__ not in ("builtins", "datetime")
 
 
-_PLAIN = frozenset({int, str, float, bool, type(None), bytes})
+#: types whose values are handed out as they are (never a tracked view)
+PLAIN_TYPES = frozenset({int, str, float, bool, type(None), bytes})
+_PLAIN = PLAIN_TYPES
 
 
 def wrap(objects: Objects, state: ObjectState, path: tuple[Any, ...], value: Any) -> Any:

@@ -35,6 +35,7 @@ from .relations import Ref, ref_target
 
 __all__ = [
     "ABSENT",
+    "SCALAR_TYPES",
     "Converter",
     "from_storable",
     "build_dataclass",
@@ -47,7 +48,8 @@ __all__ = [
 #: "no value": distinct from every value, None included
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 
-_SCALARS: frozenset[type] = frozenset(
+#: types the log stores as they are: such a value is its own stored value
+SCALAR_TYPES: frozenset[type] = frozenset(
     {
         int,
         str,
@@ -63,6 +65,7 @@ _SCALARS: frozenset[type] = frozenset(
         datetime.time,
     }
 )
+_SCALARS = SCALAR_TYPES
 
 
 class Converter:

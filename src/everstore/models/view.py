@@ -62,8 +62,8 @@ class ModelView(Generic[T]):
 
     def _load(self, part: str) -> FrozenProxy[T] | None:
         objects = self._objects
-        state = objects.state(part=part)
-        values, expires = values_at(objects.store, state.ns, self.seq)
+        ns = objects.store.namespace((*objects.prefix, part))
+        values, expires = values_at(objects.store, ns, self.seq)
         if not values or (expires is not None and expires <= self.time):
             return None
         model = objects.adapter.build(values)
@@ -77,13 +77,12 @@ class ModelView(Generic[T]):
 
     def all(self) -> Iterator[FrozenProxy[T]]:
         """Every object that existed then."""
-        objects = self._objects
-        depth = objects.depth
-        for parts in objects.store.namespaces(objects.prefix, seq=self.seq):
-            if len(parts) == depth:
-                found = self._load(parts[-1])
-                if found is not None:
-                    yield found
+        # Every namespace the log holds now: those with no fact up to the view's seq
+        # have no values then, and are left out.
+        for part in self._objects.listing():
+            found = self._load(part)
+            if found is not None:
+                yield found
 
     __iter__ = all
 

@@ -90,8 +90,14 @@ class _Interner:
     def intern(self, conn: sqlite3.Connection, name: str) -> int:
         ident = self.lookup(conn, name)
         if ident is None:
-            conn.execute(f"INSERT OR IGNORE INTO {self.table}(name) VALUES (?)", (name,))
-            ident = self.lookup(conn, name)
+            cursor = conn.execute(f"INSERT OR IGNORE INTO {self.table}(name) VALUES (?)", (name,))
+            if cursor.rowcount == 1 and cursor.lastrowid:
+                # Inserted: its id is the rowid (the id column is INTEGER PRIMARY KEY),
+                # no second look-up needed (a new namespace's first commit).
+                ident = cursor.lastrowid
+                self.remember(name, ident)
+            else:  # another connection inserted it in between
+                ident = self.lookup(conn, name)
             assert ident is not None
         return ident
 
@@ -589,6 +595,14 @@ class Sqlite3(Backend):
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._using() as conn:
+            if namespace not in self._namespace_ids:
+                # A namespace with no fact yet (a new object's, say) has no name row:
+                # two reads without a transaction prove it. The name row is inserted
+                # by the transaction of the namespace's first fact, so if it is absent
+                # at the second read, no fact up to the seq of the first one exists.
+                high = self._last_seq(conn)
+                if self._namespaces.lookup(conn, namespace) is None:
+                    return high, []
             try:
                 conn.execute("BEGIN")  # inside the try: see _append_many
                 high = self._last_seq(conn)
