@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+from .adapters import Adapter
 from .values import ABSENT
 
-if TYPE_CHECKING:
-    from .objects import Objects
+
+class Objects(Protocol):
+    """What parsing a query needs of a model store's objects."""
+
+    adapter: Adapter
+
+    def stored(self, field: str, value: Any) -> Any: ...
 
 __all__ = ["OPERATORS", "Condition", "matches", "parse_conditions"]
 
