@@ -398,6 +398,9 @@ MODELS_ROWS: list[Row] = [
         (_M + "slowstore", "first_query_s"), peer2=(_M + "sqlalchemy", "first_query_s")),
     Row("M12", "floor: raw sqlite3, one-row INSERT, commit per write (WAL,"
         " synchronous=NORMAL)", "µs/write", None, raw=(_M + "raw", "commit_us")),
+    Row("M13", "floor of M1: raw sqlite3, one transaction inserting what add() inserts (a"
+        " namespace name and five rows, tables shaped like everstore's)", "µs/object", None,
+        raw=(_M + "raw", "create_floor_us")),
 ]  # fmt: skip
 
 
