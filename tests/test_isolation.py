@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from children import child
 from everstore import Backend, ConflictError, MissingFieldError, Storage, Store
 
 BackendFactory = Callable[[], Backend]
@@ -159,32 +160,6 @@ print("done", flush=True)
 """
 
 
-@contextlib.contextmanager
-def child(script: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """A Python child with line-buffered pipes, killed if it outlives the test."""
-    proc = subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    watchdog = threading.Timer(CHILD_DEADLINE, proc.kill)
-    watchdog.start()
-    try:
-        yield proc
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-
 def expect_line(proc: subprocess.Popen[str], wanted: str) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline()
@@ -216,7 +191,9 @@ def test_eight_processes_incrementing_fifty_times_end_at_400(
     script.write_text(INCREMENTER)
     with contextlib.ExitStack() as stack:
         procs = [
-            stack.enter_context(child(script, kind, location, schema, str(rounds)))
+            stack.enter_context(
+                child(script, kind, location, schema, str(rounds), deadline=CHILD_DEADLINE)
+            )
             for _ in range(processes)
         ]
         for proc in procs:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
+from children import child
 from conftest import BackendFactory
 from everstore import ConflictError, Store
 from everstore.models import ModelStore
@@ -226,30 +226,6 @@ bank.close()
 """
 
 
-@contextlib.contextmanager
-def child(script: Path, *args: str) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:  # type: ignore[misc]
-    proc = subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    watchdog = threading.Timer(60, proc.kill)
-    watchdog.start()
-    try:
-        yield proc
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 def line_of(proc: subprocess.Popen[str]) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -268,7 +244,9 @@ def test_processes_on_one_directory_lose_no_update(tmp_path: Path) -> None:
     ann = bank.add(name="ann")
     counts = [40, 41]
     with contextlib.ExitStack() as stack:
-        procs = [stack.enter_context(child(script, str(directory), str(n))) for n in counts]
+        procs = [
+            stack.enter_context(child(script, str(directory), str(n), deadline=60)) for n in counts
+        ]
         for proc in procs:
             assert line_of(proc) == "ready"
         for proc in procs:

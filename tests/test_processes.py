@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from children import child
 from everstore import (
     Backend,
     BackendError,
@@ -49,32 +50,6 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 ROBUST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CHILD_DEADLINE = 30.0  # seconds before a hung child is killed (the test then fails)
-
-
-@contextlib.contextmanager
-def child(script: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """A Python child process with line-buffered pipes, killed if it outlives the test."""
-    proc = subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    watchdog = threading.Timer(CHILD_DEADLINE, proc.kill)
-    watchdog.start()
-    try:
-        yield proc
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
 
 
 def expect_line(proc: subprocess.Popen[str], wanted: str | None = None) -> str:

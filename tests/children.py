@@ -1,0 +1,39 @@
+"""Child Python processes for the tests that need real other processes."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["child"]
+
+
+@contextlib.contextmanager
+def child(script: Path, *args: str, deadline: float = 30.0) -> Iterator[subprocess.Popen[str]]:
+    """A Python child running ``script`` with line-buffered pipes, killed if it
+    outlives ``deadline`` seconds (the test then fails) or the ``with`` block."""
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    watchdog = threading.Timer(deadline, proc.kill)
+    watchdog.start()
+    try:
+        yield proc
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
