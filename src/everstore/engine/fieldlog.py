@@ -9,14 +9,14 @@ import functools
 import gc
 import itertools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from ..codec import Codec
 from ..errors import DecodeError
 from ..log import Value
 
-__all__ = ["MISSING", "TOMBSTONE", "Entry", "FieldLog", "Raw", "as_value"]
+__all__ = ["MISSING", "TOMBSTONE", "Entry", "FieldLog", "Raw", "as_value", "collector_paused"]
 
 #: "no value given": distinct from None, which is a value
 MISSING: Any = object()
@@ -36,6 +36,26 @@ Entry = tuple[float, bool, Any, str, int]
 UNAVAILABLE: Final = 1
 DATA: Final = 2
 SEQ: Final = 4
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while many containers are made at once.
+
+    Each batch of new tracked containers triggers a collection that rescans the young
+    ones again and again (for 100k of them, more time than making them); paused, one
+    later collection sees them all. The pause is process-wide: other threads run with
+    it meanwhile, and one that disables the collector inside the window finds it
+    enabled again after.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class Raw:
@@ -128,20 +148,10 @@ class FieldLog:
         if missing < _PAUSE_GC_FROM:
             public.extend(map(_make_value, itertools.repeat(Value, missing), entries))
             return public
-        # Every Value is a tracked container (see Entry), and making many at once
-        # triggers collections that rescan the young ones over and over: at 100k values
-        # they cost twice the making itself. Paused here, one collection sees them
-        # later. The window holds no Python code of another thread, bar a switch
-        # between these lines; an application that disables the collector in that
-        # instant finds it enabled again.
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
+        # Every Value is a tracked container (see Entry): at 100k values the
+        # collections that making them triggers cost twice the making itself.
+        with collector_paused():
             public.extend(map(_make_value, itertools.repeat(Value, missing), entries))
-        finally:
-            if paused:
-                gc.enable()
         return public
 
     # -- rebuilding values ----------------------------------------------------------

@@ -23,6 +23,7 @@ class Objects(Protocol):
 
     def stored(self, field: str, value: Any) -> Any: ...
 
+
 __all__ = ["OPERATORS", "Condition", "matches", "parse_conditions"]
 
 
