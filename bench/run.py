@@ -1,6 +1,7 @@
 """Benchmarks: everstore against appendmuch 0.3.0 and raw SQLite, on PostgreSQL
-against eventsourcing 9.5 and raw psycopg, and its models layer against slowstore 2.2.1
-and SQLAlchemy 2's ORM (family ``models``), in one run.
+against eventsourcing 9.5 and raw psycopg, its models layer against slowstore 2.2.1
+and SQLAlchemy 2's ORM (family ``models``), and its versions layer against a model of
+MyDbEngine 0.2.1 (family ``versions``), in one run.
 
     .venv/bin/python bench/run.py            # full sizes (what docs/benchmarks.md shows)
     .venv/bin/python bench/run.py --quick    # tiny sizes: a smoke test, numbers mean nothing
@@ -27,6 +28,12 @@ Models: ``bench/run.py --only models`` runs the ``models`` family alone
 (``bench/models_workloads.py`` describes it); a library of it that is not installed (or
 everstore.models before it has a ModelStore) is skipped, with the reason printed. Its
 rows form a third table.
+
+Versions: ``bench/run.py --only versions`` runs the ``versions`` family alone
+(``bench/versions_workloads.py`` describes it; its baseline is
+``bench/mydbengine_model.py``, a model of MyDbEngine written from its README, since
+MyDbEngine cannot be installed). everstore is skipped, with the reason printed, while
+everstore.versions has no DbEngine. Its rows form a fourth table.
 
 Results go to stdout as Markdown tables and to ``bench/results/latest.json``
 (``quick.json`` for ``--quick``, so a smoke run never overwrites real numbers).
@@ -60,10 +67,16 @@ sys.path.insert(0, str(HERE))
 
 import models_workloads  # noqa: E402  (bench/ is not a package)
 import pg_workloads  # noqa: E402
+import versions_workloads  # noqa: E402
 import workloads  # noqa: E402
 
 #: every case of every family, by "family/library"
-CASES = {**workloads.CASES, **pg_workloads.CASES, **models_workloads.CASES}
+CASES = {
+    **workloads.CASES,
+    **pg_workloads.CASES,
+    **models_workloads.CASES,
+    **versions_workloads.CASES,
+}
 
 #: family -> libraries, in the order their repetitions alternate
 FAMILIES: dict[str, list[str]] = {
@@ -83,10 +96,13 @@ FAMILIES: dict[str, list[str]] = {
     **workloads.FAMILIES,
     **pg_workloads.FAMILIES,
     **models_workloads.FAMILIES,
+    **versions_workloads.FAMILIES,
 }
+#: the families of the layers, whose libraries may be missing (skipped, with the reason)
+LAYER_FAMILIES = models_workloads.FAMILIES | versions_workloads.FAMILIES
 #: the families that need appendmuch (the first table's peer)
 APPENDMUCH_FAMILIES = [
-    name for name in FAMILIES if name not in pg_workloads.FAMILIES | models_workloads.FAMILIES
+    name for name in FAMILIES if name not in pg_workloads.FAMILIES | LAYER_FAMILIES
 ]
 
 COLD_MAX_SAMPLES = 10
@@ -99,6 +115,10 @@ TABLE_HEADER = (
 MODELS_TABLE_HEADER = (
     "| # | workload | unit | everstore | slowstore | sqlalchemy | raw sqlite | vs slowstore "
     "| vs sqlalchemy | vs raw | goal | result |"
+)
+VERSIONS_TABLE_HEADER = (
+    "| # | workload | unit | everstore | file model | raw sqlite | vs file model | vs raw "
+    "| goal | result |"
 )
 PG_TABLE_HEADER = (
     "| # | workload | unit | everstore | everstore /s | eventsourcing | raw psycopg "
@@ -113,8 +133,8 @@ PG_TABLE_HEADER = (
 class Goal:
     """One stated goal. Every metric is lower-is-better, so ratios are other / everstore.
 
-    Kinds: "appendmuch" / "eventsourcing" / "slowstore" (the peer column: peer /
-    everstore >= x), "sqlalchemy" (the second peer column, likewise),
+    Kinds: "appendmuch" / "eventsourcing" / "slowstore" / "file model" (the peer column:
+    peer / everstore >= x), "sqlalchemy" (the second peer column, likewise),
     "raw" (raw / everstore >= x), "raw_within" (everstore / raw <= x: at most x times
     the floor's time), "below" (everstore < x), "rate" (everstore, in µs per op, does
     at least x ops per second).
@@ -404,6 +424,58 @@ MODELS_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+_V = "versions/"
+_VE, _VF, _VR = _V + "everstore", _V + "file-model", _V + "raw-sqlite"
+
+VERSIONS_ROWS: list[Row] = [
+    Row("V1", "save of a 1 KB object (dict of strings and ints), a new version of one entry"
+        " each (raw: INSERT of its JSON + commit)", "µs/save",
+        (_VE, "save_small_us"), (_VF, "save_small_us"), (_VR, "save_small_us")),
+    Row("V2", "load of it, latest version (raw: SELECT + orjson.loads)", "µs/load",
+        (_VE, "load_small_us"), (_VF, "load_small_us"), (_VR, "load_small_us")),
+    Row("V3", "save of a 1 MB object (a dict holding a list of small dicts)", "ms/save",
+        (_VE, "save_large_ms"), (_VF, "save_large_ms"), (_VR, "save_large_ms")),
+    Row("V4", "load of it, latest version", "ms/load",
+        (_VE, "load_large_ms"), (_VF, "load_large_ms"), (_VR, "load_large_ms")),
+    Row("V5a", "{v_puts} puts of ~100-byte dicts into ONE record entry, total (raw: one"
+        " INSERT + commit each)", "s", (_VE, "puts_s"), (_VF, "puts_s"), (_VR, "puts_s"),
+        goals=(Goal("file model", 100.0),)),
+    Row("V5b", "the first {v_block} of those puts", "ms",
+        (_VE, "puts_first_ms"), (_VF, "puts_first_ms"), (_VR, "puts_first_ms")),
+    Row("V5c", "the last {v_block} of those puts", "ms",
+        (_VE, "puts_last_ms"), (_VF, "puts_last_ms"), (_VR, "puts_last_ms")),
+    Row("V5d", "linearity: last {v_block} / first {v_block} puts (time)", "ratio",
+        (_VE, "puts_last_first_ratio"), (_VF, "puts_last_first_ratio"),
+        (_VR, "puts_last_first_ratio"), goals=(Goal("below", 1.5),)),
+    Row("V6", "history(max_items={v_versions}) of an entry with {v_versions} versions"
+        " (raw: SELECT of its digests, newest first)", "ms/call",
+        (_VE, "history_ms"), (_VF, "history_ms"), (_VR, "history_ms")),
+    Row("V7a", "load(digest=history[-1]): the version {v_versions} back, repeated (raw:"
+        " SELECT by digest + orjson.loads)", "µs/load",
+        (_VE, "load_far_us"), (_VF, "load_far_us"), (_VR, "load_far_us")),
+    Row("V7b", "load of the version {v_near} back, repeated", "µs/load",
+        (_VE, "load_near_us"), (_VF, "load_near_us"), (_VR, "load_near_us")),
+    Row("V7c", "{v_versions} back / {v_near} back (time; O(log n) would be at most 2)",
+        "ratio", (_VE, "load_far_near_ratio"), (_VF, "load_far_near_ratio"),
+        (_VR, "load_far_near_ratio"), goals=(Goal("below", 2.0),)),
+    Row("V7d", "first load of the version {v_versions} back on a freshly opened engine",
+        "µs", (_VE, "first_load_far_us"), (_VF, "first_load_far_us")),
+    Row("V7e", "first load of the version {v_near} back on a freshly opened engine", "µs",
+        (_VE, "first_load_near_us"), (_VF, "first_load_near_us")),
+    Row("V7f", "first loads: {v_versions} back / {v_near} back (time)", "ratio",
+        (_VE, "first_load_far_near_ratio"), (_VF, "first_load_far_near_ratio"),
+        goals=(Goal("below", 2.0),)),
+    Row("V8a", "dedup: storage added by saving a {v_blob} `bytes` value (everstore: SQLite"
+        " files after a TRUNCATE checkpoint; file model: its files)", "KiB",
+        (_VE, "dedup_first_kib"), (_VF, "dedup_first_kib")),
+    Row("V8b", "dedup: storage added by saving the same {v_blob} in another entry of"
+        " another tenant (stored once: only the new snapshot)", "KiB",
+        (_VE, "dedup_second_kib"), (_VF, "dedup_second_kib"), goals=(Goal("below", 64.0),)),
+    Row("V9", "floor of a put: raw sqlite3, one INSERT of a ~100-byte blob + commit (WAL,"
+        " synchronous=NORMAL)", "µs/write", None, raw=(_VR, "put_us")),
+]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Table:
     """One results table: its header, the JSON key of its peer column, its rows."""
@@ -419,6 +491,7 @@ class Table:
 SQLITE_TABLE = Table("sqlite", TABLE_HEADER, "appendmuch", ROWS)
 PG_TABLE = Table("postgresql", PG_TABLE_HEADER, "eventsourcing", PG_ROWS, rate_column=True)
 MODELS_TABLE = Table("models", MODELS_TABLE_HEADER, "slowstore", MODELS_ROWS, peer2="sqlalchemy")
+VERSIONS_TABLE = Table("versions", VERSIONS_TABLE_HEADER, "file_model", VERSIONS_ROWS)
 
 
 # -- running cases in child processes ----------------------------------------------------
@@ -513,10 +586,15 @@ def run_family(family: str, opts: Options, results: dict[str, CaseResult]) -> No
     libraries = FAMILIES[family]
     if family == "cold_open":
         ensure_cold_files(opts)
-    if family in models_workloads.FAMILIES:
+    if family in LAYER_FAMILIES:
+        unavailable = (
+            models_workloads.unavailable_reason
+            if family in models_workloads.FAMILIES
+            else versions_workloads.unavailable_reason
+        )
         runnable = []
         for library in libraries:
-            reason = models_workloads.unavailable_reason(library)
+            reason = unavailable(library)
             if reason is None:
                 runnable.append(library)
             else:
@@ -655,7 +733,24 @@ def print_models_context(
         f" floor; queries over {ms.objects:,} objects with {ms.ages} distinct ages"
     )
     for reason in skipped:
-        print(f"skipped: {reason}")
+        if reason.startswith(tuple(models_workloads.FAMILIES)):
+            print(f"skipped: {reason}")
+
+
+def print_versions_context(
+    info: dict[str, Any], vs: versions_workloads.VersionSizes, skipped: list[str]
+) -> None:
+    print(
+        f"versions: everstore.versions (SQLite, WAL, synchronous=NORMAL) vs a model of"
+        f" MyDbEngine 0.2.1 written from its README (bench/mydbengine_model.py: a JSON file"
+        f" per snapshot, a record entry's whole collection rewritten by every put, no fsync);"
+        f" raw sqlite3 is the floor; {vs.puts:,} puts into one record entry,"
+        f" {vs.versions:,} versions for history and old loads, a {vs.blob:,}-byte value"
+        f" saved twice"
+    )
+    for reason in skipped:
+        if reason.startswith(tuple(versions_workloads.FAMILIES)):
+            print(f"skipped: {reason}")
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -725,11 +820,19 @@ def human(n: int) -> str:
 
 
 def label_names(
-    sz: workloads.Sizes, pg: pg_workloads.PgSizes, ms: models_workloads.ModelSizes
+    sz: workloads.Sizes,
+    pg: pg_workloads.PgSizes,
+    ms: models_workloads.ModelSizes,
+    vs: versions_workloads.VersionSizes,
 ) -> dict[str, str]:
     """The sizes the row labels mention, as ``{writes}`` etc."""
     low = ms.ages - 2
     return {
+        "v_puts": human(vs.puts),
+        "v_block": human(vs.block),
+        "v_versions": human(vs.versions),
+        "v_near": human(vs.near),
+        "v_blob": "1 MiB" if vs.blob == 1 << 20 else f"{vs.blob:,}-byte",
         "m_create": human(ms.create),
         "m_update": human(ms.update),
         "m_hot_small": human(ms.hot_small),
@@ -906,10 +1009,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["git_commit_end"] = git("rev-parse", "--short", "HEAD")
     info["git_dirty_end"] = bool(git("status", "--porcelain", "--", "src"))
     medians = {case: result.median() for case, result in results.items() if result.reps}
-    names = label_names(sz, pg_sz, models_workloads.model_sizes(quick))
+    vs = versions_workloads.version_sizes(quick)
+    names = label_names(sz, pg_sz, models_workloads.model_sizes(quick), vs)
     sqlite_text, sqlite_rows = table(SQLITE_TABLE, medians, names)
     pg_text, pg_rows = table(PG_TABLE, medians, names)
     models_text, models_rows = table(MODELS_TABLE, medians, names)
+    versions_text, versions_rows = table(VERSIONS_TABLE, medians, names)
 
     print(
         f"everstore {info['everstore']} (git {info['git_commit']}"
@@ -933,7 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Ratios: other / everstore time (or size); above 1x means everstore is better.")
     print()
     # With only PostgreSQL families selected, an empty SQLite table would be noise.
-    if sqlite_rows or not (pg_rows or models_rows):
+    if sqlite_rows or not (pg_rows or models_rows or versions_rows):
         print(sqlite_text)
         print()
     if pg_rows:
@@ -942,6 +1047,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if models_rows or "models" in families:
         print_models_context(info, models_workloads.model_sizes(quick), opts.skipped)
         print(models_text)
+        print()
+    if versions_rows or "versions" in families:
+        print_versions_context(info, vs, opts.skipped)
+        print(versions_text)
         print()
     print(rss_table(results))
     for failure in failures:
@@ -954,6 +1063,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": quick, "reps": opts.reps, "min_time": min_time,
             "sizes": sz.__dict__, "pg_sizes": pg_sz.__dict__, "families": families,
             "models_sizes": models_workloads.model_sizes(quick).__dict__,
+            "versions_sizes": vs.__dict__,
             "skipped": opts.skipped,
             "pg_skipped": pg_skipped, "total_s": total,
         },
@@ -962,7 +1072,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "rss_mib": result.rss_mib, "wall_s": result.wall_s}
             for case, result in results.items()
         },
-        "rows": sqlite_rows + pg_rows + models_rows,
+        "rows": sqlite_rows + pg_rows + models_rows + versions_rows,
         "failures": failures,
     }  # fmt: skip
     opts.json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

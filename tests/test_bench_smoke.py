@@ -42,4 +42,6 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path: Path) -> None:
         in done.stdout
         or "PostgreSQL families (" in done.stdout
     ), done.stdout
+    # The versions family's table (everstore.versions against the model of MyDbEngine).
+    assert "| # | workload | unit | everstore | file model | raw sqlite |" in done.stdout
     assert (tmp_path / "quick.json").is_file()
