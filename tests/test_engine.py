@@ -259,6 +259,20 @@ def test_blobs_are_stored_once_by_digest(make_backend: BackendFactory) -> None:
         store.put_blob(b"late")
 
 
+def test_put_blobs_stores_many_at_once_or_none(make_backend: BackendFactory) -> None:
+    store, other = Store(make_backend()), Store(make_backend())
+    datas = [b"first", b"second" * 500, b"first"]
+    digests = store.put_blobs(datas)
+    assert digests == [hashlib.sha256(data).hexdigest() for data in datas]
+    assert [other.get_blob(digest) for digest in digests] == datas
+    assert store.put_blobs([]) == []
+    never = b"never stored, for a later item was not bytes"
+    with pytest.raises(TypeError):
+        store.put_blobs([never, "text"])  # type: ignore[list-item]
+    with pytest.raises(MissingBlobError):
+        other.get_blob(hashlib.sha256(never).hexdigest())
+
+
 def test_namespaces_at_a_seq(store: Store, unique: Callable[[], str]) -> None:
     prefix = unique()
     store.write(store.namespace((prefix, "a")), "x", 1)

@@ -1,5 +1,5 @@
 """Schema versions on PostgreSQL: a store written by everstore 0.1.0 (schema version 1)
-opens in this release, migrated in place; and the blob table of version 2.
+opens in this release, migrated in place; and the blob table (from version 2).
 
 tests/data/pg-schema-0.1.0.sql is a pg_dump of schema ``v1`` holding the store that
 tests/data/make_v1_fixtures.py wrote; each test loads it into a fresh schema.
@@ -85,7 +85,7 @@ def test_a_0_1_0_schema_is_migrated_on_open(
 ) -> None:
     backend = opened()
     backend.open()
-    assert meta_version(*v1_location) == str(SCHEMA_VERSION) == "2"
+    assert meta_version(*v1_location) == str(SCHEMA_VERSION) == "3"
     assert has_blob_table(*v1_location)
 
 
@@ -188,7 +188,7 @@ def test_migrate_false_refuses_an_old_schema_and_leaves_it(
     with pytest.raises(SchemaError) as caught:
         backend.open()
     message = str(caught.value)
-    assert "version 1" in message and "needs version 2" in message
+    assert "version 1" in message and "needs version 3" in message
     assert "migrate=True" in message
     assert meta_version(*v1_location) == "1"
     assert not has_blob_table(*v1_location)
@@ -229,7 +229,7 @@ def test_opening_twice_migrates_once(
     assert errors == []
     again = opened()
     again.open()  # a migrated schema is just opened
-    assert meta_version(*v1_location) == "2"
+    assert meta_version(*v1_location) == "3"
     assert backends[0].last_seq() == 12
     with raw_connection(v1_location[0]) as conn:
         triggers = conn.execute(

@@ -34,7 +34,9 @@ TAIL_PER_EXPECTATION = 4
 TAIL_BASE = 64
 
 #: The version of the log schema this release writes; stored in every database.
-SCHEMA_VERSION = 2  # 1: everstore 0.1.0; 2: adds the content-addressed blob table
+# 1: everstore 0.1.0; 2: adds the content-addressed blob table; 3: SQLite's blob table
+# as a rowid table (no change on PostgreSQL)
+SCHEMA_VERSION = 3
 
 
 class Backend(abc.ABC):

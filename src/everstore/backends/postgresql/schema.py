@@ -190,6 +190,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "data bytea NOT NULL)",
         *_append_only("blobs"),
     ],
+    # 2 -> 3: SQLite rebuilt its blob table; nothing changes here
+    2: [],
 }
 
 #: The functions, as this release defines them. A migration re-creates them (their

@@ -5,6 +5,9 @@ Versions (``SCHEMA_VERSION`` in :mod:`everstore.backends.base`):
 1. everstore 0.1.0: the log, the interning tables and ``<prefix>_meta``.
 2. adds ``<prefix>_blobs``, the content-addressed blob table, and stamps the file
    header (``PRAGMA application_id`` and ``user_version``).
+3. rebuilds ``<prefix>_blobs`` as a rowid table with a unique digest index: blobs of a
+   kilobyte and more made the WITHOUT ROWID table of version 2 split a page on almost
+   every insert (SQLite advises against WITHOUT ROWID for rows that large).
 
 A migration is one step from the version it starts at to the next; :func:`migrate`
 runs the steps in order inside the caller's transaction, so a store is at one version
@@ -37,6 +40,7 @@ APPLICATION_ID = 0x45767374
 _TABLES = {
     1: ("meta", "log", "namespaces", "fields", "contexts"),
     2: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
+    3: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
 }
 
 
@@ -82,12 +86,31 @@ def _blob_table(p: str) -> list[str]:
     return [
         f"CREATE TABLE {p}_blobs (digest BLOB PRIMARY KEY CHECK (length(digest) = 32),"
         " data BLOB NOT NULL) WITHOUT ROWID",
+        *_blob_triggers(p),
+    ]
+
+
+def _blob_triggers(p: str) -> list[str]:
+    return [
         # A digest names its bytes: storing it again is a no-op, and INSERT OR REPLACE
         # (which would delete the old row without a DELETE trigger) is skipped too.
         f"CREATE TRIGGER {p}_blobs_no_replace BEFORE INSERT ON {p}_blobs "
         f"WHEN EXISTS (SELECT 1 FROM {p}_blobs WHERE digest = NEW.digest) "
         "BEGIN SELECT RAISE(IGNORE); END",
         *_refusing_triggers(p, ("blobs",)),
+    ]
+
+
+def _blob_rowid_table(p: str) -> list[str]:
+    # Rows are appended in rowid order and only the 32-byte digests go into a b-tree
+    # in random order; DROP TABLE takes the old table's triggers with it.
+    return [
+        f"ALTER TABLE {p}_blobs RENAME TO {p}_blobs_v2",
+        f"CREATE TABLE {p}_blobs (id INTEGER PRIMARY KEY,"
+        " digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32), data BLOB NOT NULL)",
+        f"INSERT INTO {p}_blobs(digest, data) SELECT digest, data FROM {p}_blobs_v2",
+        f"DROP TABLE {p}_blobs_v2",
+        *_blob_triggers(p),
     ]
 
 
@@ -105,6 +128,7 @@ class Migration:
 #: every step, in order of the version it starts from
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "adds the content-addressed blob table", _blob_table),
+    Migration(2, "rebuilds the blob table for large blobs", _blob_rowid_table),
 )
 
 

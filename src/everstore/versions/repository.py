@@ -1,0 +1,221 @@
+"""Where versions live in a store: heads in the log, versions and nodes in the blob table.
+
+An entry is the namespace ``(prefix, tenant, entry)``; its field ``head`` holds
+``(digest, kind, user_id)`` of its latest version, so the field's history is the
+entry's commit chain, in the log's order, with the time and code location of each
+commit. A version is canonical JSON stored in the blob table under its SHA-256 (its
+digest), holding the metadata MyDbEngine writes (``__parent__``, ``__user_id__``,
+``__date__``) and one of
+
+* ``__data__``: the saved value (a snapshot entry),
+* ``__records__``: the root digest of the records trie (a record entry; null when empty),
+* ``__deleted__``: true (the entry was deleted; the chain goes on if it is written again).
+
+A tenant is the namespace ``(prefix, tenant)``, whose field ``created`` says it was
+initialised. Nothing here knows about tenants' isolation: :class:`Tenant` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, NamedTuple
+
+import orjson
+
+from ..engine import Engine, History, Namespace
+from ..errors import DecodeError, MissingFieldError
+from .canonical import Decoder, Encoder, dumps
+from .handlers import Handlers
+from .trie import Trie
+
+__all__ = ["DELETED", "RECORDS", "SNAPSHOT", "Head", "Repository", "Version"]
+
+SNAPSHOT = "snapshot"
+RECORDS = "records"
+DELETED = "deleted"
+HEAD = "head"
+_DATA_PREFIX = b'{"__data__":'
+_DATE_KEY = b',"__date__":'
+
+
+class Head(NamedTuple):
+    """An entry's latest version as the log has it, with the seq a commit expects."""
+
+    digest: str
+    kind: str
+    user_id: str
+    seq: int
+
+
+class Version(NamedTuple):
+    """A version's metadata as stored in it."""
+
+    digest: str
+    parent: str | None
+    user_id: str
+    date: str
+    kind: str
+    records: str | None  # the trie root of a record version
+
+
+class Repository:
+    """The versions of every tenant of one store: reading and committing them.
+
+    :param store: the everstore Engine holding everything
+    :param prefix: the first namespace part of every tenant
+    """
+
+    def __init__(self, store: Engine, prefix: str, handlers: Handlers, unpickle: bool) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.encoder = Encoder(handlers, store.codec)
+        self.decoder = Decoder(handlers, store.codec, store.get_blob, unpickle)
+        self.trie = Trie(store.get_blob)
+        self._lock = threading.Lock()
+        # digest -> Version, and digest -> SHA-256 of a snapshot's data: versions never
+        # change, so these are never stale; bounded to the recently used
+        self._versions: OrderedDict[str, Version] = OrderedDict()
+        self._data_hashes: OrderedDict[str, bytes] = OrderedDict()
+        # entry path -> (versions indexed, digest -> position in the head history)
+        self._positions: dict[str, tuple[int, dict[str, int]]] = {}
+
+    # -- namespaces ---------------------------------------------------------------
+
+    def tenant_namespace(self, tenant: str) -> Namespace:
+        return self.store.namespace((self.prefix, tenant))
+
+    def entry_namespace(self, tenant: str, entry: str) -> Namespace:
+        return self.store.namespace((self.prefix, tenant, entry))
+
+    # -- heads and the chain ------------------------------------------------------
+
+    def head(self, ns: Namespace) -> Head | None:
+        """The entry's latest version, or None if it has none."""
+        history = self.chain(ns)
+        if history is None:
+            return None
+        return self.head_at(history, len(history) - 1)
+
+    def chain(self, ns: Namespace) -> History | None:
+        """The entry's head history (its versions, oldest first), or None if it has
+        none."""
+        try:
+            return self.store.history(ns, HEAD)
+        except MissingFieldError:
+            return None
+
+    @staticmethod
+    def head_at(history: History, position: int) -> Head:
+        digest, kind, user_id = history.value_at(position)
+        return Head(digest, kind, user_id, history.seq_at(position))
+
+    def position(self, ns: Namespace, digest: str) -> int | None:
+        """Where ``digest`` is in the entry's chain (0: its first version), or None.
+        O(1) after one pass over the versions this process has not indexed yet."""
+        history = self.chain(ns)
+        if history is None:
+            return None
+        with self._lock:
+            indexed, positions = self._positions.get(ns.path, (0, {}))
+            if indexed < len(history):
+                positions = dict(positions) if indexed else {}
+                for i in range(indexed, len(history)):
+                    positions[history.value_at(i)[0]] = i
+                self._positions[ns.path] = (len(history), positions)
+        return positions.get(digest)
+
+    def commit(
+        self, ns: Namespace, expected_seq: int, head: tuple[str, str, str], blobs: dict[str, bytes]
+    ) -> None:
+        """Store ``blobs`` (the version and everything it refers to), then move the head
+        to ``head`` if it is still at ``expected_seq``.
+
+        :raises ConflictError: if another writer moved the head first (the blobs stay:
+            content-addressed, they are harmless and may be used by the retry)
+        """
+        if blobs:
+            self.store.put_blobs(list(blobs.values()))
+        self.store.compare_and_set(ns, HEAD, head, seq=expected_seq)
+
+    # -- versions -----------------------------------------------------------------
+
+    @staticmethod
+    def metadata(parent: str | None, user_id: str, when: float) -> dict[str, Any]:
+        return {
+            "__date__": time.strftime("%Y%m%d %H:%M:%S +0000", time.gmtime(when)),
+            "__parent__": [parent],
+            "__user_id__": user_id,
+        }
+
+    @staticmethod
+    def snapshot_bytes(data: bytes, metadata: dict[str, Any]) -> bytes:
+        """A snapshot version: ``__data__`` sorts before every metadata key, so the
+        canonical bytes are the data's bytes with the metadata's after them."""
+        return _DATA_PREFIX + data + b"," + dumps(metadata)[1:]
+
+    @staticmethod
+    def version_bytes(metadata: dict[str, Any]) -> bytes:
+        """A record or deletion version: its metadata, canonical."""
+        return dumps(metadata)
+
+    def version(self, digest: str) -> Version:
+        """The metadata stored in version ``digest``."""
+        with self._lock:
+            found = self._versions.get(digest)
+        if found is not None:
+            return found
+        blob = self.store.get_blob(digest)
+        found = self.parse_version(digest, blob)
+        with self._lock:
+            self._versions[digest] = found
+            if len(self._versions) > 4096:
+                self._versions.popitem(last=False)
+        return found
+
+    @staticmethod
+    def parse_version(digest: str, blob: bytes) -> Version:
+        """The metadata in a version's stored bytes.
+
+        :raises DecodeError: if they are not a version
+        """
+        try:
+            if blob.startswith(_DATA_PREFIX):
+                meta = orjson.loads(b"{" + blob[blob.rindex(_DATE_KEY) + 1 :])
+                kind, records = SNAPSHOT, None
+            else:
+                meta = orjson.loads(blob)
+                kind = DELETED if meta.get("__deleted__") is True else RECORDS
+                records = meta.get("__records__")
+            (parent,) = meta["__parent__"]
+            return Version(digest, parent, meta["__user_id__"], meta["__date__"], kind, records)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DecodeError(f"version {digest} is damaged: {exc!r}") from None
+
+    def snapshot_data(self, digest: str) -> bytes:
+        """The canonical bytes of a snapshot version's value."""
+        return self.data_of(digest, self.store.get_blob(digest))
+
+    @staticmethod
+    def data_of(digest: str, blob: bytes) -> bytes:
+        """The canonical bytes of the value in a snapshot version's stored bytes."""
+        if not blob.startswith(_DATA_PREFIX):
+            raise DecodeError(f"version {digest} is not a snapshot")
+        return blob[len(_DATA_PREFIX) : blob.rindex(_DATE_KEY)]
+
+    def data_hash(self, digest: str) -> bytes:
+        """The SHA-256 of a snapshot version's value: equal values, equal hashes."""
+        with self._lock:
+            found = self._data_hashes.get(digest)
+        if found is None:
+            found = hashlib.sha256(self.snapshot_data(digest)).digest()
+            self.remember_data_hash(digest, found)
+        return found
+
+    def remember_data_hash(self, digest: str, data_hash: bytes) -> None:
+        with self._lock:
+            self._data_hashes[digest] = data_hash
+            if len(self._data_hashes) > 4096:
+                self._data_hashes.popitem(last=False)

@@ -1,0 +1,135 @@
+"""Checking an entry's chain: every stored byte against the digest that names it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ..engine import History
+from ..errors import DecodeError, MissingBlobError
+from .canonical import blob_refs
+from .repository import RECORDS, SNAPSHOT, Repository
+from .trie import Branch, Leaf, decode_node
+
+__all__ = ["Problem", "VerifyReport", "verify_entry"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mismatch: the version (position in the chain, 0 the first, and digest) in
+    which it was found, and what is wrong."""
+
+    position: int
+    digest: str
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`Tenant.verify` checked and found; true when nothing is wrong."""
+
+    entry: str
+    versions: int = 0
+    nodes: int = 0
+    blobs: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class _Checker:
+    def __init__(self, repo: Repository, report: VerifyReport) -> None:
+        self.repo = repo
+        self.report = report
+        self.seen: set[str] = set()
+        self.position = 0
+        self.version = ""
+
+    def problem(self, message: str) -> None:
+        self.report.problems.append(Problem(self.position, self.version, message))
+
+    def fetch(self, digest: str, what: str) -> bytes | None:
+        """The bytes under ``digest``, if they are there and hash to it."""
+        try:
+            data = self.repo.store.get_blob(digest)
+        except (MissingBlobError, ValueError):
+            self.problem(f"{what} {digest} is missing")
+            return None
+        if hashlib.sha256(data).hexdigest() != digest:
+            self.problem(f"{what} {digest} does not match its digest: its bytes were changed")
+            return None
+        return data
+
+    def value_blobs(self, data: bytes) -> None:
+        try:
+            refs = blob_refs(data)
+        except ValueError:
+            self.problem("a stored value is not valid JSON")
+            return
+        for digest in refs:
+            if digest not in self.seen:
+                self.seen.add(digest)
+                self.report.blobs += 1
+                self.fetch(digest, "blob")
+
+    def nodes(self, root: str | None) -> None:
+        pending = [root] if root is not None else []
+        while pending:
+            digest = pending.pop()
+            if digest in self.seen:
+                continue
+            self.seen.add(digest)
+            self.report.nodes += 1
+            data = self.fetch(digest, "records node")
+            if data is None:
+                continue
+            try:
+                node = decode_node(data)
+            except DecodeError as exc:
+                self.problem(str(exc))
+                continue
+            if isinstance(node, Branch):
+                pending.extend(node.children)
+            else:
+                assert isinstance(node, Leaf)
+                for record in node.records:
+                    self.value_blobs(record.value)
+
+
+def verify_entry(repo: Repository, entry: str, chain: History | None) -> VerifyReport:
+    """Check every version of a chain (None: an entry with no version)."""
+    report = VerifyReport(entry)
+    check = _Checker(repo, report)
+    previous: str | None = None
+    for position in range(len(chain) if chain is not None else 0):
+        assert chain is not None
+        digest, kind, user_id = chain.value_at(position)
+        check.position, check.version = position, digest
+        report.versions += 1
+        blob = check.fetch(digest, "version")
+        if blob is not None:
+            try:
+                version = repo.parse_version(digest, blob)
+            except DecodeError as exc:
+                check.problem(str(exc))
+            else:
+                if version.parent != previous:
+                    check.problem(
+                        f"its parent is {version.parent}, but the version before it is {previous}"
+                    )
+                if version.user_id != user_id or version.kind != kind:
+                    check.problem(
+                        f"it says {version.kind} by {version.user_id!r}, "
+                        f"the log says {kind} by {user_id!r}"
+                    )
+                if kind == SNAPSHOT:
+                    check.value_blobs(repo.data_of(digest, blob))
+                elif kind == RECORDS:
+                    check.nodes(version.records)
+        previous = digest
+    return report
