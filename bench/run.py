@@ -447,6 +447,8 @@ VERSIONS_ROWS: list[Row] = [
     Row("V5d", "linearity: last {v_block} / first {v_block} puts (time)", "ratio",
         (_VE, "puts_last_first_ratio"), (_VF, "puts_last_first_ratio"),
         (_VR, "puts_last_first_ratio"), goals=(Goal("below", 1.5),)),
+    Row("V5e", "storage in use after those puts (as V8 counts it; raw: its rows)", "MiB",
+        (_VE, "puts_storage_mib"), (_VF, "puts_storage_mib"), (_VR, "puts_storage_mib")),
     Row("V6", "history(max_items={v_versions}) of an entry with {v_versions} versions"
         " (raw: SELECT of its digests, newest first)", "ms/call",
         (_VE, "history_ms"), (_VF, "history_ms"), (_VR, "history_ms")),
@@ -466,7 +468,7 @@ VERSIONS_ROWS: list[Row] = [
         (_VE, "first_load_far_near_ratio"), (_VF, "first_load_far_near_ratio"),
         goals=(Goal("below", 2.0),)),
     Row("V8a", "dedup: storage added by saving a {v_blob} `bytes` value (everstore: SQLite"
-        " files after a TRUNCATE checkpoint; file model: its files)", "KiB",
+        " pages in use after a TRUNCATE checkpoint; file model: its files' sizes)", "KiB",
         (_VE, "dedup_first_kib"), (_VF, "dedup_first_kib")),
     Row("V8b", "dedup: storage added by saving the same {v_blob} in another entry of"
         " another tenant (stored once: only the new snapshot)", "KiB",

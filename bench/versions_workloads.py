@@ -25,14 +25,16 @@ The workloads (rows V1-V9 of the versions table):
   (a dict holding a list of 14,300 small dicts, 1 MB of compact JSON);
 * V5: ``put`` of 10,000 records (each a ~100-byte dict) into ONE record entry: the total
   time, the time of the first and of the last 1,000 puts and their ratio (1 means a put
-  costs the same at any size of the collection). The file model's puts cost O(size), so
+  costs the same at any size of the collection), and the storage they left (as V8
+  counts it). The file model's puts cost O(size), so
   10,000 of them take minutes: one run per repetition;
 * V6: ``history(max_items=10_000)`` of an entry with 10,000 versions (made by ``save``);
 * V7: ``load(tenant, entry, digest=history[-1])``, the version 10,000 back, against
   the version 100 back: repeated loads, and the first load on a freshly opened engine;
 * V8: a 1 MiB ``bytes`` value saved in two entries of two tenants: the bytes of storage
-  each save added (everstore: its SQLite files after a TRUNCATE checkpoint; the file
-  model: the sizes of its files). Stored once, the second save adds only its snapshot;
+  each save added (everstore: the pages in use of its SQLite file after a TRUNCATE
+  checkpoint, so whole 4 KiB pages; the file model: the sizes of its files). Stored
+  once, the second save adds only its snapshot;
 * V9: the floor of a put: one INSERT of a ~100-byte blob and its commit.
 
 ``python bench/versions_workloads.py --profile [PUTS]`` prints a cProfile summary of
@@ -195,24 +197,41 @@ def _close(engine: Any) -> None:
 
 
 def storage_bytes(root: Path) -> int:
-    """Bytes of every file under ``root`` (an SQLite -shm index is not data). SQLite
-    databases are checkpointed (TRUNCATE) first, so that their pages are in the main file
-    and their WAL is empty."""
+    """Bytes of storage in use under ``root``: for an SQLite database, its pages in use
+    (page count less free pages) after a TRUNCATE checkpoint has moved every page of
+    its WAL into it (a WAL the checkpoint could not empty counts whole); for any other
+    file, its size. SQLite's -shm index is not data."""
     total = 0
+    databases: set[Path] = set()
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.name.endswith("-shm"):
+        if not path.is_file() or path.name.endswith(("-wal", "-shm")):
             continue
         with open(path, "rb") as handle:
-            if handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
-                conn = sqlite3.connect(path)
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                finally:
-                    conn.close()
-    for path in root.rglob("*"):
-        if path.is_file() and not path.name.endswith("-shm"):
+            is_sqlite = handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+        if not is_sqlite:
+            total += path.stat().st_size
+            continue
+        databases.add(path)
+        total += sqlite_bytes(path)
+    for path in root.rglob("*-wal"):
+        if Path(str(path)[: -len("-wal")]) not in databases:
             total += path.stat().st_size
     return total
+
+
+def sqlite_bytes(path: Path) -> int:
+    """Bytes of the pages in use of the SQLite database ``path``, after a TRUNCATE
+    checkpoint (plus its WAL, if the checkpoint could not empty it)."""
+    conn = sqlite3.connect(path)
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        conn.close()
+    wal = Path(f"{path}-wal")
+    return int((pages - free) * size) + (wal.stat().st_size if busy and wal.exists() else 0)
 
 
 def versions_case(config: Config, library: str) -> Metrics:
@@ -350,6 +369,7 @@ def _puts(
     totals: list[float] = []
     firsts: list[float] = []
     lasts: list[float] = []
+    stored = 0
     while sum(totals) < min_time:
         state = fresh()
         put = state[0].put
@@ -363,6 +383,8 @@ def _puts(
         engine = state[0]
         assert engine.get(TENANT, "users", key=record_key(sz.puts - 1)) == record_value(sz.puts - 1)
         assert len(engine.get(TENANT, "users")) == sz.puts
+        if not totals:
+            stored = storage_bytes(state[1])
         teardown(state)
         totals.append(sum(blocks))
         firsts.append(blocks[0])
@@ -375,6 +397,7 @@ def _puts(
         "puts_last_ms": 1e3 * last,
         "puts_last_first_ratio": last / first,
         "puts_runs": float(len(totals)),
+        "puts_storage_mib": stored / (1 << 20),
     }
 
 
@@ -478,6 +501,8 @@ def versions_raw_sqlite(config: Config) -> Metrics:
                 for i in range(start, min(sz.puts, start + sz.block)):
                     execute(_RAW_INSERT, ("users", record_key(i), orjson.dumps(record_value(i))))
                 blocks.append(perf() - began)
+            if not totals:
+                out["puts_storage_mib"] = sqlite_bytes(state[1]) / (1 << 20)
             teardown(state)
             totals.append(sum(blocks))
             firsts.append(blocks[0])
