@@ -447,7 +447,10 @@ VERSIONS_ROWS: list[Row] = [
     Row("V5d", "linearity: last {v_block} / first {v_block} puts (time)", "ratio",
         (_VE, "puts_last_first_ratio"), (_VF, "puts_last_first_ratio"),
         (_VR, "puts_last_first_ratio"), goals=(Goal("below", 1.5),)),
-    Row("V5e", "storage in use after those puts (as V8 counts it; raw: its rows)", "MiB",
+    Row("V5e", "linearity of the typical put: median put of the last {v_block} / of the"
+        " first {v_block} (each put timed alone)", "ratio", (_VE, "puts_median_ratio"),
+        (_VF, "puts_median_ratio"), (_VR, "puts_median_ratio")),
+    Row("V5f", "storage in use after those puts (as V8 counts it; raw: its rows)", "MiB",
         (_VE, "puts_storage_mib"), (_VF, "puts_storage_mib"), (_VR, "puts_storage_mib")),
     Row("V6", "history(max_items={v_versions}) of an entry with {v_versions} versions"
         " (raw: SELECT of its digests, newest first)", "ms/call",

@@ -25,9 +25,10 @@ The workloads (rows V1-V9 of the versions table):
   (a dict holding a list of 14,300 small dicts, 1 MB of compact JSON);
 * V5: ``put`` of 10,000 records (each a ~100-byte dict) into ONE record entry: the total
   time, the time of the first and of the last 1,000 puts and their ratio (1 means a put
-  costs the same at any size of the collection), and the storage they left (as V8
-  counts it). The file model's puts cost O(size), so
-  10,000 of them take minutes: one run per repetition;
+  costs the same at any size of the collection), the same ratio of the median put
+  (every put is timed alone: a load spike on a shared machine moves a block's total,
+  hardly its median), and the storage they left (as V8 counts it). The file model's
+  puts cost O(size), so 10,000 of them take minutes: one run per repetition;
 * V6: ``history(max_items=10_000)`` of an entry with 10,000 versions (made by ``save``);
 * V7: ``load(tenant, entry, digest=history[-1])``, the version 10,000 back, against
   the version 100 back: repeated loads, and the first load on a freshly opened engine;
@@ -59,13 +60,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from workloads import Config, Metrics, interleaved_batches, scratch_dir, timed_batches, timed_loops
 
 __all__ = ["CASES", "FAMILIES", "VersionSizes", "unavailable_reason", "version_sizes"]
 
 perf = time.perf_counter
+_S = TypeVar("_S")
 
 #: family -> libraries, in the order their repetitions alternate
 FAMILIES: dict[str, list[str]] = {"versions": ["everstore", "file-model", "raw-sqlite"]}
@@ -292,7 +294,7 @@ def versions_case(config: Config, library: str) -> Metrics:
         teardown(state)
 
         # V5: puts into one record entry
-        out.update(_puts(fresh, teardown, sz, config.min_time))
+        out.update(_engine_puts(fresh, teardown, sz, config.min_time))
 
         # V6, V7: an entry with many versions
         state = fresh()
@@ -358,47 +360,67 @@ def versions_case(config: Config, library: str) -> Metrics:
     return out
 
 
-def _puts(
+def timed_puts(
+    fresh: Callable[[], _S],
+    put: Callable[[_S, int], None],
+    measure: Callable[[_S], int],
+    teardown: Callable[[_S], None],
+    sz: VersionSizes,
+    min_time: float,
+) -> Metrics:
+    """V5: ``sz.puts`` calls of ``put(state, i)``, each timed alone, on fresh states until
+    ``min_time`` seconds were timed (the file model's first run is already minutes: one
+    run). ``measure(state)`` checks the first run's result and returns its storage."""
+    runs: list[list[float]] = []
+    stored = 0
+    while sum(map(sum, runs)) < min_time:
+        state = fresh()
+        times: list[float] = []
+        gc.collect()
+        for i in range(sz.puts):
+            began = perf()
+            put(state, i)
+            times.append(perf() - began)
+        if not runs:
+            stored = measure(state)
+        teardown(state)
+        runs.append(times)
+    total = statistics.fmean(sum(times) for times in runs)
+    first = statistics.fmean(sum(times[: sz.block]) for times in runs)
+    last = statistics.fmean(sum(times[-sz.block :]) for times in runs)
+    typical = statistics.fmean(
+        statistics.median(times[-sz.block :]) / statistics.median(times[: sz.block])
+        for times in runs
+    )
+    return {
+        "puts_s": total,
+        "put_us": 1e6 * total / sz.puts,
+        "puts_first_ms": 1e3 * first,
+        "puts_last_ms": 1e3 * last,
+        "puts_last_first_ratio": last / first,
+        "puts_median_ratio": typical,
+        "puts_runs": float(len(runs)),
+        "puts_storage_mib": stored / (1 << 20),
+    }
+
+
+def _engine_puts(
     fresh: Callable[[], tuple[Any, Path]],
     teardown: Callable[[tuple[Any, Path]], None],
     sz: VersionSizes,
     min_time: float,
 ) -> Metrics:
-    """V5: ``sz.puts`` puts into one record entry, on fresh engines until ``min_time``
-    seconds were timed (the file model's first run is already minutes: one run)."""
-    totals: list[float] = []
-    firsts: list[float] = []
-    lasts: list[float] = []
-    stored = 0
-    while sum(totals) < min_time:
-        state = fresh()
-        put = state[0].put
-        blocks: list[float] = []
-        gc.collect()
-        for start in range(0, sz.puts, sz.block):
-            began = perf()
-            for i in range(start, min(sz.puts, start + sz.block)):
-                put(TENANT, USER, "users", record_key(i), record_value(i))
-            blocks.append(perf() - began)
-        engine = state[0]
-        assert engine.get(TENANT, "users", key=record_key(sz.puts - 1)) == record_value(sz.puts - 1)
+    def put(state: tuple[Any, Path], i: int) -> None:
+        state[0].put(TENANT, USER, "users", record_key(i), record_value(i))
+
+    def measure(state: tuple[Any, Path]) -> int:
+        engine, root = state
+        last = sz.puts - 1
+        assert engine.get(TENANT, "users", key=record_key(last)) == record_value(last)
         assert len(engine.get(TENANT, "users")) == sz.puts
-        if not totals:
-            stored = storage_bytes(state[1])
-        teardown(state)
-        totals.append(sum(blocks))
-        firsts.append(blocks[0])
-        lasts.append(blocks[-1])
-    first, last = statistics.fmean(firsts), statistics.fmean(lasts)
-    return {
-        "puts_s": statistics.fmean(totals),
-        "put_us": 1e6 * statistics.fmean(totals) / sz.puts,
-        "puts_first_ms": 1e3 * first,
-        "puts_last_ms": 1e3 * last,
-        "puts_last_first_ratio": last / first,
-        "puts_runs": float(len(totals)),
-        "puts_storage_mib": stored / (1 << 20),
-    }
+        return storage_bytes(root)
+
+    return timed_puts(fresh, put, measure, teardown, sz, min_time)
 
 
 def versions_everstore(config: Config) -> Metrics:
@@ -488,31 +510,13 @@ def versions_raw_sqlite(config: Config) -> Metrics:
         teardown(state)
 
         # V5 and V9: one INSERT and its commit per put
-        totals: list[float] = []
-        firsts: list[float] = []
-        lasts: list[float] = []
-        while sum(totals) < config.min_time:
-            state = fresh()
-            execute = state[0].execute
-            blocks: list[float] = []
-            gc.collect()
-            for start in range(0, sz.puts, sz.block):
-                began = perf()
-                for i in range(start, min(sz.puts, start + sz.block)):
-                    execute(_RAW_INSERT, ("users", record_key(i), orjson.dumps(record_value(i))))
-                blocks.append(perf() - began)
-            if not totals:
-                out["puts_storage_mib"] = sqlite_bytes(state[1]) / (1 << 20)
-            teardown(state)
-            totals.append(sum(blocks))
-            firsts.append(blocks[0])
-            lasts.append(blocks[-1])
-        out["puts_s"] = statistics.fmean(totals)
-        out["put_us"] = 1e6 * out["puts_s"] / sz.puts
-        out["puts_first_ms"] = 1e3 * statistics.fmean(firsts)
-        out["puts_last_ms"] = 1e3 * statistics.fmean(lasts)
-        out["puts_last_first_ratio"] = out["puts_last_ms"] / out["puts_first_ms"]
-        out["puts_runs"] = float(len(totals))
+        def put(state: tuple[sqlite3.Connection, Path], i: int) -> None:
+            state[0].execute(_RAW_INSERT, ("users", record_key(i), orjson.dumps(record_value(i))))
+
+        def measure(state: tuple[sqlite3.Connection, Path]) -> int:
+            return sqlite_bytes(state[1])
+
+        out.update(timed_puts(fresh, put, measure, teardown, sz, config.min_time))
 
         # V6, V7: the rows of an entry's versions, newest first; one version by digest
         state = fresh()
