@@ -23,8 +23,8 @@ from .errors import (
     PatternError,
     UnknownTenantError,
 )
-from .repository import DELETED, RECORDS, SNAPSHOT, Head, Repository
-from .trie import Record, key_bytes
+from .repository import DELETED, RECORDS, SNAPSHOT, Head, Repository, Version
+from .trie import Record, Ref, key_bytes, write_pack
 from .verifying import VerifyReport, verify_entry
 
 __all__ = ["ANY_PARENT", "Tenant", "VersionInfo"]
@@ -136,7 +136,7 @@ class Tenant:
             version = self._repo.snapshot_bytes(data, self._metadata(head, user_id))
             digest = hashlib.sha256(version).hexdigest()
             if self._commit(
-                ns, head, (digest, SNAPSHOT, user_id), {**blobs, digest: version}, parent
+                ns, head, (digest, SNAPSHOT, user_id, ""), {**blobs, digest: version}, parent
             ):
                 self._repo.remember_data_hash(digest, data_hash)
                 return digest
@@ -172,7 +172,7 @@ class Tenant:
                 {**self._metadata(head, user_id), "__deleted__": True}
             )
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(ns, head, (digest, DELETED, user_id), {digest: version}, parent):
+            if self._commit(ns, head, (digest, DELETED, user_id, ""), {digest: version}, parent):
                 return digest
         raise self._gave_up(entry)
 
@@ -297,7 +297,7 @@ class Tenant:
         for position in range(start, -1, -1):
             if len(found) >= max_items:
                 break
-            version_digest, _, version_user = chain.value_at(position)
+            version_digest, _, version_user, _ = chain.value_at(position)
             if user_id is None or version_user == user_id:
                 found.append(version_digest)
         return found
@@ -315,8 +315,8 @@ class Tenant:
             raise MissingEntryError(f"{self._where(entry)} has no version")
         position = self._find(ns, entry, chain, digest, as_of)
         value = chain[position]
-        version_digest, kind, user_id = value.data
-        version = self._repo.version(version_digest)
+        version_digest, kind, user_id, pack = value.data
+        version = self._repo.version(version_digest, pack)
         return VersionInfo(
             version_digest,
             kind,
@@ -343,7 +343,7 @@ class Tenant:
         ]
         kinds = {head.kind for head in heads}
         if kinds == {RECORDS}:
-            roots = [self._repo.version(head.digest).records for head in heads]
+            roots = [self._repo.records_root(head) for head in heads]
             decode = self._repo.decoder.decode
             changes = [
                 _record_change(a, b, decode) for a, b in self._repo.trie.diff(roots[0], roots[1])
@@ -417,11 +417,10 @@ class Tenant:
             raise PatternError(_pattern_message(self._where(entry), head.kind))
         return head
 
-    def _records_root(self, entry: str, digest: str | None, as_of: When | None) -> str | None:
-        head = self._resolve(entry, digest, as_of, RECORDS)
-        return self._repo.version(head.digest).records
+    def _records_root(self, entry: str, digest: str | None, as_of: When | None) -> Ref | None:
+        return self._repo.records_root(self._resolve(entry, digest, as_of, RECORDS))
 
-    def _items(self, root: str | None) -> dict[Key, Any]:
+    def _items(self, root: Ref | None) -> dict[Key, Any]:
         decode = self._repo.decoder.decode
         records = sorted(self._repo.trie.records(root), key=_key_order)
         return {record.key: decode(record.value) for record in records}
@@ -430,7 +429,7 @@ class Tenant:
         if head.kind == SNAPSHOT:
             return self._repo.decoder.decode(self._repo.snapshot_data(head.digest))
         if head.kind == RECORDS:
-            return self._items(self._repo.version(head.digest).records)
+            return self._items(self._repo.records_root(head))
         return None
 
     def _writable(self, user_id: str, entry: str) -> Namespace:
@@ -462,14 +461,16 @@ class Tenant:
         self,
         ns: Namespace,
         head: Head | None,
-        new_head: tuple[str, str, str],
+        new_head: tuple[str, str, str, str],
         blobs: dict[str, bytes],
         parent: Any,
     ) -> bool:
-        """True if the head moved to ``new_head``; False if another writer moved it
-        first and the write should be tried again from the new head."""
+        """Write ``blobs`` (the version and all it refers to), then move the head to
+        ``new_head``: True if it moved; False if another writer moved it first and the
+        write should be tried again from the new head."""
+        self._repo.store.put_blobs(list(blobs.values()))
         try:
-            self._repo.commit(ns, head.seq if head is not None else 0, new_head, blobs)
+            self._repo.move_head(ns, head.seq if head is not None else 0, new_head)
         except ConflictError:
             if parent is not ANY_PARENT:
                 raise
@@ -477,30 +478,43 @@ class Tenant:
         return True
 
     def _change_records(
-        self, user_id: str, entry: str, changes: dict[bytes, Record | None], blobs: dict[str, bytes]
+        self,
+        user_id: str,
+        entry: str,
+        changes: dict[bytes, Record | None],
+        blobs: dict[str, bytes],
     ) -> bool:
         ns = self._writable(user_id, entry)
         trie = self._repo.trie
         for _ in range(_MAX_ATTEMPTS):
             head = self._checked_head(ns, entry, ANY_PARENT, RECORDS)
             live = head is not None and head.kind == RECORDS
-            root = self._repo.version(head.digest).records if live and head else None
-            nodes: dict[str, bytes] = {}
+            root = self._repo.records_root(head) if live and head is not None else None
+            nodes: dict[str, tuple[bytes, list[str]]] = {}
             new_root = trie.update(root, changes, nodes)
-            if new_root == root and (live or new_root is None):
+            if new_root == (root.digest if root else None) and (live or new_root is None):
                 return False
-            version = self._repo.version_bytes(
-                {**self._metadata(head, user_id), "__records__": new_root}
-            )
+            metadata = {**self._metadata(head, user_id), "__records__": new_root}
+            version = self._repo.version_bytes(metadata)
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(
-                ns,
-                head,
-                (digest, RECORDS, user_id),
-                {**blobs, **nodes, digest: version},
-                ANY_PARENT,
-            ):
-                return True
+            pack = write_pack({**nodes, digest: (version, [])})
+            pack_digest = hashlib.sha256(pack).hexdigest()
+            try:
+                self._repo.store.put_blobs([*blobs.values(), pack])
+            except BaseException:
+                trie.forget(nodes)
+                raise
+            trie.placed(nodes, pack_digest)
+            try:
+                self._repo.move_head(
+                    ns, head.seq if head else 0, (digest, RECORDS, user_id, pack_digest)
+                )
+            except ConflictError:
+                continue
+            parent = metadata["__parent__"][0]
+            date = metadata["__date__"]
+            self._repo.remember_version(Version(digest, parent, user_id, date, RECORDS, new_root))
+            return True
         raise self._gave_up(entry)
 
     def _gave_up(self, entry: str) -> ConflictError:
