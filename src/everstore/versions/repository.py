@@ -125,12 +125,10 @@ class Repository:
             return None
         with self._lock:
             indexed, positions = self._positions.get(ns.path, (0, {}))
-            if indexed < len(history):
-                positions = dict(positions) if indexed else {}
-                for i in range(indexed, len(history)):
-                    positions[history.value_at(i)[0]] = i
-                self._positions[ns.path] = (len(history), positions)
-        return positions.get(digest)
+            for i in range(indexed, len(history)):
+                positions[history.value_at(i)[0]] = i
+            self._positions[ns.path] = (max(indexed, len(history)), positions)
+            return positions.get(digest)
 
     def move_head(self, ns: Namespace, expected_seq: int, head: tuple[str, str, str, str]) -> None:
         """Move the entry's head to ``head`` (digest, kind, user, pack) if it is still

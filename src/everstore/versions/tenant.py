@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from ..engine import Namespace, namespace_path
+from ..engine import History, Namespace, namespace_path
 from ..errors import ConflictError, InvalidNameError
 from .diffing import Change, Diff, structural_changes
 from .errors import (
@@ -287,12 +287,13 @@ class Tenant:
         if not isinstance(max_items, int) or max_items < 0:
             raise ValueError(f"max_items is an int >= 0, got {max_items!r}")
         ns = self._namespace_of(entry)
-        chain = self._repo.chain(ns)
-        if chain is None:
-            if digest is not None:
-                raise MissingVersionError(f"{self._where(entry)} has no version {digest}")
-            return []
-        start = len(chain) - 1 if digest is None else self._position(ns, entry, digest)
+        if digest is not None:
+            chain, start = self._locate(ns, entry, digest, None)
+        else:
+            found_chain = self._repo.chain(ns)
+            if found_chain is None:
+                return []
+            chain, start = found_chain, len(found_chain) - 1
         found: list[str] = []
         for position in range(start, -1, -1):
             if len(found) >= max_items:
@@ -309,11 +310,7 @@ class Tenant:
         (``"snapshot"``, ``"records"`` or ``"deleted"``), parent, user, date, and
         the time, seq and code location of its commit. O(log n).
         """
-        ns = self._namespace_of(entry)
-        chain = self._repo.chain(ns)
-        if chain is None:
-            raise MissingEntryError(f"{self._where(entry)} has no version")
-        position = self._find(ns, entry, chain, digest, as_of)
+        chain, position = self._locate(self._namespace_of(entry), entry, digest, as_of)
         value = chain[position]
         version_digest, kind, user_id, pack = value.data
         version = self._repo.version(version_digest, pack)
@@ -337,10 +334,7 @@ class Tenant:
         :raises MissingVersionError: if either digest is not a version of this entry
         """
         ns = self._namespace_of(entry)
-        heads = [
-            self._repo.head_at(self._chain(ns, entry), self._position(ns, entry, d))
-            for d in (old, new)
-        ]
+        heads = [self._repo.head_at(*self._locate(ns, entry, d, None)) for d in (old, new)]
         kinds = {head.kind for head in heads}
         if kinds == {RECORDS}:
             roots = [self._repo.records_root(head) for head in heads]
@@ -377,7 +371,7 @@ class Tenant:
     def _head(self, entry: str) -> Head | None:
         return self._repo.head(self._namespace_of(entry))
 
-    def _chain(self, ns: Namespace, entry: str) -> Any:
+    def _chain(self, ns: Namespace, entry: str) -> History:
         chain = self._repo.chain(ns)
         if chain is None:
             raise MissingEntryError(f"{self._where(entry)} has no version")
@@ -389,28 +383,30 @@ class Tenant:
             raise MissingVersionError(f"{self._where(entry)} has no version {digest!r}")
         return position
 
-    def _find(
-        self, ns: Namespace, entry: str, chain: Any, digest: str | None, as_of: When | None
-    ) -> int:
+    def _locate(
+        self, ns: Namespace, entry: str, digest: str | None, as_of: When | None
+    ) -> tuple[History, int]:
+        """The entry's chain and the position in it of the version asked for."""
         if digest is not None and as_of is not None:
             raise TypeError("give a version's digest or as_of=, not both")
         if digest is not None:
-            return self._position(ns, entry, digest)
+            position = self._position(ns, entry, digest)
+            # fetched after the look-up, so it holds every version the index holds
+            return self._chain(ns, entry), position
+        chain = self._chain(ns, entry)
         if as_of is None:
-            return len(chain) - 1
+            return chain, len(chain) - 1
         when = as_of.timestamp() if isinstance(as_of, datetime.datetime) else as_of
         if not isinstance(when, int | float) or isinstance(when, bool):
             raise TypeError(f"as_of is a time in seconds or a datetime, got {as_of!r}")
-        position: int = chain.position(time=float(when))
+        position = chain.position(time=float(when))
         if position < 0:
             raise MissingEntryError(f"{self._where(entry)} had no version at {as_of!r}")
-        return position
+        return chain, position
 
     def _resolve(self, entry: str, digest: str | None, as_of: When | None, kind: str) -> Head:
         """The version asked for, checked to be of ``kind``."""
-        ns = self._namespace_of(entry)
-        chain = self._chain(ns, entry)
-        head = self._repo.head_at(chain, self._find(ns, entry, chain, digest, as_of))
+        head = self._repo.head_at(*self._locate(self._namespace_of(entry), entry, digest, as_of))
         if head.kind == DELETED:
             raise MissingEntryError(f"{self._where(entry)} was deleted (version {head.digest})")
         if head.kind != kind:
