@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import orjson
 
-from ..errors import DecodeError
+from ..errors import DecodeError, UnsupportedValueError
 
 __all__ = [
     "BITS",
@@ -105,8 +105,14 @@ class Pack(NamedTuple):
 
 
 def key_bytes(key: str | int) -> bytes:
-    """The JSON of a record key: what it is sorted and hashed by."""
-    return orjson.dumps(key)
+    """The JSON of a record key: what it is sorted and hashed by.
+
+    :raises UnsupportedValueError: for a key JSON cannot hold (a lone surrogate)
+    """
+    try:
+        return orjson.dumps(key)
+    except orjson.JSONEncodeError as exc:
+        raise UnsupportedValueError(f"cannot use {key!r} as a record key: {exc}") from None
 
 
 def _hash(kb: bytes) -> int:
