@@ -52,7 +52,9 @@ class VersionInfo(NamedTuple):
 
     ``date`` is the version's ``__date__`` (``YYYYMMDD HH:MM:SS +0000``, UTC, taken
     when it was written); ``time`` is the commit's time in the log (what ``as_of``
-    compares with), ``seq`` its position, ``context`` the code that committed it.
+    compares with), ``seq`` its position, ``context`` the code that committed it;
+    ``records`` the root digest of a record version's trie (None otherwise, or with no
+    records): the same records, the same root, whatever writes led to them.
     """
 
     digest: str
@@ -63,6 +65,7 @@ class VersionInfo(NamedTuple):
     time: float
     seq: int
     context: str
+    records: str | None
 
 
 class Tenant:
@@ -324,6 +327,7 @@ class Tenant:
             value.time,
             value.seq,
             value.context,
+            version.records,
         )
 
     def diff(self, entry: str, old: str, new: str) -> Diff:
