@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from everstore.versions import DbEngine, Handlers
-from versions_support import blob_rows, file_bytes, memory_engine, store_file, stored_version
+from versions_support import blob_rows, file_bytes, memory_engine, store_file
 
 
 def record(i: int) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def test_records_ten_thousand_versions_back() -> None:
 
 def root_of(engine: DbEngine, entry: str, digest: str | None = None) -> Any:
     """The trie root a record version names (``__records__``)."""
-    return stored_version(engine, digest or engine.get_digest("t", entry))["__records__"]
+    return engine.info("t", entry, digest).records
 
 
 @pytest.mark.parametrize("size", [5, 40, 3_000])

@@ -504,11 +504,11 @@ def test_record_versions_hold_the_same_metadata() -> None:
     engine.put("t", "u1", "users", "a", 1)
     engine.put("t", "u2", "users", "b", 2)
     newest, oldest = engine.history("t", "users")
-    assert stored_version(engine, oldest)["__parent__"] == [None]
-    assert stored_version(engine, newest)["__parent__"] == [oldest]
-    assert stored_version(engine, newest)["__user_id__"] == "u2"
-    assert stored_version(engine, newest)["__date__"] == FIXED_DATE
-    assert engine.info("t", "users").kind == "records"
+    # (a record version is stored in a pack with its nodes: read through info())
+    assert engine.info("t", "users", oldest).parent is None
+    newest_info = engine.info("t", "users", newest)
+    assert (newest_info.parent, newest_info.user_id) == (oldest, "u2")
+    assert newest_info.date == FIXED_DATE and newest_info.kind == "records"
 
 
 # -- the engine's construction -----------------------------------------------------------

@@ -237,7 +237,13 @@ class Encoder:
         fields: dict[str, Any] = {}
         for name, item in vars(value).items():
             if name in pickled:
-                data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                try:
+                    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    raise UnsupportedValueError(
+                        f"{kind.__qualname__}.{name} is named in use_refs() but pickle "
+                        f"cannot store it: {exc}"
+                    ) from None
                 fields[name] = {SPECIAL: "~pickle", DIGEST: _add_blob(blobs, data)}
             else:
                 fields[name] = self.tree(item, blobs, depth)

@@ -45,6 +45,8 @@ _CREATED = "created"
 
 Key = str | int
 When = float | datetime.datetime
+#: what put_many takes (a dict of str keys is one, as a Mapping's key type is invariant)
+Records = Mapping[str, Any] | Mapping[int, Any] | Mapping[Key, Any]
 
 
 class VersionInfo(NamedTuple):
@@ -191,7 +193,7 @@ class Tenant:
         """
         return self.put_many(user_id, entry, {key: value})
 
-    def put_many(self, user_id: str, entry: str, items: Mapping[Key, Any]) -> bool:
+    def put_many(self, user_id: str, entry: str, items: Records) -> bool:
         """Add or replace several records in one version; True if anything changed.
         O(k log n) for k records.
 
@@ -350,7 +352,11 @@ class Tenant:
             return Diff(old, new, True, changes)
         values = [self._whole_value(head) for head in heads]
         if kinds == {SNAPSHOT}:
-            return Diff(old, new, False, list(structural_changes(values[0], values[1])))
+            encode = self._repo.encoder.encode
+            structural = structural_changes(
+                values[0], values[1], (), lambda a, b: encode(a)[0] == encode(b)[0]
+            )
+            return Diff(old, new, False, list(structural))
         same = heads[0].digest == heads[1].digest
         return Diff(old, new, False, [] if same else [Change((), "changed", values[0], values[1])])
 
