@@ -26,11 +26,14 @@ A handler's tag (:mod:`everstore.versions.handlers`) never starts with ``~``.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import hashlib
 import importlib
 import math
 import pickle
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -71,8 +74,14 @@ _SPECIAL_MARK = b'"__special__"'
 
 
 def dumps(tree: Any) -> bytes:
-    """The canonical bytes of a tree (keys sorted)."""
-    return orjson.dumps(tree, option=_SORTED)
+    """The canonical bytes of a tree (keys sorted).
+
+    :raises UnsupportedValueError: for text JSON cannot hold (a lone surrogate)
+    """
+    try:
+        return orjson.dumps(tree, option=_SORTED)
+    except orjson.JSONEncodeError as exc:
+        raise UnsupportedValueError(f"cannot store this value in a version: {exc}") from None
 
 
 def _sorted_items(trees: list[Any]) -> list[Any]:
@@ -200,7 +209,12 @@ class Encoder:
         custom = self._custom_codec_type(value)
         if custom is not None:
             return custom
-        if hasattr(value, "__dict__") and not isinstance(value, type | Callable):
+        if (
+            hasattr(value, "__dict__")
+            and not isinstance(value, type | Callable)
+            # a subclass of a built-in type keeps its contents outside __dict__
+            and not isinstance(value, _BUILTIN_BASES)
+        ):
             return self._object(kind, value, blobs, depth)
         raise UnsupportedValueError(
             f"cannot store a {kind.__qualname__} ({value!r:.60}) in a version: register a "
@@ -223,11 +237,37 @@ class Encoder:
         fields: dict[str, Any] = {}
         for name, item in vars(value).items():
             if name in pickled:
-                data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                try:
+                    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    raise UnsupportedValueError(
+                        f"{kind.__qualname__}.{name} is named in use_refs() but pickle "
+                        f"cannot store it: {exc}"
+                    ) from None
                 fields[name] = {SPECIAL: "~pickle", DIGEST: _add_blob(blobs, data)}
             else:
                 fields[name] = self.tree(item, blobs, depth)
         return {SPECIAL: "~object", "class": _class_path(_importable(kind)), "dict": fields}
+
+
+_BUILTIN_BASES = (
+    str,
+    int,
+    float,
+    complex,
+    bytes,
+    bytearray,
+    list,
+    dict,
+    tuple,
+    set,
+    frozenset,
+    decimal.Decimal,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+)
 
 
 def _importable(kind: type) -> type:

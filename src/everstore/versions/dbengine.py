@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,7 +15,7 @@ from ..store import Store
 from .diffing import Diff
 from .handlers import Handlers, handlers
 from .repository import Repository
-from .tenant import ANY_PARENT, Key, Tenant, VersionInfo, When
+from .tenant import ANY_PARENT, Key, Records, Tenant, VersionInfo, When
 from .verifying import VerifyReport
 
 __all__ = ["DEFAULT_ROOT", "DbEngine"]
@@ -135,7 +135,7 @@ class DbEngine:
         """:meth:`Tenant.put`"""
         return self.tenant(tenant_id).put(user_id, entry, key, value)
 
-    def put_many(self, tenant_id: str, user_id: str, entry: str, items: Mapping[Key, Any]) -> bool:
+    def put_many(self, tenant_id: str, user_id: str, entry: str, items: Records) -> bool:
         """:meth:`Tenant.put_many`"""
         return self.tenant(tenant_id).put_many(user_id, entry, items)
 

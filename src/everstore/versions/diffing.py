@@ -3,7 +3,7 @@ two snapshots, a structural diff of their dicts and lists."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,10 +62,17 @@ class Diff:
         return bool(self.changes)
 
 
-def structural_changes(old: Any, new: Any, path: tuple[Any, ...] = ()) -> Iterator[Change]:
+def structural_changes(
+    old: Any,
+    new: Any,
+    path: tuple[Any, ...] = (),
+    same: Callable[[Any, Any], bool] = lambda old, new: False,
+) -> Iterator[Change]:
     """The changes from ``old`` to ``new``: into dicts key by key, into lists index by
     index (items past the shorter list are added or removed); anything else that
-    differs is changed as a whole.
+    differs is changed as a whole. Values that are not ``==`` are still no change when
+    ``same(old, new)`` (the versions layer compares their stored bytes: nan, objects
+    without ``__eq__``).
 
     >>> [(c.path, c.kind) for c in structural_changes({"a": [1, 2], "b": 1}, {"a": [1, 3, 4]})]
     [(('a', 1), 'changed'), (('a', 2), 'added'), (('b',), 'removed')]
@@ -77,7 +84,7 @@ def structural_changes(old: Any, new: Any, path: tuple[Any, ...] = ()) -> Iterat
             elif key not in old:
                 yield Change((*path, key), "added", None, new[key])
             else:
-                yield from structural_changes(old[key], new[key], (*path, key))
+                yield from structural_changes(old[key], new[key], (*path, key), same)
     elif type(old) is list and type(new) is list:
         for i in range(max(len(old), len(new))):
             if i >= len(new):
@@ -85,6 +92,6 @@ def structural_changes(old: Any, new: Any, path: tuple[Any, ...] = ()) -> Iterat
             elif i >= len(old):
                 yield Change((*path, i), "added", None, new[i])
             else:
-                yield from structural_changes(old[i], new[i], (*path, i))
-    elif type(old) is not type(new) or old != new:
+                yield from structural_changes(old[i], new[i], (*path, i), same)
+    elif type(old) is not type(new) or (old != new and not same(old, new)):
         yield Change(path, "changed", old, new)

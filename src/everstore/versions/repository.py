@@ -1,14 +1,16 @@
 """Where versions live in a store: heads in the log, versions and nodes in the blob table.
 
 An entry is the namespace ``(prefix, tenant, entry)``; its field ``head`` holds
-``(digest, kind, user_id)`` of its latest version, so the field's history is the
+``(digest, kind, user_id, pack)`` of its latest version, so the field's history is the
 entry's commit chain, in the log's order, with the time and code location of each
 commit. A version is canonical JSON stored in the blob table under its SHA-256 (its
 digest), holding the metadata MyDbEngine writes (``__parent__``, ``__user_id__``,
 ``__date__``) and one of
 
 * ``__data__``: the saved value (a snapshot entry),
-* ``__records__``: the root digest of the records trie (a record entry; null when empty),
+* ``__records__``: the root digest of the records trie (a record entry; null when empty);
+  such a version is stored in the pack of the nodes its write made (the head's
+  ``pack``), its root among them (see :mod:`everstore.versions.trie`),
 * ``__deleted__``: true (the entry was deleted; the chain goes on if it is written again).
 
 A tenant is the namespace ``(prefix, tenant)``, whose field ``created`` says it was
@@ -29,7 +31,7 @@ from ..engine import Engine, History, Namespace
 from ..errors import DecodeError, MissingFieldError
 from .canonical import Decoder, Encoder, dumps
 from .handlers import Handlers
-from .trie import Trie
+from .trie import Ref, Trie
 
 __all__ = ["DELETED", "RECORDS", "SNAPSHOT", "Head", "Repository", "Version"]
 
@@ -42,11 +44,14 @@ _DATE_KEY = b',"__date__":'
 
 
 class Head(NamedTuple):
-    """An entry's latest version as the log has it, with the seq a commit expects."""
+    """A version as the entry's head field has it: its digest, kind, user, the pack
+    holding it ("": a blob of its own), and the seq of that fact (what a commit on top
+    of it expects)."""
 
     digest: str
     kind: str
     user_id: str
+    pack: str
     seq: int
 
 
@@ -109,8 +114,8 @@ class Repository:
 
     @staticmethod
     def head_at(history: History, position: int) -> Head:
-        digest, kind, user_id = history.value_at(position)
-        return Head(digest, kind, user_id, history.seq_at(position))
+        digest, kind, user_id, pack = history.value_at(position)
+        return Head(digest, kind, user_id, pack, history.seq_at(position))
 
     def position(self, ns: Namespace, digest: str) -> int | None:
         """Where ``digest`` is in the entry's chain (0: its first version), or None.
@@ -120,24 +125,18 @@ class Repository:
             return None
         with self._lock:
             indexed, positions = self._positions.get(ns.path, (0, {}))
-            if indexed < len(history):
-                positions = dict(positions) if indexed else {}
-                for i in range(indexed, len(history)):
-                    positions[history.value_at(i)[0]] = i
-                self._positions[ns.path] = (len(history), positions)
-        return positions.get(digest)
+            for i in range(indexed, len(history)):
+                positions[history.value_at(i)[0]] = i
+            self._positions[ns.path] = (max(indexed, len(history)), positions)
+            return positions.get(digest)
 
-    def commit(
-        self, ns: Namespace, expected_seq: int, head: tuple[str, str, str], blobs: dict[str, bytes]
-    ) -> None:
-        """Store ``blobs`` (the version and everything it refers to), then move the head
-        to ``head`` if it is still at ``expected_seq``.
+    def move_head(self, ns: Namespace, expected_seq: int, head: tuple[str, str, str, str]) -> None:
+        """Move the entry's head to ``head`` (digest, kind, user, pack) if it is still
+        at ``expected_seq``. Write the blobs it refers to first.
 
-        :raises ConflictError: if another writer moved the head first (the blobs stay:
-            content-addressed, they are harmless and may be used by the retry)
+        :raises ConflictError: if another writer moved the head first (blobs written
+            for it stay: content-addressed, they are harmless and may serve the retry)
         """
-        if blobs:
-            self.store.put_blobs(list(blobs.values()))
         self.store.compare_and_set(ns, HEAD, head, seq=expected_seq)
 
     # -- versions -----------------------------------------------------------------
@@ -161,19 +160,32 @@ class Repository:
         """A record or deletion version: its metadata, canonical."""
         return dumps(metadata)
 
-    def version(self, digest: str) -> Version:
-        """The metadata stored in version ``digest``."""
+    def version_blob(self, digest: str, pack: str) -> bytes:
+        """The stored bytes of version ``digest``, in ``pack`` ("": its own blob)."""
+        if not pack:
+            return self.store.get_blob(digest)
+        item = self.trie.pack(pack).items.get(digest)
+        if item is None:
+            raise DecodeError(f"version {digest} is not in pack {pack}")
+        return item[0]
+
+    def version(self, digest: str, pack: str) -> Version:
+        """The metadata stored in version ``digest`` (in ``pack``)."""
         with self._lock:
             found = self._versions.get(digest)
         if found is not None:
             return found
-        blob = self.store.get_blob(digest)
-        found = self.parse_version(digest, blob)
+        found = self.parse_version(digest, self.version_blob(digest, pack))
+        self.remember_version(found)
+        return found
+
+    def remember_version(self, found: Version) -> None:
+        """Keep a version's metadata (one just written, say) for :meth:`version`."""
+        digest = found.digest
         with self._lock:
             self._versions[digest] = found
             if len(self._versions) > 4096:
                 self._versions.popitem(last=False)
-        return found
 
     @staticmethod
     def parse_version(digest: str, blob: bytes) -> Version:
@@ -193,6 +205,11 @@ class Repository:
             return Version(digest, parent, meta["__user_id__"], meta["__date__"], kind, records)
         except (ValueError, KeyError, TypeError) as exc:
             raise DecodeError(f"version {digest} is damaged: {exc!r}") from None
+
+    def records_root(self, head: Head) -> Ref | None:
+        """Where the records trie of a record version starts (None: no records)."""
+        root = self.version(head.digest, head.pack).records
+        return Ref(root, head.pack) if root is not None else None
 
     def snapshot_data(self, digest: str) -> bytes:
         """The canonical bytes of a snapshot version's value."""

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from ..engine import Namespace, namespace_path
+from ..engine import History, Namespace, namespace_path
 from ..errors import ConflictError, InvalidNameError
 from .diffing import Change, Diff, structural_changes
 from .errors import (
@@ -23,8 +23,8 @@ from .errors import (
     PatternError,
     UnknownTenantError,
 )
-from .repository import DELETED, RECORDS, SNAPSHOT, Head, Repository
-from .trie import Record, key_bytes
+from .repository import DELETED, RECORDS, SNAPSHOT, Head, Repository, Version
+from .trie import Record, Ref, key_bytes, write_pack
 from .verifying import VerifyReport, verify_entry
 
 __all__ = ["ANY_PARENT", "Tenant", "VersionInfo"]
@@ -45,6 +45,8 @@ _CREATED = "created"
 
 Key = str | int
 When = float | datetime.datetime
+#: what put_many takes (a dict of str keys is one, as a Mapping's key type is invariant)
+Records = Mapping[str, Any] | Mapping[int, Any] | Mapping[Key, Any]
 
 
 class VersionInfo(NamedTuple):
@@ -52,7 +54,9 @@ class VersionInfo(NamedTuple):
 
     ``date`` is the version's ``__date__`` (``YYYYMMDD HH:MM:SS +0000``, UTC, taken
     when it was written); ``time`` is the commit's time in the log (what ``as_of``
-    compares with), ``seq`` its position, ``context`` the code that committed it.
+    compares with), ``seq`` its position, ``context`` the code that committed it;
+    ``records`` the root digest of a record version's trie (None otherwise, or with no
+    records): the same records, the same root, whatever writes led to them.
     """
 
     digest: str
@@ -63,6 +67,7 @@ class VersionInfo(NamedTuple):
     time: float
     seq: int
     context: str
+    records: str | None
 
 
 class Tenant:
@@ -136,7 +141,7 @@ class Tenant:
             version = self._repo.snapshot_bytes(data, self._metadata(head, user_id))
             digest = hashlib.sha256(version).hexdigest()
             if self._commit(
-                ns, head, (digest, SNAPSHOT, user_id), {**blobs, digest: version}, parent
+                ns, head, (digest, SNAPSHOT, user_id, ""), {**blobs, digest: version}, parent
             ):
                 self._repo.remember_data_hash(digest, data_hash)
                 return digest
@@ -145,7 +150,8 @@ class Tenant:
     def load(self, entry: str, digest: str | None = None, *, as_of: When | None = None) -> Any:
         """The value saved in the entry's head, in version ``digest``, or in the
         version in force at time ``as_of`` (seconds or a datetime). O(log n) in the
-        history plus O(size of the value).
+        history (by digest: O(1), after this process's first look-up of a digest in the
+        entry indexed its chain, O(n) once) plus O(size of the value).
 
         :raises MissingEntryError: if the entry has no version (then), or was deleted
         :raises MissingVersionError: if no version of this entry has ``digest``
@@ -172,7 +178,7 @@ class Tenant:
                 {**self._metadata(head, user_id), "__deleted__": True}
             )
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(ns, head, (digest, DELETED, user_id), {digest: version}, parent):
+            if self._commit(ns, head, (digest, DELETED, user_id, ""), {digest: version}, parent):
                 return digest
         raise self._gave_up(entry)
 
@@ -187,7 +193,7 @@ class Tenant:
         """
         return self.put_many(user_id, entry, {key: value})
 
-    def put_many(self, user_id: str, entry: str, items: Mapping[Key, Any]) -> bool:
+    def put_many(self, user_id: str, entry: str, items: Records) -> bool:
         """Add or replace several records in one version; True if anything changed.
         O(k log n) for k records.
 
@@ -287,17 +293,18 @@ class Tenant:
         if not isinstance(max_items, int) or max_items < 0:
             raise ValueError(f"max_items is an int >= 0, got {max_items!r}")
         ns = self._namespace_of(entry)
-        chain = self._repo.chain(ns)
-        if chain is None:
-            if digest is not None:
-                raise MissingVersionError(f"{self._where(entry)} has no version {digest}")
-            return []
-        start = len(chain) - 1 if digest is None else self._position(ns, entry, digest)
+        if digest is not None:
+            chain, start = self._locate(ns, entry, digest, None)
+        else:
+            found_chain = self._repo.chain(ns)
+            if found_chain is None:
+                return []
+            chain, start = found_chain, len(found_chain) - 1
         found: list[str] = []
         for position in range(start, -1, -1):
             if len(found) >= max_items:
                 break
-            version_digest, _, version_user = chain.value_at(position)
+            version_digest, _, version_user, _ = chain.value_at(position)
             if user_id is None or version_user == user_id:
                 found.append(version_digest)
         return found
@@ -309,14 +316,10 @@ class Tenant:
         (``"snapshot"``, ``"records"`` or ``"deleted"``), parent, user, date, and
         the time, seq and code location of its commit. O(log n).
         """
-        ns = self._namespace_of(entry)
-        chain = self._repo.chain(ns)
-        if chain is None:
-            raise MissingEntryError(f"{self._where(entry)} has no version")
-        position = self._find(ns, entry, chain, digest, as_of)
+        chain, position = self._locate(self._namespace_of(entry), entry, digest, as_of)
         value = chain[position]
-        version_digest, kind, user_id = value.data
-        version = self._repo.version(version_digest)
+        version_digest, kind, user_id, pack = value.data
+        version = self._repo.version(version_digest, pack)
         return VersionInfo(
             version_digest,
             kind,
@@ -326,6 +329,7 @@ class Tenant:
             value.time,
             value.seq,
             value.context,
+            version.records,
         )
 
     def diff(self, entry: str, old: str, new: str) -> Diff:
@@ -337,13 +341,10 @@ class Tenant:
         :raises MissingVersionError: if either digest is not a version of this entry
         """
         ns = self._namespace_of(entry)
-        heads = [
-            self._repo.head_at(self._chain(ns, entry), self._position(ns, entry, d))
-            for d in (old, new)
-        ]
+        heads = [self._repo.head_at(*self._locate(ns, entry, d, None)) for d in (old, new)]
         kinds = {head.kind for head in heads}
         if kinds == {RECORDS}:
-            roots = [self._repo.version(head.digest).records for head in heads]
+            roots = [self._repo.records_root(head) for head in heads]
             decode = self._repo.decoder.decode
             changes = [
                 _record_change(a, b, decode) for a, b in self._repo.trie.diff(roots[0], roots[1])
@@ -351,7 +352,11 @@ class Tenant:
             return Diff(old, new, True, changes)
         values = [self._whole_value(head) for head in heads]
         if kinds == {SNAPSHOT}:
-            return Diff(old, new, False, list(structural_changes(values[0], values[1])))
+            encode = self._repo.encoder.encode
+            structural = structural_changes(
+                values[0], values[1], (), lambda a, b: encode(a)[0] == encode(b)[0]
+            )
+            return Diff(old, new, False, list(structural))
         same = heads[0].digest == heads[1].digest
         return Diff(old, new, False, [] if same else [Change((), "changed", values[0], values[1])])
 
@@ -377,7 +382,7 @@ class Tenant:
     def _head(self, entry: str) -> Head | None:
         return self._repo.head(self._namespace_of(entry))
 
-    def _chain(self, ns: Namespace, entry: str) -> Any:
+    def _chain(self, ns: Namespace, entry: str) -> History:
         chain = self._repo.chain(ns)
         if chain is None:
             raise MissingEntryError(f"{self._where(entry)} has no version")
@@ -389,39 +394,40 @@ class Tenant:
             raise MissingVersionError(f"{self._where(entry)} has no version {digest!r}")
         return position
 
-    def _find(
-        self, ns: Namespace, entry: str, chain: Any, digest: str | None, as_of: When | None
-    ) -> int:
+    def _locate(
+        self, ns: Namespace, entry: str, digest: str | None, as_of: When | None
+    ) -> tuple[History, int]:
+        """The entry's chain and the position in it of the version asked for."""
         if digest is not None and as_of is not None:
             raise TypeError("give a version's digest or as_of=, not both")
         if digest is not None:
-            return self._position(ns, entry, digest)
+            position = self._position(ns, entry, digest)
+            # fetched after the look-up, so it holds every version the index holds
+            return self._chain(ns, entry), position
+        chain = self._chain(ns, entry)
         if as_of is None:
-            return len(chain) - 1
+            return chain, len(chain) - 1
         when = as_of.timestamp() if isinstance(as_of, datetime.datetime) else as_of
         if not isinstance(when, int | float) or isinstance(when, bool):
             raise TypeError(f"as_of is a time in seconds or a datetime, got {as_of!r}")
-        position: int = chain.position(time=float(when))
+        position = chain.position(time=float(when))
         if position < 0:
             raise MissingEntryError(f"{self._where(entry)} had no version at {as_of!r}")
-        return position
+        return chain, position
 
     def _resolve(self, entry: str, digest: str | None, as_of: When | None, kind: str) -> Head:
         """The version asked for, checked to be of ``kind``."""
-        ns = self._namespace_of(entry)
-        chain = self._chain(ns, entry)
-        head = self._repo.head_at(chain, self._find(ns, entry, chain, digest, as_of))
+        head = self._repo.head_at(*self._locate(self._namespace_of(entry), entry, digest, as_of))
         if head.kind == DELETED:
             raise MissingEntryError(f"{self._where(entry)} was deleted (version {head.digest})")
         if head.kind != kind:
             raise PatternError(_pattern_message(self._where(entry), head.kind))
         return head
 
-    def _records_root(self, entry: str, digest: str | None, as_of: When | None) -> str | None:
-        head = self._resolve(entry, digest, as_of, RECORDS)
-        return self._repo.version(head.digest).records
+    def _records_root(self, entry: str, digest: str | None, as_of: When | None) -> Ref | None:
+        return self._repo.records_root(self._resolve(entry, digest, as_of, RECORDS))
 
-    def _items(self, root: str | None) -> dict[Key, Any]:
+    def _items(self, root: Ref | None) -> dict[Key, Any]:
         decode = self._repo.decoder.decode
         records = sorted(self._repo.trie.records(root), key=_key_order)
         return {record.key: decode(record.value) for record in records}
@@ -430,7 +436,7 @@ class Tenant:
         if head.kind == SNAPSHOT:
             return self._repo.decoder.decode(self._repo.snapshot_data(head.digest))
         if head.kind == RECORDS:
-            return self._items(self._repo.version(head.digest).records)
+            return self._items(self._repo.records_root(head))
         return None
 
     def _writable(self, user_id: str, entry: str) -> Namespace:
@@ -462,14 +468,16 @@ class Tenant:
         self,
         ns: Namespace,
         head: Head | None,
-        new_head: tuple[str, str, str],
+        new_head: tuple[str, str, str, str],
         blobs: dict[str, bytes],
         parent: Any,
     ) -> bool:
-        """True if the head moved to ``new_head``; False if another writer moved it
-        first and the write should be tried again from the new head."""
+        """Write ``blobs`` (the version and all it refers to), then move the head to
+        ``new_head``: True if it moved; False if another writer moved it first and the
+        write should be tried again from the new head."""
+        self._repo.store.put_blobs(list(blobs.values()))
         try:
-            self._repo.commit(ns, head.seq if head is not None else 0, new_head, blobs)
+            self._repo.move_head(ns, head.seq if head is not None else 0, new_head)
         except ConflictError:
             if parent is not ANY_PARENT:
                 raise
@@ -477,30 +485,43 @@ class Tenant:
         return True
 
     def _change_records(
-        self, user_id: str, entry: str, changes: dict[bytes, Record | None], blobs: dict[str, bytes]
+        self,
+        user_id: str,
+        entry: str,
+        changes: dict[bytes, Record | None],
+        blobs: dict[str, bytes],
     ) -> bool:
         ns = self._writable(user_id, entry)
         trie = self._repo.trie
         for _ in range(_MAX_ATTEMPTS):
             head = self._checked_head(ns, entry, ANY_PARENT, RECORDS)
             live = head is not None and head.kind == RECORDS
-            root = self._repo.version(head.digest).records if live and head else None
-            nodes: dict[str, bytes] = {}
+            root = self._repo.records_root(head) if live and head is not None else None
+            nodes: dict[str, tuple[bytes, list[str]]] = {}
             new_root = trie.update(root, changes, nodes)
-            if new_root == root and (live or new_root is None):
+            if new_root == (root.digest if root else None) and (live or new_root is None):
                 return False
-            version = self._repo.version_bytes(
-                {**self._metadata(head, user_id), "__records__": new_root}
-            )
+            metadata = {**self._metadata(head, user_id), "__records__": new_root}
+            version = self._repo.version_bytes(metadata)
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(
-                ns,
-                head,
-                (digest, RECORDS, user_id),
-                {**blobs, **nodes, digest: version},
-                ANY_PARENT,
-            ):
-                return True
+            pack = write_pack({**nodes, digest: (version, [])})
+            pack_digest = hashlib.sha256(pack).hexdigest()
+            try:
+                self._repo.store.put_blobs([*blobs.values(), pack])
+            except BaseException:
+                trie.forget(nodes)
+                raise
+            trie.placed(nodes, pack_digest)
+            try:
+                self._repo.move_head(
+                    ns, head.seq if head else 0, (digest, RECORDS, user_id, pack_digest)
+                )
+            except ConflictError:
+                continue
+            parent = metadata["__parent__"][0]
+            date = metadata["__date__"]
+            self._repo.remember_version(Version(digest, parent, user_id, date, RECORDS, new_root))
+            return True
         raise self._gave_up(entry)
 
     def _gave_up(self, entry: str) -> ConflictError:

@@ -1,9 +1,9 @@
-"""A record entry's records: a hash trie of content-addressed nodes.
+"""A record entry's records: a hash trie of content-addressed nodes, stored in packs.
 
-Each node is canonical JSON stored in the blob table under its SHA-256, and names its
-children by digest, so a version of a record entry is one root digest, versions share
-every node they have in common, and a put writes only the nodes on one path: O(log n)
-nodes, each at most :data:`WIDTH` digests or :data:`BUCKET` records.
+Each node is canonical JSON named by its SHA-256 and names its children by digest, so
+a version of a record entry is one root digest, versions share every node they have
+in common, and a put makes only the nodes on one path: O(log n) nodes, each at most
+:data:`WIDTH` digests or :data:`BUCKET` records.
 
 The shape depends on the set of records only, never on the order of the puts: a node
 holding at most BUCKET records is a leaf (its records sorted by key), a larger one is a
@@ -12,11 +12,24 @@ the same records give the same root digest, whatever history led to them.
 
     leaf    {"r": [[key, value], ...]}                sorted by the key's JSON
     branch  {"b": bitmap, "c": [digest, ...], "n": records below}
+
+Storage: the nodes one write makes go into the blob table together, as one *pack*
+(with the version that needs them): one blob per write instead of one per node, which
+on SQLite is most of a put's cost (each blob is a random insert into the digest index).
+A pack lists, for each branch in it, the pack of each child (empty: this pack); that
+location is kept beside the node, outside its hashed bytes, so a node's digest still
+depends on its content only. Pack layout::
+
+    b"EVPK1\\n" then per item: digest (32 bytes) | u32 size | bytes | u32 size | locations
+
+where locations are a JSON list of pack digests (hex, "" for this pack), empty for a
+leaf or for a version stored in the pack.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -24,7 +37,7 @@ from typing import NamedTuple
 
 import orjson
 
-from ..errors import DecodeError
+from ..errors import DecodeError, UnsupportedValueError
 
 __all__ = [
     "BITS",
@@ -32,10 +45,14 @@ __all__ = [
     "WIDTH",
     "Branch",
     "Leaf",
+    "Pack",
     "Record",
+    "Ref",
     "Trie",
     "decode_node",
     "key_bytes",
+    "read_pack",
+    "write_pack",
 ]
 
 BITS = 5
@@ -45,6 +62,8 @@ _MASK = WIDTH - 1
 # SHA-256 has 256 bits; below this depth records that still collide share a leaf
 _MAX_LEVEL = 256 // BITS
 _SORTED = orjson.OPT_SORT_KEYS
+_MAGIC = b"EVPK1\n"
+_SIZE = struct.Struct(">I")
 
 
 class Record(NamedTuple):
@@ -64,14 +83,36 @@ class Branch(NamedTuple):
     bitmap: int
     children: tuple[str, ...]
     size: int
+    #: the pack holding each child ("": the pack this branch is in)
+    packs: tuple[str, ...]
 
 
 Node = Leaf | Branch
 
 
+class Ref(NamedTuple):
+    """Where a node is: its digest and the pack holding it ("" while it is being
+    written)."""
+
+    digest: str
+    pack: str
+
+
+class Pack(NamedTuple):
+    """A parsed pack: digest -> (stored bytes, child locations)."""
+
+    items: dict[str, tuple[bytes, list[str]]]
+
+
 def key_bytes(key: str | int) -> bytes:
-    """The JSON of a record key: what it is sorted and hashed by."""
-    return orjson.dumps(key)
+    """The JSON of a record key: what it is sorted and hashed by.
+
+    :raises UnsupportedValueError: for a key JSON cannot hold (a lone surrogate)
+    """
+    try:
+        return orjson.dumps(key)
+    except orjson.JSONEncodeError as exc:
+        raise UnsupportedValueError(f"cannot use {key!r} as a record key: {exc}") from None
 
 
 def _hash(kb: bytes) -> int:
@@ -79,14 +120,14 @@ def _hash(kb: bytes) -> int:
 
 
 def _encode(node: Node) -> bytes:
+    """A node's canonical bytes (what its digest is the SHA-256 of)."""
     if isinstance(node, Leaf):
         return orjson.dumps({"r": [[r.key, orjson.Fragment(r.value)] for r in node.records]})
-    assert isinstance(node, Branch)
     return orjson.dumps({"b": node.bitmap, "c": list(node.children), "n": node.size})
 
 
-def decode_node(data: bytes) -> Node:
-    """The node whose stored bytes are ``data``.
+def decode_node(data: bytes, packs: list[str]) -> Node:
+    """The node whose canonical bytes are ``data`` and whose children are in ``packs``.
 
     :raises DecodeError: if they are not a node
     """
@@ -99,80 +140,157 @@ def decode_node(data: bytes) -> Node:
                     for key, value in tree["r"]
                 )
             )
-        return Branch(int(tree["b"]), tuple(tree["c"]), int(tree["n"]))
+        children = tuple(tree["c"])
+        if len(packs) != len(children):
+            raise ValueError("a branch's children and their locations differ in number")
+        return Branch(int(tree["b"]), children, int(tree["n"]), tuple(packs))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DecodeError(f"a stored record node is damaged: {exc!r}") from None
+
+
+def write_pack(items: dict[str, tuple[bytes, list[str]]]) -> bytes:
+    """The bytes of a pack holding ``items`` (digest -> bytes and child locations)."""
+    parts = [_MAGIC]
+    for digest, (data, packs) in items.items():
+        locations = orjson.dumps(packs) if packs else b""
+        parts += [bytes.fromhex(digest), _SIZE.pack(len(data)), data]
+        parts += [_SIZE.pack(len(locations)), locations]
+    return b"".join(parts)
+
+
+def read_pack(data: bytes) -> Pack:
+    """The items of a pack's bytes.
+
+    :raises DecodeError: if they are not a pack
+    """
+    if not data.startswith(_MAGIC):
+        raise DecodeError("a stored pack of records nodes is damaged: no pack header")
+    items: dict[str, tuple[bytes, list[str]]] = {}
+    at = len(_MAGIC)
+    try:
+        while at < len(data):
+            digest = data[at : at + 32].hex()
+            (size,) = _SIZE.unpack_from(data, at + 32)
+            body = data[at + 36 : at + 36 + size]
+            at += 36 + size
+            (size,) = _SIZE.unpack_from(data, at)
+            locations = orjson.loads(data[at + 4 : at + 4 + size]) if size else []
+            at += 4 + size
+            if at > len(data) or len(digest) != 64:
+                raise ValueError("the pack is truncated")
+            items[digest] = (body, locations)
+    except (struct.error, ValueError) as exc:
+        raise DecodeError(f"a stored pack of records nodes is damaged: {exc!r}") from None
+    return Pack(items)
 
 
 class Trie:
     """Reads and builds tries over a blob table.
 
     :param get_blob: digest -> bytes (the engine's ``get_blob``)
-    :param cache_size: how many decoded nodes to keep (nodes never change, so a cached
-        node is always right; the ones on recent paths are the ones used again)
+    :param cache_size: how many decoded nodes (and a tenth as many packs) to keep:
+        nodes never change, so a cached one is always right, and the ones on recent
+        paths are the ones used again
     """
 
     def __init__(self, get_blob: Callable[[str], bytes], cache_size: int = 8192) -> None:
         self._get_blob = get_blob
-        self._cache: OrderedDict[str, Node] = OrderedDict()
+        self._nodes: OrderedDict[str, tuple[Node, str]] = OrderedDict()
+        self._packs: OrderedDict[str, Pack] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    # -- nodes ------------------------------------------------------------------------
+    # -- nodes and packs ------------------------------------------------------------
 
-    def node(self, digest: str) -> Node:
-        """The node stored under ``digest``."""
+    def pack(self, digest: str) -> Pack:
+        """The parsed pack stored under ``digest``."""
         with self._lock:
-            node = self._cache.get(digest)
-            if node is not None:
-                self._cache.move_to_end(digest)
-                return node
-        node = decode_node(self._get_blob(digest))
-        self._remember(digest, node)
+            found = self._packs.get(digest)
+            if found is not None:
+                self._packs.move_to_end(digest)
+                return found
+        found = read_pack(self._get_blob(digest))
+        with self._lock:
+            self._packs[digest] = found
+            if len(self._packs) > self._cache_size // 10:
+                self._packs.popitem(last=False)
+        return found
+
+    def node(self, ref: Ref) -> Node:
+        """The node ``ref`` points at."""
+        with self._lock:
+            cached = self._nodes.get(ref.digest)
+            if cached is not None:
+                self._nodes.move_to_end(ref.digest)
+                return cached[0]
+        item = self.pack(ref.pack).items.get(ref.digest)
+        if item is None:
+            raise DecodeError(f"records node {ref.digest} is not in pack {ref.pack}")
+        data, locations = item
+        node = decode_node(data, [location or ref.pack for location in locations])
+        self._remember(ref.digest, node, ref.pack)
         return node
 
-    def _remember(self, digest: str, node: Node) -> None:
+    def _remember(self, digest: str, node: Node, pack: str) -> None:
         with self._lock:
-            self._cache[digest] = node
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._nodes[digest] = (node, pack)
+            if len(self._nodes) > self._cache_size:
+                self._nodes.popitem(last=False)
 
-    def _write(self, node: Node, out: dict[str, bytes]) -> str:
+    def _write(self, node: Node, out: dict[str, tuple[bytes, list[str]]]) -> str:
         data = _encode(node)
         digest = hashlib.sha256(data).hexdigest()
-        out[digest] = data
-        self._remember(digest, node)
+        out[digest] = (data, list(node.packs) if isinstance(node, Branch) else [])
+        self._remember(digest, node, "")
         return digest
+
+    def placed(self, out: dict[str, tuple[bytes, list[str]]], pack: str) -> None:
+        """Record that the nodes of ``out`` are stored in ``pack`` (after its blob is
+        written; a branch's children in "" are in it too)."""
+        with self._lock:
+            for digest in out:
+                cached = self._nodes.get(digest)
+                if cached is not None:
+                    node = cached[0]
+                    if isinstance(node, Branch) and "" in node.packs:
+                        node = node._replace(packs=tuple(p or pack for p in node.packs))
+                    self._nodes[digest] = (node, pack)
+
+    def forget(self, out: dict[str, tuple[bytes, list[str]]]) -> None:
+        """Drop the nodes of ``out`` from the cache (their pack was not written)."""
+        with self._lock:
+            for digest in out:
+                self._nodes.pop(digest, None)
+
+    def _children(self, ref: Ref, node: Branch) -> Iterator[Ref]:
+        for digest, pack in zip(node.children, node.packs, strict=True):
+            yield Ref(digest, pack or ref.pack)
 
     # -- reading ------------------------------------------------------------------------
 
-    def count(self, root: str | None) -> int:
+    def count(self, root: Ref | None) -> int:
         """How many records the trie under ``root`` holds. O(1)."""
         if root is None:
             return 0
         node = self.node(root)
         return node.size if isinstance(node, Branch) else len(node.records)
 
-    def get(self, root: str | None, kb: bytes) -> bytes | None:
+    def get(self, root: Ref | None, kb: bytes) -> bytes | None:
         """The value bytes of the record whose key's JSON is ``kb``, or None. O(log n)."""
-        digest = root
+        ref = root
         hashed = _hash(kb)
-        while digest is not None:
-            node = self.node(digest)
+        while ref is not None:
+            node = self.node(ref)
             if isinstance(node, Leaf):
                 for record in node.records:
                     if record.kb == kb:
                         return record.value
                 return None
-            assert isinstance(node, Branch)
-            bit = 1 << (hashed & _MASK)
-            if not node.bitmap & bit:
-                return None
-            digest = node.children[(node.bitmap & (bit - 1)).bit_count()]
+            ref = _child(ref, node, hashed & _MASK)
             hashed >>= BITS
         return None
 
-    def records(self, root: str | None) -> Iterator[Record]:
+    def records(self, root: Ref | None) -> Iterator[Record]:
         """Every record under ``root`` (in trie order). O(n)."""
         if root is None:
             return
@@ -180,33 +298,33 @@ class Trie:
         if isinstance(node, Leaf):
             yield from node.records
             return
-        assert isinstance(node, Branch)
-        for child in node.children:
+        for child in self._children(root, node):
             yield from self.records(child)
 
-    def digests(self, root: str | None) -> Iterator[str]:
-        """The digest of every node under ``root``, ``root`` first. O(nodes)."""
+    def refs(self, root: Ref | None) -> Iterator[Ref]:
+        """Every node under ``root``, ``root`` first. O(nodes)."""
         if root is None:
             return
         yield root
         node = self.node(root)
         if isinstance(node, Branch):
-            for child in node.children:
-                yield from self.digests(child)
+            for child in self._children(root, node):
+                yield from self.refs(child)
 
     def diff(
-        self, old: str | None, new: str | None
+        self, old: Ref | None, new: Ref | None
     ) -> Iterator[tuple[Record | None, Record | None]]:
         """``(old record, new record)`` for every key whose record differs, None where a
         side has none. Subtrees with equal digests are skipped: the cost follows the
         difference, not the size."""
-        if old == new:
+        if (old.digest if old else None) == (new.digest if new else None):
             return
         old_node = self.node(old) if old is not None else None
         new_node = self.node(new) if new is not None else None
         if isinstance(old_node, Branch) and isinstance(new_node, Branch):
+            assert old is not None and new is not None
             for bit in range(WIDTH):
-                yield from self.diff(_child(old_node, bit), _child(new_node, bit))
+                yield from self.diff(_child(old, old_node, bit), _child(new, new_node, bit))
             return
         before = {r.kb: r for r in self.records(old)}
         after = {r.kb: r for r in self.records(new)}
@@ -218,25 +336,30 @@ class Trie:
     # -- building -------------------------------------------------------------------------
 
     def update(
-        self, root: str | None, changes: dict[bytes, Record | None], out: dict[str, bytes]
+        self,
+        root: Ref | None,
+        changes: dict[bytes, Record | None],
+        out: dict[str, tuple[bytes, list[str]]],
     ) -> str | None:
-        """The root of the trie ``root`` with ``changes`` applied (key JSON -> its new
-        record, or None to remove it); the new nodes are added to ``out`` (digest ->
-        bytes). The same root comes back when nothing changed."""
+        """The root digest of the trie ``root`` with ``changes`` applied (key JSON ->
+        its new record, or None to remove it); the new nodes are added to ``out``
+        (digest -> bytes and child locations), to be written as one pack. The same
+        root comes back when nothing changed."""
         hashed = [(_hash(kb), kb, record) for kb, record in changes.items()]
         return self._update(root, 0, hashed, out)[0]
 
     def _update(
         self,
-        digest: str | None,
+        ref: Ref | None,
         level: int,
         changes: list[tuple[int, bytes, Record | None]],
-        out: dict[str, bytes],
+        out: dict[str, tuple[bytes, list[str]]],
     ) -> tuple[str | None, int, int]:
-        """``(new digest, records after, records before)`` of the node ``digest``."""
-        node = self.node(digest) if digest is not None else None
+        """``(new digest, records after, records before)`` of the node ``ref``."""
+        node = self.node(ref) if ref is not None else None
         if isinstance(node, Branch):
-            return self._update_branch(digest, node, level, changes, out)
+            assert ref is not None
+            return self._update_branch(ref, node, level, changes, out)
         records = {r.kb: r for r in node.records} if node is not None else {}
         before = len(records)
         changed = False
@@ -247,47 +370,58 @@ class Trie:
                 records[kb] = record
                 changed = True
         if not changed:
-            return digest, before, before
+            return (ref.digest if ref else None), before, before
         return self._build(sorted(records.values()), level, out), len(records), before
 
     def _update_branch(
         self,
-        digest: str | None,
+        ref: Ref,
         node: Branch,
         level: int,
         changes: list[tuple[int, bytes, Record | None]],
-        out: dict[str, bytes],
+        out: dict[str, tuple[bytes, list[str]]],
     ) -> tuple[str | None, int, int]:
         shift = BITS * level
         by_slot: dict[int, list[tuple[int, bytes, Record | None]]] = {}
         for change in changes:
             by_slot.setdefault((change[0] >> shift) & _MASK, []).append(change)
-        bitmap, children, size = node.bitmap, node.children, node.size
+        bitmap, size = node.bitmap, node.size
+        # a stored node's locations were made absolute when it was read or placed
+        children, packs = node.children, node.packs
         for bit, slot_changes in by_slot.items():
             flag = 1 << bit
             index = (bitmap & (flag - 1)).bit_count()
-            child = children[index] if bitmap & flag else None
+            child = Ref(children[index], packs[index]) if bitmap & flag else None
             new_child, after, before = self._update(child, level + 1, slot_changes, out)
             size += after - before
-            if new_child == child:
+            if new_child == (child.digest if child else None):
                 continue
             if new_child is None:
                 bitmap &= ~flag
                 children = children[:index] + children[index + 1 :]
+                packs = packs[:index] + packs[index + 1 :]
             elif child is None:
                 bitmap |= flag
                 children = (*children[:index], new_child, *children[index:])
+                packs = (*packs[:index], "", *packs[index:])
             else:
                 children = (*children[:index], new_child, *children[index + 1 :])
+                packs = (*packs[:index], "", *packs[index + 1 :])
         if size <= BUCKET:
             # few enough records again: the canonical shape is one leaf
-            gathered = sorted(r for child in children for r in self.records(child))
+            gathered = sorted(
+                r
+                for child in self._children(ref, node._replace(children=children, packs=packs))
+                for r in self.records(child)
+            )
             return (self._write(Leaf(tuple(gathered)), out) if gathered else None), size, node.size
         if children == node.children:
-            return digest, size, node.size
-        return self._write(Branch(bitmap, children, size), out), size, node.size
+            return ref.digest, size, node.size
+        return self._write(Branch(bitmap, children, size, packs), out), size, node.size
 
-    def _build(self, records: list[Record], level: int, out: dict[str, bytes]) -> str | None:
+    def _build(
+        self, records: list[Record], level: int, out: dict[str, tuple[bytes, list[str]]]
+    ) -> str | None:
         """The canonical node holding exactly ``records`` (sorted) at ``level``."""
         if not records:
             return None
@@ -304,11 +438,13 @@ class Trie:
             assert child is not None
             children.append(child)
             bitmap |= 1 << bit
-        return self._write(Branch(bitmap, tuple(children), len(records)), out)
+        packs = ("",) * len(children)
+        return self._write(Branch(bitmap, tuple(children), len(records), packs), out)
 
 
-def _child(node: Branch | Leaf | None, bit: int) -> str | None:
-    """The digest in ``bit``'s slot of a branch, or None."""
+def _child(ref: Ref, node: Branch | Leaf | None, bit: int) -> Ref | None:
+    """The child in ``bit``'s slot of the branch ``ref`` points at, or None."""
     if not isinstance(node, Branch) or not node.bitmap >> bit & 1:
         return None
-    return node.children[(node.bitmap & ((1 << bit) - 1)).bit_count()]
+    index = (node.bitmap & ((1 << bit) - 1)).bit_count()
+    return Ref(node.children[index], node.packs[index] or ref.pack)

@@ -9,7 +9,7 @@ from ..engine import History
 from ..errors import DecodeError, MissingBlobError
 from .canonical import blob_refs
 from .repository import RECORDS, SNAPSHOT, Repository
-from .trie import Branch, Leaf, decode_node
+from .trie import Branch, Pack, Ref, decode_node, read_pack
 
 __all__ = ["Problem", "VerifyReport", "verify_entry"]
 
@@ -47,6 +47,7 @@ class _Checker:
         self.repo = repo
         self.report = report
         self.seen: set[str] = set()
+        self.packs: dict[str, Pack | None] = {}
         self.position = 0
         self.version = ""
 
@@ -60,10 +61,35 @@ class _Checker:
         except (MissingBlobError, ValueError):
             self.problem(f"{what} {digest} is missing")
             return None
+        return self.checked(data, digest, what)
+
+    def checked(self, data: bytes, digest: str, what: str) -> bytes | None:
         if hashlib.sha256(data).hexdigest() != digest:
             self.problem(f"{what} {digest} does not match its digest: its bytes were changed")
             return None
         return data
+
+    def pack(self, digest: str) -> Pack | None:
+        """The pack under ``digest``, checked once."""
+        if digest not in self.packs:
+            data = self.fetch(digest, "pack")
+            try:
+                self.packs[digest] = read_pack(data) if data is not None else None
+            except DecodeError as exc:
+                self.problem(str(exc))
+                self.packs[digest] = None
+        return self.packs[digest]
+
+    def item(self, digest: str, pack: str, what: str) -> tuple[bytes, list[str]] | None:
+        """One item of a pack, checked against its digest."""
+        found = self.pack(pack)
+        if found is None:
+            return None
+        item = found.items.get(digest)
+        if item is None:
+            self.problem(f"{what} {digest} is not in its pack {pack}")
+            return None
+        return item if self.checked(item[0], digest, what) is not None else None
 
     def value_blobs(self, data: bytes) -> None:
         try:
@@ -77,28 +103,34 @@ class _Checker:
                 self.report.blobs += 1
                 self.fetch(digest, "blob")
 
-    def nodes(self, root: str | None) -> None:
+    def nodes(self, root: Ref | None) -> None:
         pending = [root] if root is not None else []
         while pending:
-            digest = pending.pop()
-            if digest in self.seen:
+            ref = pending.pop()
+            if ref.digest in self.seen:
                 continue
-            self.seen.add(digest)
+            self.seen.add(ref.digest)
             self.report.nodes += 1
-            data = self.fetch(digest, "records node")
-            if data is None:
+            item = self.item(ref.digest, ref.pack, "records node")
+            if item is None:
                 continue
+            data, locations = item
             try:
-                node = decode_node(data)
+                node = decode_node(data, [location or ref.pack for location in locations])
             except DecodeError as exc:
                 self.problem(str(exc))
                 continue
             if isinstance(node, Branch):
-                pending.extend(node.children)
+                pending.extend(Ref(d, p) for d, p in zip(node.children, node.packs, strict=True))
             else:
-                assert isinstance(node, Leaf)
                 for record in node.records:
                     self.value_blobs(record.value)
+
+    def version_blob(self, digest: str, pack: str) -> bytes | None:
+        if not pack:
+            return self.fetch(digest, "version")
+        item = self.item(digest, pack, "version")
+        return item[0] if item is not None else None
 
 
 def verify_entry(repo: Repository, entry: str, chain: History | None) -> VerifyReport:
@@ -108,10 +140,10 @@ def verify_entry(repo: Repository, entry: str, chain: History | None) -> VerifyR
     previous: str | None = None
     for position in range(len(chain) if chain is not None else 0):
         assert chain is not None
-        digest, kind, user_id = chain.value_at(position)
+        digest, kind, user_id, pack = chain.value_at(position)
         check.position, check.version = position, digest
         report.versions += 1
-        blob = check.fetch(digest, "version")
+        blob = check.version_blob(digest, pack)
         if blob is not None:
             try:
                 version = repo.parse_version(digest, blob)
@@ -129,7 +161,7 @@ def verify_entry(repo: Repository, entry: str, chain: History | None) -> VerifyR
                     )
                 if kind == SNAPSHOT:
                     check.value_blobs(repo.data_of(digest, blob))
-                elif kind == RECORDS:
-                    check.nodes(version.records)
+                elif kind == RECORDS and version.records is not None:
+                    check.nodes(Ref(version.records, pack))
         previous = digest
     return report
