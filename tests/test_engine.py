@@ -273,6 +273,30 @@ def test_put_blobs_stores_many_at_once_or_none(make_backend: BackendFactory) -> 
         other.get_blob(hashlib.sha256(never).hexdigest())
 
 
+def test_blobs_put_in_a_transaction_are_stored_with_its_commit_or_not_at_all(
+    make_backend: BackendFactory,
+) -> None:
+    store, other = Store(make_backend()), Store(make_backend())
+    ns = store.namespace(("doc", "blobbed"))
+    with store.transaction():
+        (kept,) = store.put_blobs([b"kept with the commit"])
+        assert store.get_blob(kept) == b"kept with the commit"  # this thread sees it
+        store.write(ns, "ref", kept)
+    assert other.get_blob(other.read(other.namespace(("doc", "blobbed")), "ref")) == (
+        b"kept with the commit"
+    )
+    lost = hashlib.sha256(b"lost with the block").hexdigest()
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_blob(b"lost with the block")
+        store.write(ns, "ref", lost)
+        raise RuntimeError("the block fails")
+    with pytest.raises(MissingBlobError):
+        other.get_blob(lost)
+    with store.transaction():  # blobs alone, no write: stored at the end
+        (alone,) = store.put_blobs([b"alone"])
+    assert other.get_blob(alone) == b"alone"
+
+
 def test_namespaces_at_a_seq(store: Store, unique: Callable[[], str]) -> None:
     prefix = unique()
     store.write(store.namespace((prefix, "a")), "x", 1)

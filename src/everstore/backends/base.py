@@ -61,9 +61,18 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def append(
-        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation] = (),
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         """Commit ``writes`` atomically; return ``(seq, time)`` for each, in order.
+
+        ``blobs`` (pairs as :meth:`put_blobs` takes) are stored with the writes: in
+        the same database transaction where the backend can, else just before them.
+        They are never missing once the writes are committed; they may stay stored
+        when the writes are refused (content-addressed bytes no fact refers to are
+        harmless).
 
         A write's ``time`` is the caller's clock; the committed time is raised to the
         latest committed time when the clock is behind, so time never decreases.
@@ -73,7 +82,11 @@ class Backend(abc.ABC):
         """
 
     def append_checked(
-        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation],
+        since: int,
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         """:meth:`append`, for expectations that the caller found true in the log as
         it was at some seq at or after ``since`` (each at its own seq, perhaps).
@@ -85,7 +98,7 @@ class Backend(abc.ABC):
         :class:`~everstore.errors.ConflictError` raised, are the same as
         :meth:`append`'s; this default is :meth:`append`.
         """
-        return self.append(writes, expect)
+        return self.append(writes, expect, blobs)
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float

@@ -62,14 +62,22 @@ class Memory(Backend):
         self._check_open()
 
     def append(
-        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation] = (),
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         with self._changed:
             self._check_latest(expect)
+            self._store_blobs(blobs)
             return self._append_locked(writes)
 
     def append_checked(
-        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation],
+        since: int,
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         with self._changed:
             facts = self._facts
@@ -81,6 +89,7 @@ class Memory(Backend):
                     self._check_latest([changed])  # raises, with the field's latest seq
             else:
                 self._check_latest(expect)
+            self._store_blobs(blobs)
             return self._append_locked(writes)
 
     def _check_latest(self, expect: Sequence[Expectation]) -> None:
@@ -160,8 +169,12 @@ class Memory(Backend):
         return length if type(before) is int and length == before + count else None
 
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
-        # One dict.update: every blob becomes visible at once, or none does.
         with self._lock:
+            self._store_blobs(blobs)
+
+    def _store_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        # One dict.update: every blob becomes visible at once, or none does.
+        if blobs:
             self._blobs.update((d, bytes(b)) for d, b in blobs if d not in self._blobs)
 
     def get_blob(self, digest: bytes) -> bytes | None:

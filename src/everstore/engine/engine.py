@@ -450,6 +450,11 @@ class Engine(Transacting, Lending):
         return their digests in order (as :meth:`put_blob` does for one). O(total
         bytes).
 
+        Inside a transaction they are stored with its commit (in the same database
+        transaction on SQLite and in memory, just before it on PostgreSQL), and not at
+        all if it fails; :meth:`get_blob` in the same thread sees them at once. A
+        savepoint rolled back keeps them: bytes no fact refers to are harmless.
+
         >>> store = Engine()
         >>> [d[:8] for d in store.put_blobs([b"a", b"b", b"a"])]
         ['ca978112', '3e23e816', 'ca978112']
@@ -465,11 +470,18 @@ class Engine(Transacting, Lending):
             digest = hashlib.sha256(payload).digest()
             pairs[digest] = payload
             digests.append(digest.hex())
-        if pairs:
-            with self._lock:
-                self.check_open()
-                self.backend.put_blobs(list(pairs.items()))
+        txn = self._local.txn if self.open_transactions else None
+        if txn is not None:
+            self.check_open()
+            txn.blobs.update(pairs)
+        elif pairs:
+            self._store_blobs(list(pairs.items()))
         return digests
+
+    def _store_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        with self._lock:
+            self.check_open()
+            self.backend.put_blobs(blobs)
 
     def get_blob(self, digest: str) -> bytes:
         """The bytes stored under ``digest`` (64 hex characters, as :meth:`put_blob`
@@ -485,7 +497,10 @@ class Engine(Transacting, Lending):
         except ValueError:
             raise ValueError(f"a blob digest is 64 hex characters, got {digest!r}") from None
         self.check_open()
-        data = self.backend.get_blob(key)
+        txn = self._local.txn if self.open_transactions else None
+        data = txn.blobs.get(key) if txn is not None else None
+        if data is None:
+            data = self.backend.get_blob(key)
         if data is None:
             raise MissingBlobError(f"no blob is stored under {digest}")
         return data
@@ -585,10 +600,14 @@ class Engine(Transacting, Lending):
             self._token = after
 
     def _commit(
-        self, items: list[Item], expect: Sequence[Expectation] = (), since: int | None = None
+        self,
+        items: list[Item],
+        expect: Sequence[Expectation] = (),
+        since: int | None = None,
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        """Commit ``items`` in one append (see :data:`Item`); ``since``: see
-        :meth:`Backend.append_checked`."""
+        """Commit ``items`` in one append (see :data:`Item`), with ``blobs``;
+        ``since``: see :meth:`Backend.append_checked`."""
         now = self.clock()
         writes = [
             _as_write((ns.path, field, data, context, now)) for ns, field, data, context, _ in items
@@ -599,9 +618,9 @@ class Engine(Transacting, Lending):
             current = self._token_fn() == token
             try:
                 if since is None or not expect:
-                    assigned = self.backend.append(writes, expect)
+                    assigned = self.backend.append(writes, expect, blobs)
                 else:
-                    assigned = self.backend.append_checked(writes, expect, since)
+                    assigned = self.backend.append_checked(writes, expect, since, blobs)
                 first = assigned[0][0]
                 if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
                     # Nobody else committed in between: apply ours without a round trip.

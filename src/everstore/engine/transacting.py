@@ -71,8 +71,13 @@ class Transacting:
             self, ns: Namespace, field: str, value: Any, context: str | None = None
         ) -> None: ...
         def _commit(
-            self, items: list[Item], expect: Sequence[Expectation] = (), since: int | None = None
+            self,
+            items: list[Item],
+            expect: Sequence[Expectation] = (),
+            since: int | None = None,
+            blobs: Sequence[tuple[bytes, bytes]] = (),
         ) -> None: ...
+        def _store_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None: ...
         def _end_loans(self, txn: Transaction) -> None: ...
 
     # -- transactions ---------------------------------------------------------------
@@ -339,10 +344,14 @@ class Transacting:
                 raise UnsupportedValueError(f"{describe_field(ns.parts, field)}: {exc}") from None
             if data is not None:
                 items.append((ns, field, data, context, hint))
+        blobs = list(txn.blobs.items())
         if items:
-            self._commit(items, txn.expectations(), txn.checked_since())
-        elif txn.serializable and (txn.reads or txn.expect):
+            self._commit(items, txn.expectations(), txn.checked_since(), blobs)
+            return
+        if txn.serializable and (txn.reads or txn.expect):
             self._check_expectations(txn.expectations())
+        if blobs:
+            self._store_blobs(blobs)
 
     def _check_expectations(self, expectations: list[Expectation]) -> None:
         """A serializable transaction that writes nothing still saw only values that

@@ -110,6 +110,8 @@ class Transaction:
         self.expect: dict[tuple[str, str], int] = {}
         #: called with ``committed`` when the outermost block ends (on_transaction_end)
         self.end_callbacks: list[Callable[[bool], object]] = []
+        #: digest -> bytes put inside the transaction, stored with its commit
+        self.blobs: dict[bytes, bytes] = {}
 
     def touch(self, ns: Namespace) -> None:
         self.touched.add(ns)

@@ -130,14 +130,25 @@ class Repository:
             self._positions[ns.path] = (max(indexed, len(history)), positions)
             return positions.get(digest)
 
-    def move_head(self, ns: Namespace, expected_seq: int, head: tuple[str, str, str, str]) -> None:
-        """Move the entry's head to ``head`` (digest, kind, user, pack) if it is still
-        at ``expected_seq``. Write the blobs it refers to first.
+    def commit(
+        self,
+        ns: Namespace,
+        expected_seq: int,
+        head: tuple[str, str, str, str],
+        blobs: list[bytes],
+    ) -> None:
+        """Store ``blobs`` (the version and everything it refers to) and move the
+        entry's head to ``head`` (digest, kind, user, pack) if it is still at
+        ``expected_seq``, in one commit: on SQLite one database transaction.
 
-        :raises ConflictError: if another writer moved the head first (blobs written
-            for it stay: content-addressed, they are harmless and may serve the retry)
+        :raises ConflictError: if another writer moved the head first (then nothing
+            is written)
         """
-        self.store.compare_and_set(ns, HEAD, head, seq=expected_seq)
+        store = self.store
+        with store.transaction(isolation="atomic"):
+            store.put_blobs(blobs)
+            store.expect(ns, HEAD, expected_seq)
+            store.write(ns, HEAD, head)
 
     # -- versions -----------------------------------------------------------------
 

@@ -475,9 +475,8 @@ class Tenant:
         """Write ``blobs`` (the version and all it refers to), then move the head to
         ``new_head``: True if it moved; False if another writer moved it first and the
         write should be tried again from the new head."""
-        self._repo.store.put_blobs(list(blobs.values()))
         try:
-            self._repo.move_head(ns, head.seq if head is not None else 0, new_head)
+            self._repo.commit(ns, head.seq if head else 0, new_head, list(blobs.values()))
         except ConflictError:
             if parent is not ANY_PARENT:
                 raise
@@ -506,18 +505,15 @@ class Tenant:
             digest = hashlib.sha256(version).hexdigest()
             pack = write_pack({**nodes, digest: (version, [])})
             pack_digest = hashlib.sha256(pack).hexdigest()
+            new_head = (digest, RECORDS, user_id, pack_digest)
             try:
-                self._repo.store.put_blobs([*blobs.values(), pack])
-            except BaseException:
-                trie.forget(nodes)
+                self._repo.commit(ns, head.seq if head else 0, new_head, [*blobs.values(), pack])
+            except BaseException as exc:
+                trie.forget(nodes)  # their pack was not written
+                if isinstance(exc, ConflictError):
+                    continue
                 raise
             trie.placed(nodes, pack_digest)
-            try:
-                self._repo.move_head(
-                    ns, head.seq if head else 0, (digest, RECORDS, user_id, pack_digest)
-                )
-            except ConflictError:
-                continue
             parent = metadata["__parent__"][0]
             date = metadata["__date__"]
             self._repo.remember_version(Version(digest, parent, user_id, date, RECORDS, new_root))

@@ -406,8 +406,15 @@ class PostgreSQL(Backend):
     # -- writing ------------------------------------------------------------------------
 
     def append(
-        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation] = (),
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
+        # Blobs go first, in their own statement: the append runs as one server
+        # function call, and a blob no fact refers to is harmless if it is refused.
+        if blobs:
+            self.put_blobs(blobs)
         if not writes:
             if expect:
                 raise ValueError("expectations need at least one write")
@@ -449,12 +456,18 @@ class PostgreSQL(Backend):
         return assigned
 
     def append_checked(
-        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation],
+        since: int,
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         """One statement that checks only the log's tail after ``since`` (its cost does
         not grow with the expected fields' histories, as everstore_append's exact check
         does), when every name is interned, the writes share one time and the tail is
         short; otherwise, or when that statement writes nothing, :meth:`append`."""
+        if blobs:
+            self.put_blobs(blobs)  # first, as append() does
         if writes and expect:
             when = writes[0].time
             ns_ids, field_ids, ctx_ids = self._ids

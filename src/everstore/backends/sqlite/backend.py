@@ -412,22 +412,29 @@ class Sqlite3(Backend):
     # -- writing ------------------------------------------------------------------
 
     def append(
-        self, writes: Sequence[Write], expect: Sequence[Expectation] = ()
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation] = (),
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
-        if len(writes) == 1 and not expect:
+        if len(writes) == 1 and not expect and not blobs:
             return [self.append_one(*writes[0])]
         with self._using() as conn:
             if self._write_cursor is None:
                 raise self._unwritable()
-            return self._append_many(conn, writes, expect)
+            return self._append_many(conn, writes, expect, None, blobs)
 
     def append_checked(
-        self, writes: Sequence[Write], expect: Sequence[Expectation], since: int
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation],
+        since: int,
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         with self._using() as conn:
             if self._write_cursor is None:
                 raise self._unwritable()
-            return self._append_many(conn, writes, expect, since)
+            return self._append_many(conn, writes, expect, since, blobs)
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
@@ -475,6 +482,7 @@ class Sqlite3(Backend):
         writes: Sequence[Write],
         expect: Sequence[Expectation],
         since: int | None = None,
+        blobs: Sequence[tuple[bytes, bytes]] = (),
     ) -> list[tuple[int, float]]:
         # BEGIN inside the try: a Ctrl-C right after it would leave the connection in
         # a transaction, and every later write would fail.
@@ -515,6 +523,8 @@ class Sqlite3(Backend):
                 )
                 assigned.append((seq, last_time))
             self._insert_rows(conn, params)
+            if blobs:
+                conn.executemany(self._insert_blob, _blob_rows(blobs))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -537,7 +547,7 @@ class Sqlite3(Backend):
         with self._using() as conn:
             if self._write_cursor is None:
                 raise self._unwritable()
-            rows = [(bytes(digest), bytes(data)) for digest, data in blobs]
+            rows = _blob_rows(blobs)
             try:
                 conn.execute("BEGIN IMMEDIATE")  # inside the try: see _append_many
                 conn.executemany(self._insert_blob, rows)
@@ -754,3 +764,7 @@ class Sqlite3(Backend):
                 else:
                     high = middle - 1
             return low
+
+
+def _blob_rows(blobs: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(bytes(digest), bytes(data)) for digest, data in blobs]
