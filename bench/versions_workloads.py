@@ -36,7 +36,10 @@ The workloads (rows V1-V9 of the versions table):
   each save added (everstore: the pages in use of its SQLite file after a TRUNCATE
   checkpoint, so whole 4 KiB pages; the file model: the sizes of its files). Stored
   once, the second save adds only its snapshot;
-* V9: the floor of a put: one INSERT of a ~100-byte blob and its commit.
+* V9: the floor of a put: one INSERT of a ~100-byte blob and its commit;
+* V10: the floor of a put that also stores 9 KB, about what everstore.versions writes per
+  put (a pack of trie nodes): one transaction of the V9 row and a 9,000-byte blob under
+  its unique SHA-256.
 
 ``python bench/versions_workloads.py --profile [PUTS]`` prints a cProfile summary of
 V5's puts on everstore (not part of the run).
@@ -439,7 +442,12 @@ CREATE TABLE versions (id INTEGER PRIMARY KEY, entry TEXT NOT NULL, digest TEXT 
     data BLOB NOT NULL);
 CREATE INDEX versions_entry ON versions(entry, id);
 CREATE UNIQUE INDEX versions_digest ON versions(digest);
+CREATE TABLE blobs (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
 """
+_RAW_PACK = "INSERT INTO blobs(digest, data) VALUES (?, ?)"
+#: V10's blob per put: about what everstore.versions writes per put into a record entry
+#: of 10,000 records (its packs of trie nodes averaged 9.1 KB over V5's 10,000 puts)
+PACK = 9_000
 _RAW_INSERT = "INSERT INTO versions(entry, digest, data) VALUES (?, ?, ?)"
 _RAW_LATEST = "SELECT data FROM versions WHERE entry = ? ORDER BY id DESC LIMIT 1"
 
@@ -517,6 +525,21 @@ def versions_raw_sqlite(config: Config) -> Metrics:
             return sqlite_bytes(state[1])
 
         out.update(timed_puts(fresh, put, measure, teardown, sz, config.min_time))
+
+        # V10: a put that stores a pack of PACK bytes beside a log row, in one transaction
+        packs = [random.Random(i).randbytes(PACK) for i in range(sz.block)]
+
+        def packed(state: tuple[sqlite3.Connection, Path], i: int) -> None:
+            execute = state[0].execute
+            data = packs[i % sz.block] + i.to_bytes(8, "little")
+            execute("BEGIN")
+            execute(_RAW_INSERT, ("users", record_key(i), orjson.dumps(record_value(i))))
+            execute(_RAW_PACK, (hashlib.sha256(data).digest(), data))
+            execute("COMMIT")
+
+        found = timed_puts(fresh, packed, measure, teardown, sz, config.min_time)
+        out["pack_put_us"] = found["put_us"]
+        out["pack_last_first_ratio"] = found["puts_last_first_ratio"]
 
         # V6, V7: the rows of an entry's versions, newest first; one version by digest
         state = fresh()
