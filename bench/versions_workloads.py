@@ -18,7 +18,7 @@ interpreter by ``bench/run.py``, performing ONE repetition. The libraries:
   orjson-encoded value and its commit (no digest computed); a read is one SELECT and an
   ``orjson.loads``.
 
-The workloads (rows V1-V9 of the versions table):
+The workloads (rows V1-V10 of the versions table):
 
 * V1/V2: ``save`` of a 1 KB object (a dict of strings and ints; every save a new version
   of one entry) and ``load`` of the latest version; V3/V4: the same with a 1 MB object
