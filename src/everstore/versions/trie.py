@@ -132,7 +132,8 @@ def _encode(node: Node) -> bytes:
 
 
 def _encode_locations(packs: tuple[str, ...]) -> bytes:
-    return b"".join(_THERE + bytes.fromhex(pack) if pack else _HERE for pack in packs)
+    # one fromhex over the whole: far cheaper than one per child
+    return bytes.fromhex("".join(["01" + pack if pack else "00" for pack in packs]))
 
 
 def _decode_locations(data: bytes) -> tuple[str, ...]:
@@ -281,7 +282,7 @@ class Trie:
                 if cached is not None:
                     node = cached[0]
                     if isinstance(node, Branch) and "" in node.packs:
-                        node = node._replace(packs=tuple(p or pack for p in node.packs))
+                        node = node._replace(packs=tuple([p or pack for p in node.packs]))
                     self._nodes[digest] = (node, pack)
 
     def forget(self, out: dict[str, tuple[bytes, tuple[str, ...]]]) -> None:
