@@ -496,14 +496,14 @@ class Tenant:
             head = self._checked_head(ns, entry, ANY_PARENT, RECORDS)
             live = head is not None and head.kind == RECORDS
             root = self._repo.records_root(head) if live and head is not None else None
-            nodes: dict[str, tuple[bytes, list[str]]] = {}
+            nodes: dict[str, tuple[bytes, tuple[str, ...]]] = {}
             new_root = trie.update(root, changes, nodes)
             if new_root == (root.digest if root else None) and (live or new_root is None):
                 return False
             metadata = {**self._metadata(head, user_id), "__records__": new_root}
             version = self._repo.version_bytes(metadata)
             digest = hashlib.sha256(version).hexdigest()
-            pack = write_pack({**nodes, digest: (version, [])})
+            pack = write_pack({**nodes, digest: (version, ())})
             pack_digest = hashlib.sha256(pack).hexdigest()
             new_head = (digest, RECORDS, user_id, pack_digest)
             try:

@@ -10,8 +10,8 @@ holding at most BUCKET records is a leaf (its records sorted by key), a larger o
 branch splitting them by the next :data:`BITS` bits of the SHA-256 of their key. So
 the same records give the same root digest, whatever history led to them.
 
-    leaf    {"r": [[key, value], ...]}                sorted by the key's JSON
-    branch  {"b": bitmap, "c": [digest, ...], "n": records below}
+    leaf    {"r": [[key, value], ...]}                JSON, sorted by the key's JSON
+    branch  b"B1" | u32 bitmap | u64 records below | 32-byte digest per child
 
 Storage: the nodes one write makes go into the blob table together, as one *pack*
 (with the version that needs them): one blob per write instead of one per node, which
@@ -22,8 +22,8 @@ depends on its content only. Pack layout::
 
     b"EVPK1\\n" then per item: digest (32 bytes) | u32 size | bytes | u32 size | locations
 
-where locations are a JSON list of pack digests (hex, "" for this pack), empty for a
-leaf or for a version stored in the pack.
+where a branch's locations are, per child, b"\\x00" (in this pack) or b"\\x01" and the
+32-byte digest of the pack holding it; a leaf's, or a version's, are empty.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ _MAX_LEVEL = 256 // BITS
 _SORTED = orjson.OPT_SORT_KEYS
 _MAGIC = b"EVPK1\n"
 _SIZE = struct.Struct(">I")
+_BRANCH = b"B1"
+_BRANCH_HEAD = struct.Struct(">2sIQ")
+_HERE = b"\x00"
+_THERE = b"\x01"
 
 
 class Record(NamedTuple):
@@ -101,7 +105,7 @@ class Ref(NamedTuple):
 class Pack(NamedTuple):
     """A parsed pack: digest -> (stored bytes, child locations)."""
 
-    items: dict[str, tuple[bytes, list[str]]]
+    items: dict[str, tuple[bytes, tuple[str, ...]]]
 
 
 def key_bytes(key: str | int) -> bytes:
@@ -123,15 +127,43 @@ def _encode(node: Node) -> bytes:
     """A node's canonical bytes (what its digest is the SHA-256 of)."""
     if isinstance(node, Leaf):
         return orjson.dumps({"r": [[r.key, orjson.Fragment(r.value)] for r in node.records]})
-    return orjson.dumps({"b": node.bitmap, "c": list(node.children), "n": node.size})
+    head = _BRANCH_HEAD.pack(_BRANCH, node.bitmap, node.size)
+    return head + bytes.fromhex("".join(node.children))
 
 
-def decode_node(data: bytes, packs: list[str]) -> Node:
+def _encode_locations(packs: tuple[str, ...]) -> bytes:
+    # one fromhex over the whole: far cheaper than one per child
+    return bytes.fromhex("".join(["01" + pack if pack else "00" for pack in packs]))
+
+
+def _decode_locations(data: bytes) -> tuple[str, ...]:
+    packs: list[str] = []
+    at = 0
+    while at < len(data):
+        if data[at : at + 1] == _HERE:
+            packs.append("")
+            at += 1
+        elif data[at : at + 1] == _THERE and at + 33 <= len(data):
+            packs.append(data[at + 1 : at + 33].hex())
+            at += 33
+        else:
+            raise ValueError("damaged child locations")
+    return tuple(packs)
+
+
+def decode_node(data: bytes, packs: tuple[str, ...]) -> Node:
     """The node whose canonical bytes are ``data`` and whose children are in ``packs``.
 
     :raises DecodeError: if they are not a node
     """
     try:
+        if data[:2] == _BRANCH:
+            _, bitmap, size = _BRANCH_HEAD.unpack_from(data)
+            raw = data[_BRANCH_HEAD.size :]
+            children = tuple(raw[i : i + 32].hex() for i in range(0, len(raw), 32))
+            if len(packs) != len(children) or len(raw) % 32 or bitmap.bit_count() != len(children):
+                raise ValueError("a branch's children, bitmap and locations disagree")
+            return Branch(bitmap, children, size, tuple(packs))
         tree = orjson.loads(data)
         if "r" in tree:
             return Leaf(
@@ -140,19 +172,16 @@ def decode_node(data: bytes, packs: list[str]) -> Node:
                     for key, value in tree["r"]
                 )
             )
-        children = tuple(tree["c"])
-        if len(packs) != len(children):
-            raise ValueError("a branch's children and their locations differ in number")
-        return Branch(int(tree["b"]), children, int(tree["n"]), tuple(packs))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError("neither a leaf nor a branch")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, struct.error) as exc:
         raise DecodeError(f"a stored record node is damaged: {exc!r}") from None
 
 
-def write_pack(items: dict[str, tuple[bytes, list[str]]]) -> bytes:
+def write_pack(items: dict[str, tuple[bytes, tuple[str, ...]]]) -> bytes:
     """The bytes of a pack holding ``items`` (digest -> bytes and child locations)."""
     parts = [_MAGIC]
     for digest, (data, packs) in items.items():
-        locations = orjson.dumps(packs) if packs else b""
+        locations = _encode_locations(packs)
         parts += [bytes.fromhex(digest), _SIZE.pack(len(data)), data]
         parts += [_SIZE.pack(len(locations)), locations]
     return b"".join(parts)
@@ -165,7 +194,7 @@ def read_pack(data: bytes) -> Pack:
     """
     if not data.startswith(_MAGIC):
         raise DecodeError("a stored pack of records nodes is damaged: no pack header")
-    items: dict[str, tuple[bytes, list[str]]] = {}
+    items: dict[str, tuple[bytes, tuple[str, ...]]] = {}
     at = len(_MAGIC)
     try:
         while at < len(data):
@@ -174,7 +203,7 @@ def read_pack(data: bytes) -> Pack:
             body = data[at + 36 : at + 36 + size]
             at += 36 + size
             (size,) = _SIZE.unpack_from(data, at)
-            locations = orjson.loads(data[at + 4 : at + 4 + size]) if size else []
+            locations = _decode_locations(data[at + 4 : at + 4 + size])
             at += 4 + size
             if at > len(data) or len(digest) != 64:
                 raise ValueError("the pack is truncated")
@@ -227,7 +256,7 @@ class Trie:
         if item is None:
             raise DecodeError(f"records node {ref.digest} is not in pack {ref.pack}")
         data, locations = item
-        node = decode_node(data, [location or ref.pack for location in locations])
+        node = decode_node(data, tuple(location or ref.pack for location in locations))
         self._remember(ref.digest, node, ref.pack)
         return node
 
@@ -237,14 +266,14 @@ class Trie:
             if len(self._nodes) > self._cache_size:
                 self._nodes.popitem(last=False)
 
-    def _write(self, node: Node, out: dict[str, tuple[bytes, list[str]]]) -> str:
+    def _write(self, node: Node, out: dict[str, tuple[bytes, tuple[str, ...]]]) -> str:
         data = _encode(node)
         digest = hashlib.sha256(data).hexdigest()
-        out[digest] = (data, list(node.packs) if isinstance(node, Branch) else [])
+        out[digest] = (data, node.packs if isinstance(node, Branch) else ())
         self._remember(digest, node, "")
         return digest
 
-    def placed(self, out: dict[str, tuple[bytes, list[str]]], pack: str) -> None:
+    def placed(self, out: dict[str, tuple[bytes, tuple[str, ...]]], pack: str) -> None:
         """Record that the nodes of ``out`` are stored in ``pack`` (after its blob is
         written; a branch's children in "" are in it too)."""
         with self._lock:
@@ -253,10 +282,10 @@ class Trie:
                 if cached is not None:
                     node = cached[0]
                     if isinstance(node, Branch) and "" in node.packs:
-                        node = node._replace(packs=tuple(p or pack for p in node.packs))
+                        node = node._replace(packs=tuple([p or pack for p in node.packs]))
                     self._nodes[digest] = (node, pack)
 
-    def forget(self, out: dict[str, tuple[bytes, list[str]]]) -> None:
+    def forget(self, out: dict[str, tuple[bytes, tuple[str, ...]]]) -> None:
         """Drop the nodes of ``out`` from the cache (their pack was not written)."""
         with self._lock:
             for digest in out:
@@ -339,7 +368,7 @@ class Trie:
         self,
         root: Ref | None,
         changes: dict[bytes, Record | None],
-        out: dict[str, tuple[bytes, list[str]]],
+        out: dict[str, tuple[bytes, tuple[str, ...]]],
     ) -> str | None:
         """The root digest of the trie ``root`` with ``changes`` applied (key JSON ->
         its new record, or None to remove it); the new nodes are added to ``out``
@@ -353,7 +382,7 @@ class Trie:
         ref: Ref | None,
         level: int,
         changes: list[tuple[int, bytes, Record | None]],
-        out: dict[str, tuple[bytes, list[str]]],
+        out: dict[str, tuple[bytes, tuple[str, ...]]],
     ) -> tuple[str | None, int, int]:
         """``(new digest, records after, records before)`` of the node ``ref``."""
         node = self.node(ref) if ref is not None else None
@@ -379,7 +408,7 @@ class Trie:
         node: Branch,
         level: int,
         changes: list[tuple[int, bytes, Record | None]],
-        out: dict[str, tuple[bytes, list[str]]],
+        out: dict[str, tuple[bytes, tuple[str, ...]]],
     ) -> tuple[str | None, int, int]:
         shift = BITS * level
         by_slot: dict[int, list[tuple[int, bytes, Record | None]]] = {}
@@ -420,7 +449,7 @@ class Trie:
         return self._write(Branch(bitmap, children, size, packs), out), size, node.size
 
     def _build(
-        self, records: list[Record], level: int, out: dict[str, tuple[bytes, list[str]]]
+        self, records: list[Record], level: int, out: dict[str, tuple[bytes, tuple[str, ...]]]
     ) -> str | None:
         """The canonical node holding exactly ``records`` (sorted) at ``level``."""
         if not records:

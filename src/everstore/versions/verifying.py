@@ -80,7 +80,7 @@ class _Checker:
                 self.packs[digest] = None
         return self.packs[digest]
 
-    def item(self, digest: str, pack: str, what: str) -> tuple[bytes, list[str]] | None:
+    def item(self, digest: str, pack: str, what: str) -> tuple[bytes, tuple[str, ...]] | None:
         """One item of a pack, checked against its digest."""
         found = self.pack(pack)
         if found is None:
@@ -116,7 +116,7 @@ class _Checker:
                 continue
             data, locations = item
             try:
-                node = decode_node(data, [location or ref.pack for location in locations])
+                node = decode_node(data, tuple(location or ref.pack for location in locations))
             except DecodeError as exc:
                 self.problem(str(exc))
                 continue
