@@ -37,8 +37,8 @@ The workloads (rows V1-V10 of the versions table):
   checkpoint, so whole 4 KiB pages; the file model: the sizes of its files). Stored
   once, the second save adds only its snapshot;
 * V9: the floor of a put: one INSERT of a ~100-byte blob and its commit;
-* V10: the floor of a put that also stores 9 KB, about what everstore.versions writes per
-  put (a pack of trie nodes): one transaction of the V9 row and a 9,000-byte blob under
+* V10: the floor of a put that also stores 5 KB, about what everstore.versions writes per
+  put (a pack of trie nodes): one transaction of the V9 row and a 5,000-byte blob under
   its unique SHA-256.
 
 ``python bench/versions_workloads.py --profile [PUTS]`` prints a cProfile summary of
@@ -451,8 +451,9 @@ CREATE TABLE blobs (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, data BL
 """
 _RAW_PACK = "INSERT INTO blobs(digest, data) VALUES (?, ?)"
 #: V10's blob per put: about what everstore.versions writes per put into a record entry
-#: of 10,000 records (its packs of trie nodes averaged 9.1 KB over V5's 10,000 puts)
-PACK = 9_000
+#: of 10,000 records (its packs of trie nodes averaged 5.0 KB over V5's 10,000 puts at
+#: main's 6e70aca, 9.1 KB before its branches held binary digests)
+PACK = 5_000
 _RAW_INSERT = "INSERT INTO versions(entry, digest, data) VALUES (?, ?, ?)"
 _RAW_LATEST = "SELECT data FROM versions WHERE entry = ? ORDER BY id DESC LIMIT 1"
 
