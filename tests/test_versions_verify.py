@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from everstore.versions import DbEngine, Handlers, VerifyReport
+from everstore.versions import CHECKPOINT_EVERY, DbEngine, Handlers, VerifyReport
 from versions_support import STORE_FILE, memory_engine
 
 MARKED = {"note": "a marker in the text", "n": 1}
@@ -38,6 +38,11 @@ def tamper(path: Path, *statements: str) -> int:
         return changed
     finally:
         raw.close()
+
+
+def checkpoint(engine: DbEngine) -> str:
+    """The digest of the version of "recs" whose write stored its records' nodes."""
+    return engine.history("t", "recs")[::-1][CHECKPOINT_EVERY - 1]
 
 
 def replace_marker() -> str:
@@ -68,6 +73,10 @@ def healthy(root: Path) -> Iterator[str]:
         engine.put_many("t", "u", "recs", {i: {"value": i} for i in range(100)})
         engine.put("t", "u", "recs", "marked", "a marker in a record")
         engine.put("t", "u", "recs", "big", b"r" * 2000)
+        # enough writes for a checkpoint: the records' nodes stored in a pack (at the
+        # version in position CHECKPOINT_EVERY - 1), the marked record among them
+        for i in range(CHECKPOINT_EVERY):
+            engine.put("t", "u", "recs", f"filler{i}", i)
         engine.save("t", "u", "gone", 1)
         engine.delete_entry("t", "u", "gone")
         engine.save("t", "u", "other", {"unrelated": datetime.date(2020, 1, 1)})
@@ -125,7 +134,8 @@ def test_a_changed_snapshot_is_reported(root: Path) -> None:
     list(healthy(root))
     with reopened(root) as engine:
         marked = engine.history("t", "snap")[1]
-    assert tamper(root / STORE_FILE, replace_marker()) == 2  # a version and a records node
+    # a version and the checkpoint pack of "recs"
+    assert tamper(root / STORE_FILE, replace_marker()) == 2
     with reopened(root) as engine:
         report = engine.verify("t", "snap")
         assert not report.ok and not report
@@ -151,14 +161,13 @@ def test_an_engine_open_during_the_change_reports_it_too(root: Path) -> None:
 def test_a_changed_record_is_reported(root: Path) -> None:
     list(healthy(root))
     with reopened(root) as engine:
-        history = engine.history("t", "recs")
+        stored_at = checkpoint(engine)
     tamper(root / STORE_FILE, replace_marker())
     with reopened(root) as engine:
         report = engine.verify("t", "recs")
         assert not report.ok
-        # found in the version that wrote the record (later ones share the node)
-        assert [problem.digest for problem in report.problems] == [history[1]]
-        # the node is stored in the pack its write made: that pack is reported
+        # found at the checkpoint whose pack holds the record's node
+        assert [problem.digest for problem in report.problems] == [stored_at]
         assert "pack" in report.problems[0].message
         assert "changed" in report.problems[0].message
 
@@ -181,29 +190,30 @@ def test_a_deleted_blob_is_reported_missing(root: Path) -> None:
     list(healthy(root))
     with reopened(root) as engine:
         snap_head = engine.get_digest("t", "snap")
-        recs_head = engine.get_digest("t", "recs")
+        stored_at = checkpoint(engine)
     assert tamper(root / STORE_FILE, "DELETE FROM everstore_blobs WHERE length(data) = 3000") == 1
     with reopened(root) as engine:
         report = engine.verify("t", "snap")
         (problem,) = report.problems
         assert problem.digest == snap_head and "missing" in problem.message
         assert engine.verify("t", "recs").ok
-    # a version itself gone: reported missing too, and the chain after it still checked
-    # a record version is stored in a pack, which holds its raw digest
-    gone = f"DELETE FROM everstore_blobs WHERE instr(data, x'{recs_head}') > 0"
+    # a checkpoint's pack gone (it holds its version's raw digest): reported missing,
+    # and every version still counted
+    gone = f"DELETE FROM everstore_blobs WHERE instr(data, x'{stored_at}') > 0"
     assert tamper(root / STORE_FILE, gone) == 1
     with reopened(root) as engine:
         report = engine.verify("t", "recs")
         (problem,) = report.problems
-        assert problem.digest == recs_head and "missing" in problem.message
+        assert problem.digest == stored_at and "missing" in problem.message
         assert report.versions == len(engine.history("t", "recs"))
 
 
 def test_a_deleted_records_node_is_reported_missing(root: Path) -> None:
     list(healthy(root))
     with reopened(root) as engine:
-        first = engine.history("t", "recs")[-1]
-    # the records of the first version: 100 records, so at least a branch and leaves
+        first = checkpoint(engine)
+    # the records of the first version: 100 records, so at least a branch and leaves,
+    # stored at the checkpoint
     tamper(
         root / STORE_FILE,
         "DELETE FROM everstore_blobs WHERE instr(CAST(data AS TEXT), '\"value\":57') > 0",

@@ -19,11 +19,13 @@ from .errors import (
     VersionsError,
 )
 from .handlers import BaseHandler, BaseInlineHandler, BaseRefHandler, Handlers, handlers
+from .repository import CHECKPOINT_EVERY
 from .tenant import ANY_PARENT, Tenant, VersionInfo
 from .verifying import Problem, VerifyReport
 
 __all__ = [
     "ANY_PARENT",
+    "CHECKPOINT_EVERY",
     "DEFAULT_ROOT",
     "BaseHandler",
     "BaseInlineHandler",

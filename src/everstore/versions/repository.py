@@ -1,17 +1,22 @@
 """Where versions live in a store: heads in the log, versions and nodes in the blob table.
 
 An entry is the namespace ``(prefix, tenant, entry)``; its field ``head`` holds
-``(digest, kind, user_id, pack)`` of its latest version, so the field's history is the
-entry's commit chain, in the log's order, with the time and code location of each
-commit. A version is canonical JSON stored in the blob table under its SHA-256 (its
-digest), holding the metadata MyDbEngine writes (``__parent__``, ``__user_id__``,
+``(digest, kind, user_id, pack, date, change)`` of its latest version (:class:`Head`),
+so the field's history is the entry's commit chain, in the log's order, with the time
+and code location of each commit. A version is canonical JSON whose SHA-256 is its
+digest, holding the metadata MyDbEngine writes (``__parent__``, ``__user_id__``,
 ``__date__``) and one of
 
-* ``__data__``: the saved value (a snapshot entry),
-* ``__records__``: the root digest of the records trie (a record entry; null when empty);
-  such a version is stored in the pack of the nodes its write made (the head's
-  ``pack``), its root among them (see :mod:`everstore.versions.trie`),
-* ``__deleted__``: true (the entry was deleted; the chain goes on if it is written again).
+* ``__data__``: the saved value (a snapshot entry), stored in the blob table under the
+  digest;
+* ``__deleted__``: true (the entry was deleted; the chain goes on if it is written
+  again), stored the same way;
+* ``__records__``: the root digest of the records trie (a record entry; null when
+  empty). Such a version is not stored: its head fact holds its date and the change
+  its write made, and the version is rebuilt by replaying changes from a checkpoint.
+  One record write in :data:`CHECKPOINT_EVERY` is a checkpoint: its head names a pack
+  (see :mod:`everstore.versions.trie`) holding the version and every node of its trie
+  that no earlier pack holds.
 
 A tenant is the namespace ``(prefix, tenant)``, whose field ``created`` says it was
 initialised. Nothing here knows about tenants' isolation: :class:`Tenant` does.
@@ -31,28 +36,53 @@ from ..engine import Engine, History, Namespace
 from ..errors import DecodeError, MissingFieldError
 from .canonical import Decoder, Encoder, dumps
 from .handlers import Handlers
-from .trie import Ref, Trie
+from .trie import Record, Ref, Scratch, Trie, key_bytes
 
-__all__ = ["DELETED", "RECORDS", "SNAPSHOT", "Head", "Repository", "Version"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "DELETED",
+    "RECORDS",
+    "SNAPSHOT",
+    "Head",
+    "Repository",
+    "State",
+    "Version",
+    "decode_change",
+    "encode_change",
+]
 
 SNAPSHOT = "snapshot"
 RECORDS = "records"
 DELETED = "deleted"
 HEAD = "head"
+#: a record write stores its trie's new nodes in a pack once this many versions of
+#: the entry went without one; the others store only their change in the log
+CHECKPOINT_EVERY = 32
 _DATA_PREFIX = b'{"__data__":'
 _DATE_KEY = b',"__date__":'
 
 
 class Head(NamedTuple):
-    """A version as the entry's head field has it: its digest, kind, user, the pack
-    holding it ("": a blob of its own), and the seq of that fact (what a commit on top
-    of it expects)."""
+    """A version as the entry's head field has it: its digest, kind and user; for a
+    record version its ``__date__``, the change it made and, for a checkpoint, the
+    pack holding its nodes; and the seq of that fact (what a commit on top of it
+    expects)."""
 
     digest: str
     kind: str
     user_id: str
     pack: str
+    date: str
+    change: bytes
     seq: int
+
+
+class State(NamedTuple):
+    """A record entry's trie as of one version: its root (None: no records) and how
+    many versions since its last checkpoint (or since its records began)."""
+
+    root: Ref | None
+    since: int
 
 
 class Version(NamedTuple):
@@ -86,6 +116,8 @@ class Repository:
         self._data_hashes: OrderedDict[str, bytes] = OrderedDict()
         # entry path -> (versions indexed, digest -> position in the head history)
         self._positions: dict[str, tuple[int, dict[str, int]]] = {}
+        # (entry path, position) -> the records then, for the recently used versions
+        self._states: OrderedDict[tuple[str, int], State] = OrderedDict()
 
     # -- namespaces ---------------------------------------------------------------
 
@@ -114,8 +146,8 @@ class Repository:
 
     @staticmethod
     def head_at(history: History, position: int) -> Head:
-        digest, kind, user_id, pack = history.value_at(position)
-        return Head(digest, kind, user_id, pack, history.seq_at(position))
+        digest, kind, user_id, pack, date, change = history.value_at(position)
+        return Head(digest, kind, user_id, pack, date, change, history.seq_at(position))
 
     def position(self, ns: Namespace, digest: str) -> int | None:
         """Where ``digest`` is in the entry's chain (0: its first version), or None.
@@ -134,11 +166,11 @@ class Repository:
         self,
         ns: Namespace,
         expected_seq: int,
-        head: tuple[str, str, str, str],
+        head: tuple[str, str, str, str, str, bytes],
         blobs: list[bytes],
     ) -> None:
         """Store ``blobs`` (the version and everything it refers to) and move the
-        entry's head to ``head`` (digest, kind, user, pack) if it is still at
+        entry's head to ``head`` (as :class:`Head` has it, seq aside) if it is still at
         ``expected_seq``, in one commit: on SQLite one database transaction.
 
         :raises ConflictError: if another writer moved the head first (then nothing
@@ -217,8 +249,56 @@ class Repository:
         except (ValueError, KeyError, TypeError) as exc:
             raise DecodeError(f"version {digest} is damaged: {exc!r}") from None
 
-    def records_root(self, head: Head) -> Ref | None:
-        """Where the records trie of a record version starts (None: no records)."""
+    # -- record entries: checkpoints and replay ---------------------------------------
+
+    def records_state(self, ns: Namespace, chain: History, position: int) -> State:
+        """The records of the version at ``position`` (a record version): the state
+        of the nearest checkpoint at or before it (or of a state at hand), with the
+        changes after it applied: O(CHECKPOINT_EVERY log n) at most."""
+        key = (ns.path, position)
+        with self._lock:
+            found = self._states.get(key)
+            if found is not None:
+                self._states.move_to_end(key)
+                return found
+        pending: list[bytes] = []
+        start = position
+        state = State(None, 0)
+        while start >= 0:
+            head = self.head_at(chain, start)
+            if head.kind != RECORDS:
+                break  # the records begin after a snapshot or a deletion
+            with self._lock:
+                at_hand = self._states.get((ns.path, start))
+            if at_hand is not None:
+                state = at_hand
+                break
+            if head.pack:
+                state = State(self.checkpoint_root(head), 0)
+                break
+            pending.append(head.change)
+            start -= 1
+        for change in reversed(pending):
+            state = self.apply(state, decode_change(change))
+        self.remember_state(ns, position, state)
+        return state
+
+    def apply(self, state: State, changes: dict[bytes, Record | None]) -> State:
+        """``state`` with ``changes`` made (the nodes they make in a new scratch)."""
+        root = state.root
+        scratch: Scratch = dict(root.pending) if root is not None and root.pending else {}
+        if root is not None and not root.pack:
+            root = Ref(root.digest, "", scratch)
+        return State(self.trie.update(root, changes, scratch), state.since + 1)
+
+    def remember_state(self, ns: Namespace, position: int, state: State) -> None:
+        with self._lock:
+            self._states[(ns.path, position)] = state
+            while len(self._states) > 32:
+                self._states.popitem(last=False)
+
+    def checkpoint_root(self, head: Head) -> Ref | None:
+        """The root of a checkpoint: its version is stored in its pack."""
         root = self.version(head.digest, head.pack).records
         return Ref(root, head.pack) if root is not None else None
 
@@ -247,3 +327,35 @@ class Repository:
             self._data_hashes[digest] = data_hash
             if len(self._data_hashes) > 4096:
                 self._data_hashes.popitem(last=False)
+
+
+def encode_change(changes: dict[bytes, Record | None]) -> bytes:
+    """A record write's change as stored in its head fact: the records it puts (key
+    and value) and the keys it removes, in key order."""
+    puts = []
+    removed = []
+    for kb in sorted(changes):
+        record = changes[kb]
+        if record is None:
+            removed.append(orjson.Fragment(kb))
+        else:
+            puts.append([record.key, orjson.Fragment(record.value)])
+    return orjson.dumps({"p": puts, "r": removed})
+
+
+def decode_change(data: bytes) -> dict[bytes, Record | None]:
+    """The changes :func:`encode_change` stored.
+
+    :raises DecodeError: if ``data`` is not such a change
+    """
+    try:
+        tree = orjson.loads(data)
+        changes: dict[bytes, Record | None] = {}
+        for key, value in tree["p"]:
+            kb = key_bytes(key)
+            changes[kb] = Record(kb, key, dumps(value))
+        for key in tree["r"]:
+            changes[key_bytes(key)] = None
+        return changes
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DecodeError(f"a stored record change is damaged: {exc!r}") from None

@@ -23,7 +23,16 @@ from .errors import (
     PatternError,
     UnknownTenantError,
 )
-from .repository import DELETED, RECORDS, SNAPSHOT, Head, Repository, Version
+from .repository import (
+    CHECKPOINT_EVERY,
+    DELETED,
+    RECORDS,
+    SNAPSHOT,
+    Head,
+    Repository,
+    State,
+    encode_change,
+)
 from .trie import Record, Ref, key_bytes, write_pack
 from .verifying import VerifyReport, verify_entry
 
@@ -131,7 +140,7 @@ class Tenant:
         data, blobs = self._repo.encoder.encode(obj)
         data_hash = hashlib.sha256(data).digest()
         for _ in range(_MAX_ATTEMPTS):
-            head = self._checked_head(ns, entry, parent, SNAPSHOT)
+            _, head = self._checked_head(ns, entry, parent, SNAPSHOT)
             if (
                 head is not None
                 and head.kind == SNAPSHOT
@@ -141,7 +150,7 @@ class Tenant:
             version = self._repo.snapshot_bytes(data, self._metadata(head, user_id))
             digest = hashlib.sha256(version).hexdigest()
             if self._commit(
-                ns, head, (digest, SNAPSHOT, user_id, ""), {**blobs, digest: version}, parent
+                ns, head, _whole(digest, SNAPSHOT, user_id), {**blobs, digest: version}, parent
             ):
                 self._repo.remember_data_hash(digest, data_hash)
                 return digest
@@ -171,14 +180,14 @@ class Tenant:
         """
         ns = self._writable(user_id, entry)
         for _ in range(_MAX_ATTEMPTS):
-            head = self._checked_head(ns, entry, parent, None)
+            _, head = self._checked_head(ns, entry, parent, None)
             if head is None or head.kind == DELETED:
                 raise MissingEntryError(f"{self._where(entry)} does not exist: nothing to delete")
             version = self._repo.version_bytes(
                 {**self._metadata(head, user_id), "__deleted__": True}
             )
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(ns, head, (digest, DELETED, user_id, ""), {digest: version}, parent):
+            if self._commit(ns, head, _whole(digest, DELETED, user_id), {digest: version}, parent):
                 return digest
         raise self._gave_up(entry)
 
@@ -304,7 +313,8 @@ class Tenant:
         for position in range(start, -1, -1):
             if len(found) >= max_items:
                 break
-            version_digest, _, version_user, _ = chain.value_at(position)
+            found_head = chain.value_at(position)
+            version_digest, version_user = found_head[0], found_head[2]
             if user_id is None or version_user == user_id:
                 found.append(version_digest)
         return found
@@ -316,20 +326,28 @@ class Tenant:
         (``"snapshot"``, ``"records"`` or ``"deleted"``), parent, user, date, and
         the time, seq and code location of its commit. O(log n).
         """
-        chain, position = self._locate(self._namespace_of(entry), entry, digest, as_of)
+        ns = self._namespace_of(entry)
+        chain, position = self._locate(ns, entry, digest, as_of)
         value = chain[position]
-        version_digest, kind, user_id, pack = value.data
-        version = self._repo.version(version_digest, pack)
+        head = self._repo.head_at(chain, position)
+        if head.kind == RECORDS:
+            # a record version is rebuilt from the log, not read from a blob
+            parent = chain.value_at(position - 1)[0] if position else None
+            root = self._repo.records_state(ns, chain, position).root
+            date, records = head.date, (root.digest if root else None)
+        else:
+            version = self._repo.version(head.digest, head.pack)
+            parent, date, records = version.parent, version.date, None
         return VersionInfo(
-            version_digest,
-            kind,
-            version.parent,
-            user_id,
-            version.date,
+            head.digest,
+            head.kind,
+            parent,
+            head.user_id,
+            date,
             value.time,
             value.seq,
             value.context,
-            version.records,
+            records,
         )
 
     def diff(self, entry: str, old: str, new: str) -> Diff:
@@ -341,16 +359,17 @@ class Tenant:
         :raises MissingVersionError: if either digest is not a version of this entry
         """
         ns = self._namespace_of(entry)
-        heads = [self._repo.head_at(*self._locate(ns, entry, d, None)) for d in (old, new)]
+        places = [self._locate(ns, entry, d, None) for d in (old, new)]
+        heads = [self._repo.head_at(chain, position) for chain, position in places]
         kinds = {head.kind for head in heads}
         if kinds == {RECORDS}:
-            roots = [self._repo.records_root(head) for head in heads]
+            roots = [self._repo.records_state(ns, *place).root for place in places]
             decode = self._repo.decoder.decode
             changes = [
                 _record_change(a, b, decode) for a, b in self._repo.trie.diff(roots[0], roots[1])
             ]
             return Diff(old, new, True, changes)
-        values = [self._whole_value(head) for head in heads]
+        values = [self._whole_value(ns, *place) for place in places]
         if kinds == {SNAPSHOT}:
             encode = self._repo.encoder.encode
             structural = structural_changes(
@@ -417,26 +436,36 @@ class Tenant:
 
     def _resolve(self, entry: str, digest: str | None, as_of: When | None, kind: str) -> Head:
         """The version asked for, checked to be of ``kind``."""
-        head = self._repo.head_at(*self._locate(self._namespace_of(entry), entry, digest, as_of))
+        return self._resolve_at(entry, digest, as_of, kind)[3]
+
+    def _resolve_at(
+        self, entry: str, digest: str | None, as_of: When | None, kind: str
+    ) -> tuple[Namespace, History, int, Head]:
+        """The version asked for, checked to be of ``kind``, and where it is."""
+        ns = self._namespace_of(entry)
+        chain, position = self._locate(ns, entry, digest, as_of)
+        head = self._repo.head_at(chain, position)
         if head.kind == DELETED:
             raise MissingEntryError(f"{self._where(entry)} was deleted (version {head.digest})")
         if head.kind != kind:
             raise PatternError(_pattern_message(self._where(entry), head.kind))
-        return head
+        return ns, chain, position, head
 
     def _records_root(self, entry: str, digest: str | None, as_of: When | None) -> Ref | None:
-        return self._repo.records_root(self._resolve(entry, digest, as_of, RECORDS))
+        ns, chain, position, _ = self._resolve_at(entry, digest, as_of, RECORDS)
+        return self._repo.records_state(ns, chain, position).root
 
     def _items(self, root: Ref | None) -> dict[Key, Any]:
         decode = self._repo.decoder.decode
         records = sorted(self._repo.trie.records(root), key=_key_order)
         return {record.key: decode(record.value) for record in records}
 
-    def _whole_value(self, head: Head) -> Any:
+    def _whole_value(self, ns: Namespace, chain: History, position: int) -> Any:
+        head = self._repo.head_at(chain, position)
         if head.kind == SNAPSHOT:
             return self._repo.decoder.decode(self._repo.snapshot_data(head.digest))
         if head.kind == RECORDS:
-            return self._items(self._repo.records_root(head))
+            return self._items(self._repo.records_state(ns, chain, position).root)
         return None
 
     def _writable(self, user_id: str, entry: str) -> Namespace:
@@ -451,14 +480,16 @@ class Tenant:
 
     def _checked_head(
         self, ns: Namespace, entry: str, parent: Any, kind: str | None
-    ) -> Head | None:
-        head = self._repo.head(ns)
+    ) -> tuple[History | None, Head | None]:
+        """The entry's chain and head, checked against ``parent`` and ``kind``."""
+        chain = self._repo.chain(ns)
+        head = self._repo.head_at(chain, len(chain) - 1) if chain is not None else None
         if parent is not ANY_PARENT and (head.digest if head else None) != parent:
             at = head.digest if head else "no version"
             raise ConflictError(f"{self._where(entry)} is at {at}, not at the parent {parent!r}")
         if kind is not None and head is not None and head.kind not in (kind, DELETED):
             raise PatternError(_pattern_message(self._where(entry), head.kind))
-        return head
+        return chain, head
 
     def _metadata(self, head: Head | None, user_id: str) -> dict[str, Any]:
         parent = head.digest if head is not None else None
@@ -468,7 +499,7 @@ class Tenant:
         self,
         ns: Namespace,
         head: Head | None,
-        new_head: tuple[str, str, str, str],
+        new_head: tuple[str, str, str, str, str, bytes],
         blobs: dict[str, bytes],
         parent: Any,
     ) -> bool:
@@ -490,33 +521,46 @@ class Tenant:
         changes: dict[bytes, Record | None],
         blobs: dict[str, bytes],
     ) -> bool:
+        """Make ``changes`` a new version. Its head fact holds the change itself; one
+        write in :data:`CHECKPOINT_EVERY` also stores, in one pack with its version,
+        every node of its trie not in a pack yet (a checkpoint), so that reading any
+        version replays at most that many changes."""
         ns = self._writable(user_id, entry)
-        trie = self._repo.trie
+        repo = self._repo
+        change = encode_change(changes)
         for _ in range(_MAX_ATTEMPTS):
-            head = self._checked_head(ns, entry, ANY_PARENT, RECORDS)
+            chain, head = self._checked_head(ns, entry, ANY_PARENT, RECORDS)
             live = head is not None and head.kind == RECORDS
-            root = self._repo.records_root(head) if live and head is not None else None
-            nodes: dict[str, tuple[bytes, tuple[str, ...]]] = {}
-            new_root = trie.update(root, changes, nodes)
-            if new_root == (root.digest if root else None) and (live or new_root is None):
+            position = len(chain) if chain is not None else 0
+            state = State(None, 0)
+            if live and chain is not None:
+                state = repo.records_state(ns, chain, position - 1)
+            new = repo.apply(state, changes)
+            before = state.root.digest if state.root is not None else None
+            root = new.root.digest if new.root is not None else None
+            if (live and root == before) or (not live and root is None):
                 return False
-            metadata = {**self._metadata(head, user_id), "__records__": new_root}
-            version = self._repo.version_bytes(metadata)
+            metadata = {**self._metadata(head, user_id), "__records__": root}
+            version = repo.version_bytes(metadata)
             digest = hashlib.sha256(version).hexdigest()
-            pack = write_pack({**nodes, digest: (version, ())})
-            pack_digest = hashlib.sha256(pack).hexdigest()
-            new_head = (digest, RECORDS, user_id, pack_digest)
+            to_store = list(blobs.values())
+            pack_digest = ""
+            placed: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+            if new.since >= CHECKPOINT_EVERY:
+                placed = repo.trie.unplaced(new.root)
+                pack = write_pack({**placed, digest: (version, ())})
+                pack_digest = hashlib.sha256(pack).hexdigest()
+                to_store.append(pack)
+            new_head = (digest, RECORDS, user_id, pack_digest, metadata["__date__"], change)
             try:
-                self._repo.commit(ns, head.seq if head else 0, new_head, [*blobs.values(), pack])
-            except BaseException as exc:
-                trie.forget(nodes)  # their pack was not written
-                if isinstance(exc, ConflictError):
-                    continue
-                raise
-            trie.placed(nodes, pack_digest)
-            parent = metadata["__parent__"][0]
-            date = metadata["__date__"]
-            self._repo.remember_version(Version(digest, parent, user_id, date, RECORDS, new_root))
+                repo.commit(ns, head.seq if head else 0, new_head, to_store)
+            except ConflictError:
+                continue
+            if pack_digest:
+                assert new.root is not None and new.root.pending is not None
+                repo.trie.placed(placed, new.root.pending, pack_digest)
+                new = State(Ref(new.root.digest, pack_digest), 0) if placed else State(None, 0)
+            repo.remember_state(ns, position, new)
             return True
         raise self._gave_up(entry)
 
@@ -525,6 +569,11 @@ class Tenant:
             f"{self._where(entry)}: other writers kept moving the head; gave up after "
             f"{_MAX_ATTEMPTS} tries"
         )
+
+
+def _whole(digest: str, kind: str, user_id: str) -> tuple[str, str, str, str, str, bytes]:
+    """The head fact of a version stored whole, as a blob of its own."""
+    return (digest, kind, user_id, "", "", b"")
 
 
 def _key_bytes(key: Any) -> bytes:

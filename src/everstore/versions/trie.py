@@ -13,12 +13,13 @@ the same records give the same root digest, whatever history led to them.
     leaf    {"r": [[key, value], ...]}                JSON, sorted by the key's JSON
     branch  b"B1" | u32 bitmap | u64 records below | 32-byte digest per child
 
-Storage: the nodes one write makes go into the blob table together, as one *pack*
-(with the version that needs them): one blob per write instead of one per node, which
-on SQLite is most of a put's cost (each blob is a random insert into the digest index).
-A pack lists, for each branch in it, the pack of each child (empty: this pack); that
-location is kept beside the node, outside its hashed bytes, so a node's digest still
-depends on its content only. Pack layout::
+Storage: nodes are made in memory, in a *scratch* (a dict of the nodes no pack holds
+yet), and stored together, as one *pack* blob, at a checkpoint (every
+``CHECKPOINT_EVERY`` record writes of an entry): one blob per checkpoint instead of one
+per node, which on SQLite is most of the cost (each blob is a random insert into the
+digest index). A pack lists, for each branch in it, the pack of each child (empty:
+this pack); that location is kept beside the node, outside its hashed bytes, so a
+node's digest still depends on its content only. Pack layout::
 
     b"EVPK1\\n" then per item: digest (32 bytes) | u32 size | bytes | u32 size | locations
 
@@ -48,6 +49,7 @@ __all__ = [
     "Pack",
     "Record",
     "Ref",
+    "Scratch",
     "Trie",
     "decode_node",
     "key_bytes",
@@ -94,12 +96,17 @@ class Branch(NamedTuple):
 Node = Leaf | Branch
 
 
+#: nodes not in any pack yet: digest -> (node, its canonical bytes)
+Scratch = dict[str, tuple["Node", bytes]]
+
+
 class Ref(NamedTuple):
-    """Where a node is: its digest and the pack holding it ("" while it is being
-    written)."""
+    """Where a node is: its digest and the pack holding it, or, for a node not in a
+    pack yet (pack ""), the scratch holding it."""
 
     digest: str
     pack: str
+    pending: Scratch | None = None
 
 
 class Pack(NamedTuple):
@@ -247,6 +254,11 @@ class Trie:
 
     def node(self, ref: Ref) -> Node:
         """The node ``ref`` points at."""
+        if not ref.pack:
+            pending = ref.pending.get(ref.digest) if ref.pending is not None else None
+            if pending is None:
+                raise DecodeError(f"records node {ref.digest} is in no pack and not at hand")
+            return pending[0]
         with self._lock:
             cached = self._nodes.get(ref.digest)
             if cached is not None:
@@ -266,34 +278,46 @@ class Trie:
             if len(self._nodes) > self._cache_size:
                 self._nodes.popitem(last=False)
 
-    def _write(self, node: Node, out: dict[str, tuple[bytes, tuple[str, ...]]]) -> str:
+    def _write(self, node: Node, scratch: Scratch) -> str:
         data = _encode(node)
         digest = hashlib.sha256(data).hexdigest()
-        out[digest] = (data, node.packs if isinstance(node, Branch) else ())
-        self._remember(digest, node, "")
+        scratch[digest] = (node, data)
         return digest
 
-    def placed(self, out: dict[str, tuple[bytes, tuple[str, ...]]], pack: str) -> None:
-        """Record that the nodes of ``out`` are stored in ``pack`` (after its blob is
-        written; a branch's children in "" are in it too)."""
-        with self._lock:
-            for digest in out:
-                cached = self._nodes.get(digest)
-                if cached is not None:
-                    node = cached[0]
-                    if isinstance(node, Branch) and "" in node.packs:
-                        node = node._replace(packs=tuple([p or pack for p in node.packs]))
-                    self._nodes[digest] = (node, pack)
+    def unplaced(self, root: Ref | None) -> dict[str, tuple[bytes, tuple[str, ...]]]:
+        """Every node under ``root`` in no pack yet, as :func:`write_pack` takes them
+        (digest -> bytes and child locations). O(such nodes)."""
+        found: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+        pending = [root] if root is not None and not root.pack else []
+        while pending:
+            ref = pending.pop()
+            assert ref.pending is not None
+            node, data = ref.pending[ref.digest]
+            if isinstance(node, Branch):
+                found[ref.digest] = (data, node.packs)
+                pending += [r for r in self._children(ref, node) if not r.pack]
+            else:
+                found[ref.digest] = (data, ())
+        return found
 
-    def forget(self, out: dict[str, tuple[bytes, tuple[str, ...]]]) -> None:
-        """Drop the nodes of ``out`` from the cache (their pack was not written)."""
+    def placed(
+        self, nodes: dict[str, tuple[bytes, tuple[str, ...]]], scratch: Scratch, pack: str
+    ) -> None:
+        """Record that ``nodes`` (of ``scratch``) are now stored in ``pack``: they go to
+        the cache, a branch's children in "" being in that pack too."""
         with self._lock:
-            for digest in out:
-                self._nodes.pop(digest, None)
+            for digest in nodes:
+                node = scratch[digest][0]
+                if isinstance(node, Branch) and "" in node.packs:
+                    node = node._replace(packs=tuple([p or pack for p in node.packs]))
+                self._nodes[digest] = (node, pack)
+                self._nodes.move_to_end(digest)
+            while len(self._nodes) > self._cache_size:
+                self._nodes.popitem(last=False)
 
     def _children(self, ref: Ref, node: Branch) -> Iterator[Ref]:
         for digest, pack in zip(node.children, node.packs, strict=True):
-            yield Ref(digest, pack or ref.pack)
+            yield Ref(digest, pack, None) if pack else Ref(digest, ref.pack, ref.pending)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -365,30 +389,32 @@ class Trie:
     # -- building -------------------------------------------------------------------------
 
     def update(
-        self,
-        root: Ref | None,
-        changes: dict[bytes, Record | None],
-        out: dict[str, tuple[bytes, tuple[str, ...]]],
-    ) -> str | None:
-        """The root digest of the trie ``root`` with ``changes`` applied (key JSON ->
-        its new record, or None to remove it); the new nodes are added to ``out``
-        (digest -> bytes and child locations), to be written as one pack. The same
-        root comes back when nothing changed."""
+        self, root: Ref | None, changes: dict[bytes, Record | None], scratch: Scratch
+    ) -> Ref | None:
+        """The root of the trie ``root`` with ``changes`` applied (key JSON -> its new
+        record, or None to remove it). The new nodes are added to ``scratch`` (in no
+        pack yet: :meth:`unplaced` lists them for one); ``root`` itself comes back when
+        nothing changed."""
         hashed = [(_hash(kb), kb, record) for kb, record in changes.items()]
-        return self._update(root, 0, hashed, out)[0]
+        digest = self._update(root, 0, hashed, scratch)[0]
+        if digest is None:
+            return None
+        if root is not None and digest == root.digest:
+            return root
+        return Ref(digest, "", scratch)
 
     def _update(
         self,
         ref: Ref | None,
         level: int,
         changes: list[tuple[int, bytes, Record | None]],
-        out: dict[str, tuple[bytes, tuple[str, ...]]],
+        scratch: Scratch,
     ) -> tuple[str | None, int, int]:
         """``(new digest, records after, records before)`` of the node ``ref``."""
         node = self.node(ref) if ref is not None else None
         if isinstance(node, Branch):
             assert ref is not None
-            return self._update_branch(ref, node, level, changes, out)
+            return self._update_branch(ref, node, level, changes, scratch)
         records = {r.kb: r for r in node.records} if node is not None else {}
         before = len(records)
         changed = False
@@ -400,7 +426,7 @@ class Trie:
                 changed = True
         if not changed:
             return (ref.digest if ref else None), before, before
-        return self._build(sorted(records.values()), level, out), len(records), before
+        return self._build(sorted(records.values()), level, scratch), len(records), before
 
     def _update_branch(
         self,
@@ -408,54 +434,48 @@ class Trie:
         node: Branch,
         level: int,
         changes: list[tuple[int, bytes, Record | None]],
-        out: dict[str, tuple[bytes, tuple[str, ...]]],
+        scratch: Scratch,
     ) -> tuple[str | None, int, int]:
         shift = BITS * level
         by_slot: dict[int, list[tuple[int, bytes, Record | None]]] = {}
         for change in changes:
             by_slot.setdefault((change[0] >> shift) & _MASK, []).append(change)
         bitmap, size = node.bitmap, node.size
-        # a stored node's locations were made absolute when it was read or placed
-        children, packs = node.children, node.packs
+        children = list(self._children(ref, node))
         for bit, slot_changes in by_slot.items():
             flag = 1 << bit
             index = (bitmap & (flag - 1)).bit_count()
-            child = Ref(children[index], packs[index]) if bitmap & flag else None
-            new_child, after, before = self._update(child, level + 1, slot_changes, out)
+            child = children[index] if bitmap & flag else None
+            new_child, after, before = self._update(child, level + 1, slot_changes, scratch)
             size += after - before
             if new_child == (child.digest if child else None):
                 continue
             if new_child is None:
                 bitmap &= ~flag
-                children = children[:index] + children[index + 1 :]
-                packs = packs[:index] + packs[index + 1 :]
+                del children[index]
             elif child is None:
                 bitmap |= flag
-                children = (*children[:index], new_child, *children[index:])
-                packs = (*packs[:index], "", *packs[index:])
+                children.insert(index, Ref(new_child, "", scratch))
             else:
-                children = (*children[:index], new_child, *children[index + 1 :])
-                packs = (*packs[:index], "", *packs[index + 1 :])
+                children[index] = Ref(new_child, "", scratch)
         if size <= BUCKET:
             # few enough records again: the canonical shape is one leaf
-            gathered = sorted(
-                r
-                for child in self._children(ref, node._replace(children=children, packs=packs))
-                for r in self.records(child)
-            )
-            return (self._write(Leaf(tuple(gathered)), out) if gathered else None), size, node.size
-        if children == node.children:
+            gathered = sorted(r for child in children for r in self.records(child))
+            leaf = self._write(Leaf(tuple(gathered)), scratch) if gathered else None
+            return leaf, size, node.size
+        digests = tuple(child.digest for child in children)
+        if digests == node.children:
             return ref.digest, size, node.size
-        return self._write(Branch(bitmap, children, size, packs), out), size, node.size
+        # "" for a child in no pack yet: it goes into the pack this branch goes into
+        packs = tuple(child.pack for child in children)
+        return self._write(Branch(bitmap, digests, size, packs), scratch), size, node.size
 
-    def _build(
-        self, records: list[Record], level: int, out: dict[str, tuple[bytes, tuple[str, ...]]]
-    ) -> str | None:
+    def _build(self, records: list[Record], level: int, scratch: Scratch) -> str | None:
         """The canonical node holding exactly ``records`` (sorted) at ``level``."""
         if not records:
             return None
         if len(records) <= BUCKET or level >= _MAX_LEVEL:
-            return self._write(Leaf(tuple(records)), out)
+            return self._write(Leaf(tuple(records)), scratch)
         shift = BITS * level
         by_slot: dict[int, list[Record]] = {}
         for record in records:
@@ -463,12 +483,12 @@ class Trie:
         children = []
         bitmap = 0
         for bit in sorted(by_slot):
-            child = self._build(by_slot[bit], level + 1, out)
+            child = self._build(by_slot[bit], level + 1, scratch)
             assert child is not None
             children.append(child)
             bitmap |= 1 << bit
         packs = ("",) * len(children)
-        return self._write(Branch(bitmap, tuple(children), len(records), packs), out)
+        return self._write(Branch(bitmap, tuple(children), len(records), packs), scratch)
 
 
 def _child(ref: Ref, node: Branch | Leaf | None, bit: int) -> Ref | None:
@@ -476,4 +496,7 @@ def _child(ref: Ref, node: Branch | Leaf | None, bit: int) -> Ref | None:
     if not isinstance(node, Branch) or not node.bitmap >> bit & 1:
         return None
     index = (node.bitmap & ((1 << bit) - 1)).bit_count()
-    return Ref(node.children[index], node.packs[index] or ref.pack)
+    pack = node.packs[index]
+    if pack:
+        return Ref(node.children[index], pack, None)
+    return Ref(node.children[index], ref.pack, ref.pending)
