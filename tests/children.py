@@ -37,3 +37,26 @@ def child(script: Path, *args: str, deadline: float = 30.0) -> Iterator[subproce
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+
+
+def expect_line(proc: subprocess.Popen[str], wanted: str | None = None) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        assert proc.stderr is not None
+        proc.kill()
+        raise AssertionError(f"child ended early (rc={proc.wait()}): {proc.stderr.read()}")
+    line = line.rstrip("\n")
+    if wanted is not None:
+        assert line == wanted
+    return line
+
+
+def start_together(procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until every child is ready, then let them all go at once."""
+    for proc in procs:
+        expect_line(proc, "ready")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()

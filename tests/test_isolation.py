@@ -8,7 +8,6 @@ Races are made deterministic by interleaving by hand: a second Store on the same
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from children import child
+from children import child, expect_line
 from everstore import Backend, ConflictError, MissingFieldError, Storage, Store
 
 BackendFactory = Callable[[], Backend]
@@ -158,15 +157,6 @@ for i in range(rounds):
 store.close()
 print("done", flush=True)
 """
-
-
-def expect_line(proc: subprocess.Popen[str], wanted: str) -> None:
-    assert proc.stdout is not None and proc.stderr is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise AssertionError(f"child ended early (rc={proc.wait()}): {proc.stderr.read()}")
-    assert line.rstrip("\n") == wanted
 
 
 @pytest.mark.slow

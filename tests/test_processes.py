@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from children import child
+from children import child, expect_line, start_together
 from everstore import (
     Backend,
     BackendError,
@@ -50,29 +49,6 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 ROBUST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CHILD_DEADLINE = 30.0  # seconds before a hung child is killed (the test then fails)
-
-
-def expect_line(proc: subprocess.Popen[str], wanted: str | None = None) -> str:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        assert proc.stderr is not None
-        proc.kill()
-        raise AssertionError(f"child ended early (rc={proc.wait()}): {proc.stderr.read()}")
-    line = line.rstrip("\n")
-    if wanted is not None:
-        assert line == wanted
-    return line
-
-
-def start_together(procs: list[subprocess.Popen[str]]) -> None:
-    """Wait until every child is ready, then let them all go at once."""
-    for proc in procs:
-        expect_line(proc, "ready")
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
 
 
 def all_values(store: Store) -> list[tuple[tuple[str, ...], str, Any]]:

@@ -10,7 +10,6 @@ PostgreSQL), with several Stores on one database standing for several hosts.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from children import child
+from children import child, expect_line, start_together
 from everstore import Backend, ConflictError, Store
 from everstore.versions import (
     ANY_PARENT,
@@ -222,15 +221,6 @@ print("done", flush=True)
 """
 
 
-def expect_line(proc: subprocess.Popen[str], wanted: str) -> None:
-    assert proc.stdout is not None and proc.stderr is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise AssertionError(f"child ended early (rc={proc.wait()}): {proc.stderr.read()}")
-    assert line.rstrip("\n") == wanted
-
-
 @pytest.mark.slow
 def test_processes_writing_one_store_all_land_in_one_order(tmp_path: Path) -> None:
     script = tmp_path / "writer.py"
@@ -246,12 +236,7 @@ def test_processes_writing_one_store_all_land_in_one_order(tmp_path: Path) -> No
             for names, mode, count in ((putters, "puts", 100), (savers, "saves", 30))
             for name in names
         ]
-        for proc in procs:
-            expect_line(proc, "ready")
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+        start_together(procs)
         for proc in procs:
             expect_line(proc, "done")
             assert proc.wait(timeout=CHILD_DEADLINE) == 0

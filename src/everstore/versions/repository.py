@@ -73,7 +73,7 @@ class Head(NamedTuple):
     user_id: str
     pack: str
     date: str
-    change: bytes
+    change: str
     seq: int
 
 
@@ -166,7 +166,7 @@ class Repository:
         self,
         ns: Namespace,
         expected_seq: int,
-        head: tuple[str, str, str, str, str, bytes],
+        head: tuple[str, str, str, str, str, str],
         blobs: list[bytes],
     ) -> None:
         """Store ``blobs`` (the version and everything it refers to) and move the
@@ -261,7 +261,7 @@ class Repository:
             if found is not None:
                 self._states.move_to_end(key)
                 return found
-        pending: list[bytes] = []
+        pending: list[str] = []
         start = position
         state = State(None, 0)
         while start >= 0:
@@ -329,7 +329,7 @@ class Repository:
                 self._data_hashes.popitem(last=False)
 
 
-def encode_change(changes: dict[bytes, Record | None]) -> bytes:
+def encode_change(changes: dict[bytes, Record | None]) -> str:
     """A record write's change as stored in its head fact: the records it puts (key
     and value) and the keys it removes, in key order."""
     puts = []
@@ -340,10 +340,11 @@ def encode_change(changes: dict[bytes, Record | None]) -> bytes:
             removed.append(orjson.Fragment(kb))
         else:
             puts.append([record.key, orjson.Fragment(record.value)])
-    return orjson.dumps({"p": puts, "r": removed})
+    # text, not bytes: the log stores a str as itself (bytes would be base64)
+    return orjson.dumps({"p": puts, "r": removed}).decode("utf-8")
 
 
-def decode_change(data: bytes) -> dict[bytes, Record | None]:
+def decode_change(data: str) -> dict[bytes, Record | None]:
     """The changes :func:`encode_change` stored.
 
     :raises DecodeError: if ``data`` is not such a change

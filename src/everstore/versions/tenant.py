@@ -499,7 +499,7 @@ class Tenant:
         self,
         ns: Namespace,
         head: Head | None,
-        new_head: tuple[str, str, str, str, str, bytes],
+        new_head: tuple[str, str, str, str, str, str],
         blobs: dict[str, bytes],
         parent: Any,
     ) -> bool:
@@ -571,9 +571,9 @@ class Tenant:
         )
 
 
-def _whole(digest: str, kind: str, user_id: str) -> tuple[str, str, str, str, str, bytes]:
+def _whole(digest: str, kind: str, user_id: str) -> tuple[str, str, str, str, str, str]:
     """The head fact of a version stored whole, as a blob of its own."""
-    return (digest, kind, user_id, "", "", b"")
+    return (digest, kind, user_id, "", "", "")
 
 
 def _key_bytes(key: Any) -> bytes:

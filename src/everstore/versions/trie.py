@@ -441,34 +441,44 @@ class Trie:
         for change in changes:
             by_slot.setdefault((change[0] >> shift) & _MASK, []).append(change)
         bitmap, size = node.bitmap, node.size
-        children = list(self._children(ref, node))
+        # Refs are made for the slots that change only: a branch has up to 32 children
+        digests, packs = list(node.children), list(node.packs)
         for bit, slot_changes in by_slot.items():
             flag = 1 << bit
             index = (bitmap & (flag - 1)).bit_count()
-            child = children[index] if bitmap & flag else None
+            child = None
+            if bitmap & flag:
+                pack = packs[index]
+                child = (
+                    Ref(digests[index], pack, None) if pack else Ref(digests[index], "", scratch)
+                )
             new_child, after, before = self._update(child, level + 1, slot_changes, scratch)
             size += after - before
             if new_child == (child.digest if child else None):
                 continue
             if new_child is None:
                 bitmap &= ~flag
-                del children[index]
+                del digests[index], packs[index]
             elif child is None:
                 bitmap |= flag
-                children.insert(index, Ref(new_child, "", scratch))
+                digests.insert(index, new_child)
+                packs.insert(index, "")  # in no pack yet: the scratch
             else:
-                children[index] = Ref(new_child, "", scratch)
+                digests[index], packs[index] = new_child, ""
         if size <= BUCKET:
             # few enough records again: the canonical shape is one leaf
+            # a child in no pack ("") is in the scratch: made now, or since the last pack
+            children = [
+                Ref(d, p, None) if p else Ref(d, "", scratch)
+                for d, p in zip(digests, packs, strict=True)
+            ]
             gathered = sorted(r for child in children for r in self.records(child))
             leaf = self._write(Leaf(tuple(gathered)), scratch) if gathered else None
             return leaf, size, node.size
-        digests = tuple(child.digest for child in children)
-        if digests == node.children:
+        if tuple(digests) == node.children:
             return ref.digest, size, node.size
-        # "" for a child in no pack yet: it goes into the pack this branch goes into
-        packs = tuple(child.pack for child in children)
-        return self._write(Branch(bitmap, digests, size, packs), scratch), size, node.size
+        branch = Branch(bitmap, tuple(digests), size, tuple(packs))
+        return self._write(branch, scratch), size, node.size
 
     def _build(self, records: list[Record], level: int, scratch: Scratch) -> str | None:
         """The canonical node holding exactly ``records`` (sorted) at ``level``."""
