@@ -819,6 +819,34 @@ def test_expect_makes_a_whole_transaction_conditional(make_backend: BackendFacto
         store.expect(account, "balance", 0)  # only inside a transaction
 
 
+@pytest.mark.parametrize("others", [1, 500])
+def test_an_expectation_the_cache_showed_true_is_still_checked_at_commit(
+    make_backend: BackendFactory, others: int
+) -> None:
+    # expect() sees the field at the expected seq in the cache; another writer then
+    # changes it (after ``others`` other facts: a short and a long tail) before the
+    # commit, which must be refused
+    from everstore import ConflictError
+
+    store = Store(make_backend())
+    other = Store(make_backend())
+    account = store.storage("acct")
+    account.balance = 10
+    seen = store.field_seq(account, "balance")
+    with pytest.raises(ConflictError), store.transaction(isolation="atomic"):
+        store.expect(account, "balance", seen)
+        with other.transaction():
+            for i in range(others):
+                other.storage("noise").n = i
+            other.storage("acct").balance = 0
+        account.balance = 5
+    assert account.balance == 0
+    with store.transaction(isolation="atomic"):  # and a true one commits
+        store.expect(account, "balance", store.field_seq(account, "balance"))
+        account.balance = 7
+    assert other.storage("acct").balance == 7
+
+
 def test_concurrent_changes_to_one_container_all_survive(make_backend: BackendFactory) -> None:
     import threading
 

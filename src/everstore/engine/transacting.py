@@ -399,7 +399,13 @@ class Transacting:
             raise RuntimeError("expect() belongs inside 'with store.transaction():'")
         if not isinstance(seq, int) or seq < 0:
             raise ValueError(f"expect() needs a seq (an int >= 0), got {seq!r}")
-        txn.expect[(self._resolve(target).path, check_field(field))] = seq
+        ns = self._resolve(target)
+        txn.expect[(ns.path, check_field(field))] = seq
+        # True in the cache, which holds the log as of a seq at or after the
+        # transaction began: then the backend need only look at facts after that.
+        log = ns.fields.get(field)
+        if (log.last_seq() if log is not None else 0) != seq:
+            txn.unchecked_expect = True
 
     def compare_and_set(self, target: Namespace | Any, field: str, value: Any, *, seq: int) -> int:
         """Set ``field`` to ``value`` only if its latest fact is still ``seq``

@@ -108,6 +108,8 @@ class Transaction:
         self.savepoints: list[_Savepoint] = []
         #: (namespace path, field) -> the seq the field must still be at on commit
         self.expect: dict[tuple[str, str], int] = {}
+        #: an expectation the cache did not show true when it was made
+        self.unchecked_expect = False
         #: called with ``committed`` when the outermost block ends (on_transaction_end)
         self.end_callbacks: list[Callable[[bool], object]] = []
         #: digest -> bytes put inside the transaction, stored with its commit
@@ -127,9 +129,12 @@ class Transaction:
 
     def checked_since(self) -> int | None:
         """The ``since`` of :meth:`Backend.append_checked` for :meth:`expectations`:
-        reads were checked when they were made, at or after :attr:`read_since`; an
-        explicit expectation was not checked at all (None: check every one)."""
-        return self.read_since if self.reads and not self.expect else None
+        reads, and explicit expectations the cache showed true, were checked when they
+        were made, at or after :attr:`read_since`; an expectation the cache did not
+        show true is checked in full (None: check every one)."""
+        if self.unchecked_expect or not (self.reads or self.expect):
+            return None
+        return self.read_since
 
     def record(
         self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any, hint: Any

@@ -288,16 +288,18 @@ class Trie:
         """Every node under ``root`` in no pack yet, as :func:`write_pack` takes them
         (digest -> bytes and child locations). O(such nodes)."""
         found: dict[str, tuple[bytes, tuple[str, ...]]] = {}
-        pending = [root] if root is not None and not root.pack else []
+        pending = [root.digest] if root is not None and not root.pack else []
+        scratch = root.pending if root is not None else None
         while pending:
-            ref = pending.pop()
-            assert ref.pending is not None
-            node, data = ref.pending[ref.digest]
+            assert scratch is not None
+            digest = pending.pop()
+            node, data = scratch[digest]
             if isinstance(node, Branch):
-                found[ref.digest] = (data, node.packs)
-                pending += [r for r in self._children(ref, node) if not r.pack]
+                found[digest] = (data, node.packs)
+                # a child in no pack ("") is in the same scratch
+                pending += [d for d, p in zip(node.children, node.packs, strict=True) if not p]
             else:
-                found[ref.digest] = (data, ())
+                found[digest] = (data, ())
         return found
 
     def placed(
