@@ -37,9 +37,10 @@ The workloads (rows V1-V10 of the versions table):
   checkpoint, so whole 4 KiB pages; the file model: the sizes of its files). Stored
   once, the second save adds only its snapshot;
 * V9: the floor of a put: one INSERT of a ~100-byte blob and its commit;
-* V10: the floor of a put that also stores 5 KB, about what everstore.versions writes per
-  put (a pack of trie nodes): one transaction of the V9 row and a 5,000-byte blob under
-  its unique SHA-256.
+* V10: the floor of a put that also stores what everstore.versions stores for it: the
+  V9 row in every put, and in every 32nd (a checkpoint) a 57,000-byte blob under its
+  unique SHA-256 in the same transaction (the pack of trie nodes made since the last
+  checkpoint).
 
 ``python bench/versions_workloads.py --profile [PUTS]`` prints a cProfile summary of
 V5's puts on everstore (not part of the run).
@@ -450,10 +451,11 @@ CREATE UNIQUE INDEX versions_digest ON versions(digest);
 CREATE TABLE blobs (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
 """
 _RAW_PACK = "INSERT INTO blobs(digest, data) VALUES (?, ?)"
-#: V10's blob per put: about what everstore.versions writes per put into a record entry
-#: of 10,000 records (its packs of trie nodes averaged 5.0 KB over V5's 10,000 puts at
-#: main's 6e70aca, 9.1 KB before its branches held binary digests)
-PACK = 5_000
+#: V10's blob at every PACK_EVERY-th put: what everstore.versions stores at a checkpoint
+#: of a record entry (its 312 packs averaged 57 KB over V5's 10,000 puts at main's
+#: 39218fc, one per 32 record writes)
+PACK = 57_000
+PACK_EVERY = 32
 _RAW_INSERT = "INSERT INTO versions(entry, digest, data) VALUES (?, ?, ?)"
 _RAW_LATEST = "SELECT data FROM versions WHERE entry = ? ORDER BY id DESC LIMIT 1"
 
@@ -532,15 +534,17 @@ def versions_raw_sqlite(config: Config) -> Metrics:
 
         out.update(timed_puts(fresh, put, measure, teardown, sz, config.min_time))
 
-        # V10: a put that stores a pack of PACK bytes beside a log row, in one transaction
-        packs = [random.Random(i).randbytes(PACK) for i in range(sz.block)]
+        # V10: a put that stores its row and, every PACK_EVERY-th, a pack of PACK bytes
+        # beside it, in one transaction
+        packs = [random.Random(i).randbytes(PACK) for i in range(4)]
 
         def packed(state: tuple[sqlite3.Connection, Path], i: int) -> None:
             execute = state[0].execute
-            data = packs[i % sz.block] + i.to_bytes(8, "little")
             execute("BEGIN")
             execute(_RAW_INSERT, ("users", record_key(i), orjson.dumps(record_value(i))))
-            execute(_RAW_PACK, (hashlib.sha256(data).digest(), data))
+            if i % PACK_EVERY == PACK_EVERY - 1:
+                data = packs[i % 4] + i.to_bytes(8, "little")
+                execute(_RAW_PACK, (hashlib.sha256(data).digest(), data))
             execute("COMMIT")
 
         found = timed_puts(fresh, packed, measure, teardown, sz, config.min_time)

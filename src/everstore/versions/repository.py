@@ -116,6 +116,7 @@ class Repository:
         self._data_hashes: OrderedDict[str, bytes] = OrderedDict()
         # entry path -> (versions indexed, digest -> position in the head history)
         self._positions: dict[str, tuple[int, dict[str, int]]] = {}
+        self._last_date = (-1, "")
         # (entry path, position) -> the records then, for the recently used versions
         self._states: OrderedDict[tuple[str, int], State] = OrderedDict()
 
@@ -178,19 +179,23 @@ class Repository:
         """
         store = self.store
         with store.transaction(isolation="atomic"):
-            store.put_blobs(blobs)
+            if blobs:
+                store.put_blobs(blobs)
             store.expect(ns, HEAD, expected_seq)
             store.write(ns, HEAD, head)
 
     # -- versions -----------------------------------------------------------------
 
-    @staticmethod
-    def metadata(parent: str | None, user_id: str, when: float) -> dict[str, Any]:
-        return {
-            "__date__": time.strftime("%Y%m%d %H:%M:%S +0000", time.gmtime(when)),
-            "__parent__": [parent],
-            "__user_id__": user_id,
-        }
+    def metadata(self, parent: str | None, user_id: str, when: float) -> dict[str, Any]:
+        return {"__date__": self._date(int(when)), "__parent__": [parent], "__user_id__": user_id}
+
+    def _date(self, second: int) -> str:
+        """``__date__`` of a second (the last one is kept: writes come many a second)."""
+        last = self._last_date
+        if last[0] != second:
+            last = (second, time.strftime("%Y%m%d %H:%M:%S +0000", time.gmtime(second)))
+            self._last_date = last
+        return last[1]
 
     @staticmethod
     def snapshot_bytes(data: bytes, metadata: dict[str, Any]) -> bytes:

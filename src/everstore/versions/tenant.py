@@ -92,6 +92,7 @@ class Tenant:
         self._repo = repository
         self.name = name
         self._namespace = repository.tenant_namespace(name)
+        self._initialized = False
 
     def __repr__(self) -> str:
         return f"<Tenant {self.name!r}>"
@@ -105,7 +106,10 @@ class Tenant:
 
     def is_initialized(self) -> bool:
         """True once :meth:`init` ran, in any process. O(1)."""
-        return self._repo.store.has(self._namespace, _CREATED)
+        if self._initialized:
+            return True  # a tenant is never un-initialised
+        self._initialized = self._repo.store.has(self._namespace, _CREATED)
+        return self._initialized
 
     def entries(self, *, include_deleted: bool = False) -> list[str]:
         """The tenant's entries, sorted; deleted ones only with ``include_deleted``.
