@@ -29,6 +29,7 @@ where a branch's locations are, per child, b"\\x00" (in this pack) or b"\\x01" a
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 import threading
@@ -133,7 +134,9 @@ def _hash(kb: bytes) -> int:
 def _encode(node: Node) -> bytes:
     """A node's canonical bytes (what its digest is the SHA-256 of)."""
     if isinstance(node, Leaf):
-        return orjson.dumps({"r": [[r.key, orjson.Fragment(r.value)] for r in node.records]})
+        # what orjson.dumps({"r": [[key, value], ...]}) writes, from the parts at hand
+        items = b",".join([b"[" + r.kb + b"," + r.value + b"]" for r in node.records])
+        return b'{"r":[' + items + b"]}"
     head = _BRANCH_HEAD.pack(_BRANCH, node.bitmap, node.size)
     return head + bytes.fromhex("".join(node.children))
 
@@ -417,18 +420,27 @@ class Trie:
         if isinstance(node, Branch):
             assert ref is not None
             return self._update_branch(ref, node, level, changes, scratch)
-        records = {r.kb: r for r in node.records} if node is not None else {}
+        records = list(node.records) if node is not None else []
+        keys = [record.kb for record in records]
         before = len(records)
         changed = False
         for _, kb, record in changes:
+            index = bisect.bisect_left(keys, kb)
+            found = index < len(keys) and keys[index] == kb
             if record is None:
-                changed |= records.pop(kb, None) is not None
-            elif records.get(kb) != record:
-                records[kb] = record
+                if found:
+                    del records[index], keys[index]
+                    changed = True
+            elif not found:
+                records.insert(index, record)
+                keys.insert(index, kb)
+                changed = True
+            elif records[index] != record:
+                records[index] = record
                 changed = True
         if not changed:
             return (ref.digest if ref else None), before, before
-        return self._build(sorted(records.values()), level, scratch), len(records), before
+        return self._build(records, level, scratch), len(records), before
 
     def _update_branch(
         self,
