@@ -116,6 +116,24 @@ def test_an_entry_with_no_version_verifies_empty() -> None:
     assert report.ok and report.versions == 0
 
 
+def test_a_checkpoint_that_removes_every_record() -> None:
+    # the write that makes a checkpoint may leave the entry with no records: its pack
+    # then holds its version only
+    engine = memory_engine()
+    engine.init("t")
+    for i in range(CHECKPOINT_EVERY - 1):
+        engine.put("t", "u", "r", "k", i)
+    assert engine.remove("t", "u", "r", "k") is True
+    assert engine.count("t", "r") == 0 and engine.get("t", "r") == []
+    assert engine.put("t", "u", "r", "k", "again") is True
+    assert engine.items("t", "r") == {"k": "again"}
+    history = engine.history("t", "r")
+    assert engine.count("t", "r", history[1]) == 0
+    assert engine.get("t", "r", "k", history[2]) == CHECKPOINT_EVERY - 2
+    report = engine.verify("t", "r")
+    assert report.ok and report.versions == CHECKPOINT_EVERY + 1
+
+
 def test_verify_on_every_kind_of_write() -> None:
     engine = memory_engine()
     engine.init("t")

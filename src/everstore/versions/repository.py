@@ -260,24 +260,19 @@ class Repository:
         """The records of the version at ``position`` (a record version): the state
         of the nearest checkpoint at or before it (or of a state at hand), with the
         changes after it applied: O(CHECKPOINT_EVERY log n) at most."""
-        key = (ns.path, position)
-        with self._lock:
-            found = self._states.get(key)
-            if found is not None:
-                self._states.move_to_end(key)
-                return found
         pending: list[str] = []
         start = position
         state = State(None, 0)
         while start >= 0:
+            at_hand = self._state_at_hand(ns, start)
+            if at_hand is not None:
+                if start == position:
+                    return at_hand  # nothing to replay or remember
+                state = at_hand
+                break
             head = self.head_at(chain, start)
             if head.kind != RECORDS:
                 break  # the records begin after a snapshot or a deletion
-            with self._lock:
-                at_hand = self._states.get((ns.path, start))
-            if at_hand is not None:
-                state = at_hand
-                break
             if head.pack:
                 state = State(self.checkpoint_root(head), 0)
                 break
@@ -287,6 +282,13 @@ class Repository:
             state = self.apply(state, decode_change(change))
         self.remember_state(ns, position, state)
         return state
+
+    def _state_at_hand(self, ns: Namespace, position: int) -> State | None:
+        with self._lock:
+            found = self._states.get((ns.path, position))
+            if found is not None:
+                self._states.move_to_end((ns.path, position))
+            return found
 
     def apply(self, state: State, changes: dict[bytes, Record | None]) -> State:
         """``state`` with ``changes`` made (the nodes they make in a new scratch)."""

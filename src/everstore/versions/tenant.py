@@ -153,9 +153,8 @@ class Tenant:
                 return head.digest
             version = self._repo.snapshot_bytes(data, self._metadata(head, user_id))
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(
-                ns, head, _whole(digest, SNAPSHOT, user_id), {**blobs, digest: version}, parent
-            ):
+            new_head = _whole(digest, SNAPSHOT, user_id)
+            if self._commit(ns, head, new_head, [*blobs.values(), version], parent):
                 self._repo.remember_data_hash(digest, data_hash)
                 return digest
         raise self._gave_up(entry)
@@ -191,7 +190,7 @@ class Tenant:
                 {**self._metadata(head, user_id), "__deleted__": True}
             )
             digest = hashlib.sha256(version).hexdigest()
-            if self._commit(ns, head, _whole(digest, DELETED, user_id), {digest: version}, parent):
+            if self._commit(ns, head, _whole(digest, DELETED, user_id), [version], parent):
                 return digest
         raise self._gave_up(entry)
 
@@ -504,14 +503,14 @@ class Tenant:
         ns: Namespace,
         head: Head | None,
         new_head: tuple[str, str, str, str, str, str],
-        blobs: dict[str, bytes],
+        blobs: list[bytes],
         parent: Any,
     ) -> bool:
-        """Write ``blobs`` (the version and all it refers to), then move the head to
-        ``new_head``: True if it moved; False if another writer moved it first and the
-        write should be tried again from the new head."""
+        """Write ``blobs`` (the version and all it refers to) and move the head to
+        ``new_head``, in one commit: True if it moved; False if another writer moved it
+        first and the write should be tried again from the new head."""
         try:
-            self._repo.commit(ns, head.seq if head else 0, new_head, list(blobs.values()))
+            self._repo.commit(ns, head.seq if head else 0, new_head, blobs)
         except ConflictError:
             if parent is not ANY_PARENT:
                 raise
@@ -556,14 +555,16 @@ class Tenant:
                 pack_digest = hashlib.sha256(pack).hexdigest()
                 to_store.append(pack)
             new_head = (digest, RECORDS, user_id, pack_digest, metadata["__date__"], change)
-            try:
-                repo.commit(ns, head.seq if head else 0, new_head, to_store)
-            except ConflictError:
+            if not self._commit(ns, head, new_head, to_store, ANY_PARENT):
                 continue
             if pack_digest:
-                assert new.root is not None and new.root.pending is not None
-                repo.trie.placed(placed, new.root.pending, pack_digest)
-                new = State(Ref(new.root.digest, pack_digest), 0) if placed else State(None, 0)
+                # the checkpoint's nodes are in its pack now (it has none if no records)
+                if new.root is not None:
+                    assert new.root.pending is not None
+                    repo.trie.placed(placed, new.root.pending, pack_digest)
+                    new = State(Ref(new.root.digest, pack_digest), 0)
+                else:
+                    new = State(None, 0)
             repo.remember_state(ns, position, new)
             return True
         raise self._gave_up(entry)
