@@ -740,8 +740,13 @@ def print_models_context(
         f" row per change in its commit), pydantic {info['pydantic']}; raw sqlite3 is the"
         f" floor; queries over {ms.objects:,} objects with {ms.ages} distinct ages"
     )
+    print_skipped(skipped, models_workloads.FAMILIES)
+
+
+def print_skipped(skipped: list[str], families: dict[str, list[str]]) -> None:
+    """The reasons a case of ``families`` was skipped."""
     for reason in skipped:
-        if reason.startswith(tuple(models_workloads.FAMILIES)):
+        if reason.startswith(tuple(families)):
             print(f"skipped: {reason}")
 
 
@@ -756,9 +761,7 @@ def print_versions_context(
         f" {vs.versions:,} versions for history and old loads, a {vs.blob:,}-byte value"
         f" saved twice"
     )
-    for reason in skipped:
-        if reason.startswith(tuple(versions_workloads.FAMILIES)):
-            print(f"skipped: {reason}")
+    print_skipped(skipped, versions_workloads.FAMILIES)
 
 
 # -- the report ---------------------------------------------------------------------------

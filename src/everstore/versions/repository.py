@@ -224,16 +224,11 @@ class Repository:
         if found is not None:
             return found
         found = self.parse_version(digest, self.version_blob(digest, pack))
-        self.remember_version(found)
-        return found
-
-    def remember_version(self, found: Version) -> None:
-        """Keep a version's metadata (one just written, say) for :meth:`version`."""
-        digest = found.digest
         with self._lock:
             self._versions[digest] = found
             if len(self._versions) > 4096:
                 self._versions.popitem(last=False)
+        return found
 
     @staticmethod
     def parse_version(digest: str, blob: bytes) -> Version:

@@ -359,16 +359,6 @@ class Trie:
         for child in self._children(root, node):
             yield from self.records(child)
 
-    def refs(self, root: Ref | None) -> Iterator[Ref]:
-        """Every node under ``root``, ``root`` first. O(nodes)."""
-        if root is None:
-            return
-        yield root
-        node = self.node(root)
-        if isinstance(node, Branch):
-            for child in self._children(root, node):
-                yield from self.refs(child)
-
     def diff(
         self, old: Ref | None, new: Ref | None
     ) -> Iterator[tuple[Record | None, Record | None]]:
