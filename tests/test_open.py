@@ -138,3 +138,22 @@ def test_token_after_commit_proves_only_a_lone_commit(tmp_path: Path) -> None:
     assert mine.token_after_commit(before, 2) == mine.change_token()
     mine.close()
     other.close()
+
+
+def test_synchronous_full_syncs_every_commit_and_keeps_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "durable.db"
+    with everstore.open(path, synchronous="full") as store:
+        assert isinstance(store.backend, Sqlite3)
+        assert store.backend.connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+        store.storage("doc").title = "kept"
+    with everstore.open(path) as store:  # the default: NORMAL
+        assert isinstance(store.backend, Sqlite3)
+        assert store.backend.connection.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert store.storage("doc").title == "kept"
+
+
+@pytest.mark.parametrize("value", ["FULL", "off", "extra", 2])
+def test_synchronous_takes_normal_or_full_only(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ValueError, match="synchronous is 'normal' or 'full'"):
+        Sqlite3(tmp_path / "x.db", synchronous=value)  # type: ignore[arg-type]
+    assert not (tmp_path / "x.db").exists()

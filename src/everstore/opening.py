@@ -19,8 +19,8 @@ def open(target: str | os.PathLike[str], **options: Any) -> Store:
     plain path is an SQLite file; ``"postgresql://user@host/dbname"`` (or
     ``postgres://``) is a PostgreSQL database, which needs the ``postgres`` extra.
     ``options`` go to the backend (``schema=`` and pool options for PostgreSQL;
-    ``busy_timeout=``, ``readonly=``, ``migrate=`` and ``prefix=`` for SQLite, see
-    :class:`~everstore.Sqlite3`); ``codec=`` goes to the Store.
+    ``busy_timeout=``, ``readonly=``, ``migrate=``, ``prefix=`` and ``synchronous=``
+    for SQLite, see :class:`~everstore.Sqlite3`); ``codec=`` goes to the Store.
 
     :param target: a URL or a path (``str`` or path-like)
     :param options: backend options, and ``codec=`` for the Store

@@ -625,10 +625,17 @@ class Engine(Transacting, Lending):
                 if first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1:
                     # Nobody else committed in between: apply ours without a round trip.
                     hooks = self._hooks
-                    for (ns, field, data, context, hint), (seq, when) in zip(
-                        items, assigned, strict=True
+                    # A value written again later in the same commit is never current:
+                    # its entry is kept encoded, not decoded only to be replaced.
+                    overwritten = self._overwritten(items) if len(items) > 1 and not hooks else ()
+                    for position, ((ns, field, data, context, hint), (seq, when)) in enumerate(
+                        zip(items, assigned, strict=True)
                     ):
-                        self._apply(ns, seq, when, field, data, context, hint)
+                        if position in overwritten:
+                            log = ns.fields.get(field) or ns.fields.setdefault(field, FieldLog())
+                            log.add((when, False, Raw(data), context, seq))  # type: ignore[arg-type]
+                        else:
+                            self._apply(ns, seq, when, field, data, context, hint)
                         self._applied = seq
                         if hooks:
                             self._run_hooks(ns, field, False)
@@ -643,6 +650,28 @@ class Engine(Transacting, Lending):
                 self._token = _STALE  # see write(): the next read re-reads the tail
                 self._give_back(items)  # and applies whatever of ours was committed
                 raise
+
+    def _overwritten(self, items: list[Item]) -> set[int]:
+        """Positions of the items that write a whole mutable value which a later item
+        of the same commit replaces whole (not by a delta or a loan, which would
+        need it decoded)."""
+        last: dict[tuple[Namespace, str], int] = {}
+        for position, item in enumerate(items):
+            last[(item[0], item[1])] = position
+        is_delta = self.codec.is_delta
+        overwritten: set[int] = set()
+        for position, (ns, field, data, _, hint) in enumerate(items):
+            if hint is not MISSING or data is None:
+                continue
+            final = items[last[(ns, field)]]
+            if (
+                final is not items[position]
+                and type(final[4]) is not Loan
+                and not is_delta(data)
+                and not is_delta(final[2])
+            ):
+                overwritten.add(position)
+        return overwritten
 
     # -- keeping current ------------------------------------------------------------
 

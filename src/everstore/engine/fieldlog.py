@@ -58,16 +58,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-class Raw:
-    """Encoded data of a mutable (or delta) fact, rebuilt only when asked for."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return "<encoded>"
+#: Encoded data of a mutable (or delta) fact, rebuilt only when asked for. A
+#: bytearray, because no value the cache holds as itself ever is one (a bytearray
+#: value is mutable: it is cached encoded, in a Raw), and because the cyclic collector
+#: does not track it: an entry holding one is untracked too, as an entry holding an
+#: immutable value is, and a history of a million containers costs full collections
+#: nothing (an object of a class of ours would be tracked, and rescanned by each).
+Raw = bytearray
 
 
 class FieldLog:
@@ -189,8 +186,8 @@ class FieldLog:
         data = entries[position][DATA]
         if type(data) is not Raw:
             return data
-        if not codec.is_delta(data.data):
-            return codec.decode(data.data)
+        if not codec.is_delta(data):
+            return codec.decode(data)
         if previous is MISSING:
             start = position
             while start > 0 and self._is_delta(codec, entries[start]):
@@ -200,19 +197,37 @@ class FieldLog:
             start = position - 1
             value = previous
         for index in range(start + 1, position + 1):
-            value = self.apply_delta(codec, entries[index][DATA].data, value)
+            value = self.apply_delta(codec, entries[index][DATA], value)
         return value
+
+    def values(self, codec: Codec, start: int, stop: int) -> list[Any]:
+        """The values of entries ``start`` to ``stop - 1`` (None for a tombstone),
+        fresh objects for mutable ones: encoded containers decoded together
+        (:meth:`Codec.decode_many`), deltas rebuilt one by one."""
+        entries = self.entries[start:stop]
+        values = [entry[DATA] for entry in entries]
+        raw = [i for i, data in enumerate(values) if type(data) is Raw]
+        if not raw:
+            return values
+        full = [i for i in raw if not codec.is_delta(values[i])]
+        for i, value in zip(full, codec.decode_many([values[i] for i in full]), strict=True):
+            values[i] = value
+        if len(full) < len(raw):
+            for i in raw:
+                if type(values[i]) is Raw:  # a delta: rebuilt from the entries before
+                    values[i] = self.value_at(codec, start + i)
+        return values
 
     @staticmethod
     def _is_delta(codec: Codec, entry: Entry) -> bool:
         data = entry[DATA]
-        return type(data) is Raw and codec.is_delta(data.data)
+        return type(data) is Raw and codec.is_delta(data)
 
     def _full_value(self, codec: Codec, position: int) -> Any:
         data = self.entries[position][DATA]
         if type(data) is not Raw:
             return data  # an immutable value, or None for a tombstone
-        raw: bytes = data.data
+        raw: bytes | bytearray = data
         if codec.is_delta(raw):  # a field's first entry cannot be a delta: damaged
             raise DecodeError(
                 f"a stored delta at seq {self.entries[position][SEQ]} has no value before it"

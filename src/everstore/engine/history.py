@@ -143,6 +143,25 @@ class History(Sequence[Value]):
             return self._log.value_at(self._codec, position)
         return data
 
+    def values(self, start: int = 0, stop: int | None = None) -> list[Any]:
+        """The values of positions ``start`` to ``stop - 1`` (as ``range`` takes
+        them, negative ones counting from the end; None for a tombstone), fresh
+        objects for containers: ``[h.value_at(i) for i in range(start, stop)]``,
+        decoded together.
+
+        >>> from everstore import Store, history
+        >>> doc = Store().storage("doc")
+        >>> doc.v = 1; doc.v = [2]; doc.v = 3
+        >>> history(doc)["v"].values(1)
+        [[2], 3]
+
+        Complexity: O(k) for k values, plus decoding their containers.
+        """
+        first, last, _ = slice(start, stop).indices(self._length)
+        if first >= last:
+            return []
+        return self._log.values(self._codec, first, last)
+
     def positions_of(self, value: Any) -> list[int] | None:
         """The positions whose value equals ``value``, ascending; None when ``value``
         is unhashable (then scan). O(1) after a first O(n) call builds the index."""

@@ -13,8 +13,10 @@ Layout (``everstore`` is the default table prefix; the schema and its versions a
 * Triggers refuse UPDATE and DELETE on the log, the blobs and the interning tables,
   so history cannot be rewritten by accident, even with raw SQL.
 
-Durability: WAL with ``synchronous=NORMAL``. A write that returned survives a killed
-process; a power loss may lose the last transactions (never corrupt the file).
+Durability: WAL with ``synchronous=NORMAL`` by default. A write that returned survives
+a killed process; a power loss may lose the last transactions (never corrupt the
+file). ``synchronous="full"`` syncs the WAL to disk at every commit: a write that
+returned survives a power loss too, for one disk flush per commit.
 Writers serialise on SQLite's write lock (``busy_timeout``); seq and time are taken
 inside that lock, so they are gap-free and ordered across processes.
 """
@@ -38,6 +40,9 @@ from .location import Location, locate
 from .walwatch import CHANGE_COUNTER, WalHeader, map_wal_header
 
 __all__ = ["Sqlite3"]
+
+#: the values of Sqlite3(synchronous=...) and their PRAGMA
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 _T = TypeVar("_T")
 
@@ -146,7 +151,10 @@ class Sqlite3(Backend):
         it is opened ``immutable=1`` (SQLite then assumes nobody writes it).
     :param migrate: migrate an older schema on open (the default); with False an
         older schema raises :class:`~everstore.errors.SchemaError`
-    :raises ValueError: for a prefix that is not an ASCII identifier
+    :param synchronous: ``"normal"`` (the default: a commit survives a killed
+        process) or ``"full"`` (it survives a power loss too: one disk flush per commit)
+    :raises ValueError: for a prefix that is not an ASCII identifier, or another
+        ``synchronous``
     """
 
     kind = "sqlite"
@@ -159,7 +167,11 @@ class Sqlite3(Backend):
         busy_timeout: float = 30.0,
         readonly: bool = False,
         migrate: bool = True,
+        synchronous: str = "normal",
     ) -> None:
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous is 'normal' or 'full', got {synchronous!r}")
+        self.synchronous = synchronous
         self.path = os.fspath(path)
         self.prefix = _check_identifier(prefix)
         self.busy_timeout = busy_timeout
@@ -283,7 +295,7 @@ class Sqlite3(Backend):
         if self.readonly:
             return
         self._until_not_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.synchronous]}")
         if version != SCHEMA_VERSION:
             self._upgrade(conn)
 
