@@ -1,0 +1,392 @@
+"""Where a structure's items and cursors live: in this process (:class:`MemoryLog`)
+or in a store (:class:`StoredLog`).
+
+A structure is a log of items plus a few cursors (how far a stack was pruned, how
+far an accumulator was consumed). Both logs give items positions 0, 1, 2 ... in the
+order they were appended (in a store: the log's seq order, fixed at commit), and
+move a cursor only by compare-and-set, so the structures' logic is written once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol
+
+from ..engine import Engine, History, Namespace, caller_context
+from ..errors import ConflictError, MissingFieldError
+from ..storage import Storage
+from .errors import StructureExistsError, StructureMismatchError
+
+__all__ = ["ITEM", "Entry", "ItemLog", "Layer", "MemoryLog", "StoredLog", "open_log"]
+
+#: the field whose history is a structure's items
+ITEM = "item"
+#: the field that says what structure a namespace holds, and its parameters
+STRUCTURE = "structure"
+
+
+class Entry(NamedTuple):
+    """One item of a structure and where it came from.
+
+    ``time`` is when it was appended (wall-clock seconds), ``context`` the code
+    location that appended it (``module.function:line``), ``seq`` its position in the
+    store's log (None for a structure kept in memory).
+    """
+
+    value: Any
+    time: float
+    context: str
+    seq: int | None
+
+
+class Layer(list[Any]):
+    """The items of a layer pruned from a stack, oldest first: a list, which also
+    knows where the items live when the stack is in a store, so that an Archive in
+    the same store records where they are instead of a copy of them."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, items: Iterable[Any], source: tuple[Engine, Namespace, int] | None) -> None:
+        super().__init__(items)
+        #: (engine, the stack's namespace, position of the first item), or None
+        self.source = source
+
+
+class ItemLog(Protocol):
+    """What a structure stands on (see the module's docstring)."""
+
+    #: True if :meth:`advance` undoes everything ``during()`` wrote when it fails
+    #: (a store's transaction); False if what ``during()`` did stays done
+    atomic: bool
+
+    def count(self) -> int:
+        """How many items were ever appended (committed ones, in a store)."""
+
+    def values(self, start: int, stop: int) -> list[Any]:
+        """The items at positions ``start`` to ``stop - 1``, oldest first."""
+
+    def entries(self, start: int, stop: int) -> list[Entry]:
+        """The same, as :class:`Entry` values."""
+
+    def layer(self, start: int, stop: int) -> Layer:
+        """The items at positions ``start`` to ``stop - 1`` as a :class:`Layer`."""
+
+    def stored_form(self, items: list[Any]) -> Any:
+        """What to store for a layer of ``items`` copied into this log: the items, or
+        a reference to where they already are in the same store."""
+
+    def resolve(self, stored: Any) -> list[Any]:
+        """The items a :meth:`stored_form` stands for."""
+
+    def append(self, value: Any, context: str) -> None:
+        """Append one item (with the open transaction, if any)."""
+
+    def extend(self, values: list[Any], context: str) -> None:
+        """Append several items atomically."""
+
+    def cursor(self, name: str, default: int) -> tuple[int, int]:
+        """A cursor's value (``default`` if never set) and the token that
+        :meth:`advance` compares."""
+
+    def advance(
+        self, name: str, token: int, value: int, during: Callable[[], object] | None
+    ) -> bool:
+        """Set cursor ``name`` to ``value`` if it is still at ``token``, running
+        ``during()`` atomically with it (in the same transaction, in a store); False
+        if another writer moved it first (then nothing of it is kept)."""
+
+    def forget(self, stop: int) -> None:
+        """Items before ``stop`` will not be read again (memory may drop them)."""
+
+    def after_commit(self, key: object, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` once what was appended is committed: at once outside a
+        transaction, else after the transaction commits (the latest callback given
+        for ``key`` in it; none if it fails)."""
+
+
+class MemoryLog:
+    """Items in a list of this process, as appendonly keeps them: the objects
+    themselves, not copies. Thread-safe; no transactions."""
+
+    atomic = False
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        #: position of _values[0]: the items before it were forgotten
+        self._base = 0
+        self._values: list[Any] = []
+        self._times: list[float] = []
+        self._contexts: list[str] = []
+        self._cursors: dict[str, int] = {}
+
+    def count(self) -> int:
+        return self._base + len(self._values)
+
+    def values(self, start: int, stop: int) -> list[Any]:
+        base = self._base
+        return self._values[max(start - base, 0) : max(stop - base, 0)]
+
+    def entries(self, start: int, stop: int) -> list[Entry]:
+        with self._lock:
+            first, last = max(start - self._base, 0), max(stop - self._base, 0)
+            return [
+                Entry(value, when, context, None)
+                for value, when, context in zip(
+                    self._values[first:last],
+                    self._times[first:last],
+                    self._contexts[first:last],
+                    strict=True,
+                )
+            ]
+
+    def layer(self, start: int, stop: int) -> Layer:
+        return Layer(self.values(start, stop), None)
+
+    def stored_form(self, items: list[Any]) -> Any:
+        return list(items)
+
+    def resolve(self, stored: Any) -> list[Any]:
+        return stored  # type: ignore[no-any-return]
+
+    def append(self, value: Any, context: str) -> None:
+        with self._lock:
+            self._values.append(value)
+            self._times.append(time.time())
+            self._contexts.append(context)
+
+    def extend(self, values: list[Any], context: str) -> None:
+        with self._lock:
+            now = time.time()
+            self._values.extend(values)
+            self._times.extend([now] * len(values))
+            self._contexts.extend([context] * len(values))
+
+    def cursor(self, name: str, default: int) -> tuple[int, int]:
+        value = self._cursors.get(name, default)
+        return value, value
+
+    def advance(
+        self, name: str, token: int, value: int, during: Callable[[], object] | None
+    ) -> bool:
+        with self._lock:
+            if self._cursors.get(name, token) != token:
+                return False
+            if during is not None:
+                during()
+            self._cursors[name] = value
+            return True
+
+    def forget(self, stop: int) -> None:
+        with self._lock:
+            drop = stop - self._base
+            if drop > 0:
+                del self._values[:drop], self._times[:drop], self._contexts[:drop]
+                self._base = stop
+
+    def after_commit(self, key: object, callback: Callable[[], object]) -> None:
+        callback()
+
+
+class StoredLog:
+    """Items as the history of the field ``item`` of one namespace of a store, and
+    cursors as fields beside it, moved by compare-and-set."""
+
+    atomic = True
+
+    def __init__(self, engine: Engine, ns: Namespace) -> None:
+        self.engine = engine
+        self.ns = ns
+        # key -> the callback to run after the calling thread's transaction commits
+        self._local = threading.local()
+
+    def _history(self, field: str) -> History | None:
+        try:
+            return self.engine.history(self.ns, field)
+        except MissingFieldError:
+            return None
+
+    def count(self) -> int:
+        history = self._history(ITEM)
+        return 0 if history is None else len(history)
+
+    def values(self, start: int, stop: int) -> list[Any]:
+        history = self._history(ITEM)
+        if history is None:
+            return []
+        return history.values(start, min(stop, len(history)))
+
+    def entries(self, start: int, stop: int) -> list[Entry]:
+        history = self._history(ITEM)
+        if history is None:
+            return []
+        values = history[start : min(stop, len(history))]
+        return [Entry(v.data, v.time, v.context, v.seq) for v in values]
+
+    def layer(self, start: int, stop: int) -> Layer:
+        return Layer(self.values(start, stop), (self.engine, self.ns, start))
+
+    def stored_form(self, items: list[Any]) -> Any:
+        source = items.source if type(items) is Layer else None
+        if source is None or source[0] is not self.engine:
+            return list(items)
+        _, ns, start = source
+        # The items are facts of this store already, and facts never change:
+        # where they are is all an archive needs to keep.
+        return {"stack": list(ns.parts), "start": start, "stop": start + len(items)}
+
+    def resolve(self, stored: Any) -> list[Any]:
+        if type(stored) is not dict:
+            return stored  # type: ignore[no-any-return]
+        stack = self.engine.namespace(tuple(stored["stack"]))
+        return self.engine.history(stack, ITEM).values(stored["start"], stored["stop"])
+
+    def append(self, value: Any, context: str) -> None:
+        self.engine.write(self.ns, ITEM, value, context)
+
+    def extend(self, values: list[Any], context: str) -> None:
+        engine, ns = self.engine, self.ns
+        with engine.transaction():
+            for value in values:
+                engine.write(ns, ITEM, value, context)
+
+    def cursor(self, name: str, default: int) -> tuple[int, int]:
+        history = self._history(name)
+        if history is None:
+            return default, 0
+        # One snapshot: the value and the seq the compare-and-set checks agree.
+        return int(history.value_at(-1)), history.seq_at(-1)
+
+    def advance(
+        self, name: str, token: int, value: int, during: Callable[[], object] | None
+    ) -> bool:
+        engine = self.engine
+        try:
+            # Joins the caller's open transaction, if any: then a lost race surfaces
+            # as ConflictError when that transaction commits.
+            with engine.transaction():
+                engine.expect(self.ns, name, token)
+                if during is not None:
+                    during()
+                engine.write(self.ns, name, value)
+        except ConflictError:
+            return False
+        return True
+
+    def forget(self, stop: int) -> None:
+        """Nothing: the store keeps every item."""
+
+    def after_commit(self, key: object, callback: Callable[[], object]) -> None:
+        engine = self.engine
+        if not engine.in_transaction():
+            callback()
+            return
+        pending: dict[object, Callable[[], object]] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = {}
+        if key not in pending:
+            engine.on_transaction_end(lambda committed: self._run_pending(key, committed))
+        pending[key] = callback
+
+    def _run_pending(self, key: object, committed: bool) -> None:
+        callback = self._local.pending.pop(key)
+        if committed:
+            callback()
+
+    # -- what the namespace holds ---------------------------------------------------
+
+    def claim(
+        self,
+        kind: str,
+        asked: dict[str, int | None],
+        defaults: dict[str, int],
+        initial: list[Any],
+        context: str,
+    ) -> None:
+        """Make the namespace hold a ``kind`` with the parameters ``asked`` (None:
+        the stored value, or the default for a new one), created with the items
+        ``initial``. The parameters in force are then :meth:`parameters`.
+
+        :raises StructureMismatchError: if it holds another kind, or ``asked``
+            differs from its parameters
+        :raises StructureExistsError: if it holds one already and ``initial`` has items
+        """
+        engine, ns = self.engine, self.ns
+        while True:
+            history = self._history(STRUCTURE)
+            if history is not None:
+                self._check(kind, asked, history.value_at(-1))
+                if initial:
+                    raise StructureExistsError(
+                        f"{'/'.join(ns.parts)!r} already holds an {kind}: an initial value "
+                        "only fills a new one"
+                    )
+                return
+            wanted: dict[str, Any] = {"type": kind}
+            wanted.update({k: defaults[k] if v is None else v for k, v in asked.items()})
+            try:
+                with engine.transaction():
+                    engine.expect(ns, STRUCTURE, 0)
+                    engine.write(ns, STRUCTURE, wanted, context)
+                    if initial:
+                        self.extend(initial, context)
+            except ConflictError:
+                continue  # created by another writer meanwhile: check theirs
+            return
+
+    def parameters(self) -> dict[str, Any]:
+        history = self._history(STRUCTURE)
+        return {} if history is None else dict(history.value_at(-1))
+
+    def _check(self, kind: str, asked: dict[str, int | None], stored: Any) -> None:
+        where = "/".join(self.ns.parts)
+        if not isinstance(stored, dict) or stored.get("type") != kind:
+            held = stored.get("type") if isinstance(stored, dict) else stored
+            raise StructureMismatchError(f"{where!r} holds {held!r}, not an {kind}")
+        differ = [
+            f"{name}={stored.get(name)!r} (asked for {value!r})"
+            for name, value in asked.items()
+            if value is not None and stored.get(name) != value
+        ]
+        if differ:
+            raise StructureMismatchError(
+                f"{where!r} holds an {kind} with "
+                + ", ".join(differ)
+                + ": open it without those arguments to use its own"
+            )
+
+
+def open_log(
+    storage: Storage | None,
+    kind: str,
+    asked: dict[str, int | None],
+    defaults: dict[str, int],
+    initial: Iterable[Any] = (),
+) -> tuple[ItemLog, dict[str, int], str]:
+    """The log of a new structure of ``kind``: in memory when ``storage`` is None,
+    else in the storage's namespace (created there or reopened). Return the log,
+    the parameters in force, and where it lives (for reprs).
+
+    ``initial`` items are appended when the structure is created, with its creation.
+
+    :raises TypeError: if ``storage`` is not an everstore Storage
+    :raises StructureMismatchError: see :meth:`StoredLog.claim`
+    :raises StructureExistsError: if ``initial`` holds items and the storage
+        already holds the structure
+    """
+    context = caller_context()
+    items = list(initial)
+    if storage is None:
+        memory = MemoryLog()
+        if items:
+            memory.extend(items, context)
+        return memory, {k: defaults[k] if v is None else v for k, v in asked.items()}, "memory"
+    if not isinstance(storage, Storage):
+        raise TypeError(
+            f"storage= takes an everstore Storage (store.storage(...)), got {storage!r}"
+        )
+    log = StoredLog(storage.__store__, storage.__ns__)
+    log.claim(kind, asked, defaults, items, context)
+    parameters = log.parameters()
+    return log, {k: parameters[k] for k in asked}, "/".join(log.ns.parts)
