@@ -272,6 +272,13 @@ class StoredLog:
                 engine.write(self.ns, name, value)
         except ConflictError:
             return False
+        except Exception:
+            # during() saw the store after another writer moved the cursor (an
+            # Archive refusing the layer that writer archived already): the race
+            # was lost, and nothing of this attempt was written.
+            if engine.field_seq(self.ns, name) != token:
+                return False
+            raise
         return True
 
     def forget(self, stop: int) -> None:
