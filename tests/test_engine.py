@@ -15,6 +15,7 @@ import pytest
 import everstore
 from conftest import BackendFactory
 from everstore import AppliedFact, Engine, Store
+from everstore.codec import default_codec
 from everstore.engine import Namespace, caller_context, check_field, namespace_path
 from everstore.errors import (
     InvalidNameError,
@@ -558,3 +559,55 @@ def test_load_leaves_the_collector_as_it_found_it(store: Store) -> None:
     with pytest.raises(StoreClosedError):
         store.load()
     assert gc.isenabled()
+
+
+def test_history_values_reads_many_values_at_once(store: Store, unique: Callable[[], str]) -> None:
+    name = unique()
+    doc = store.storage(name)
+    ns = store.namespace((name,))
+    doc.v = 1
+    doc.v = [1, 2]
+    with doc:
+        doc.v.append(3)  # stored as a delta on the list before it
+    doc.v = {"k": (1, 2)}  # a tagged encoding
+    del doc.v
+    doc.v = "last"
+    history = store.history(ns, "v")
+    expected = [history.value_at(i) for i in range(len(history))]
+    assert expected == [1, [1, 2], [1, 2, 3], {"k": (1, 2)}, None, "last"]
+    assert history.values() == expected
+    assert history.values(1, 3) == [[1, 2], [1, 2, 3]] and history.values(-2) == [None, "last"]
+    assert history.values(4, 2) == [] and history.values(10) == []
+    fresh = history.values(1, 2)[0]
+    fresh.append("mine")  # a fresh object: the history is not changed
+    assert history.value_at(1) == [1, 2]
+
+
+def test_a_container_written_twice_in_one_commit_keeps_both_in_history(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    name = unique()
+    store = Store(make_backend())
+    ns = store.namespace((name,))
+    with store.transaction():
+        store.write(ns, "items", [1])
+        store.write(ns, "items", {"a": [2]})
+        store.write(ns, "items", [3])
+        store.write(ns, "other", [4])
+    with store.transaction():
+        assert store.read(ns, "items") == [3] and store.read(ns, "other") == [4]
+    history = store.history(ns, "items")
+    assert history.values() == [[1], {"a": [2]}, [3]]
+    reader = Store(make_backend())  # another process reads the same facts
+    assert reader.history(reader.namespace((name,)), "items").values() == [[1], {"a": [2]}, [3]]
+    store.close()
+    reader.close()
+
+
+def test_decode_many_names_damaged_bytes() -> None:
+    codec = default_codec
+    assert codec.decode_many([b"1", b'{"a":[1]}', bytearray(b'"s"')]) == [1, {"a": [1]}, "s"]
+    with pytest.raises(everstore.DecodeError, match="cannot decode stored bytes"):
+        codec.decode_many([b"1", b'{"a":'])
+    with pytest.raises(everstore.DecodeError, match="a delta cannot be decoded"):
+        codec.decode_many([b"1", b"\x01L[1]"])
