@@ -611,3 +611,35 @@ def test_decode_many_names_damaged_bytes() -> None:
         codec.decode_many([b"1", b'{"a":'])
     with pytest.raises(everstore.DecodeError, match="a delta cannot be decoded"):
         codec.decode_many([b"1", b"\x01L[1]"])
+
+
+def test_loading_and_catching_up_rebuild_values_replaced_within_a_batch(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    # Containers replaced by a later fact of the same field are kept encoded when a
+    # namespace loads or catches up; a delta after one still finds its base.
+    name = unique()
+    writer, reader = Store(make_backend()), Store(make_backend())
+    doc = writer.storage(name)
+
+    def write_batch(start: int) -> None:
+        doc.x = [start]
+        doc.x = {"k": start}
+        doc.x = [start, start + 1]
+        doc.y = "text"
+        with doc:
+            doc.x.append(start + 2)  # the current value: a delta on the list before it
+
+    write_batch(0)
+    ns = reader.namespace((name,))  # loaded now, in one batch
+    with reader.transaction():
+        assert reader.read(ns, "x") == [0, 1, 2] and reader.read(ns, "y") == "text"
+    write_batch(10)
+    reader.sync()  # caught up, in one batch
+    with reader.transaction():
+        assert reader.read(ns, "x") == [10, 11, 12]
+    expected = [[0], {"k": 0}, [0, 1], [0, 1, 2], [10], {"k": 10}, [10, 11], [10, 11, 12]]
+    assert reader.history(ns, "x").values() == expected
+    assert writer.history(writer.namespace((name,)), "x").values() == expected
+    writer.close()
+    reader.close()

@@ -576,6 +576,16 @@ class Codec:
         return self.apply_delta(value_at(self.delta_base(data)), data)
 
     @staticmethod
+    def is_plain_container(data: bytes | bytearray | None) -> bool:
+        """True if ``data`` encodes a list or a dict as plain JSON: a mutable value,
+        known without decoding it.
+
+        >>> Codec.is_plain_container(Codec().encode({"a": 1})), Codec.is_plain_container(b"1")
+        (True, False)
+        """
+        return data is not None and data[:1] in (b"[", b"{")
+
+    @staticmethod
     def is_delta(data: bytes | bytearray | None) -> bool:
         """True if ``data`` is a delta, False for a full encoding or None (a tombstone).
 

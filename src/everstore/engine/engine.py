@@ -41,6 +41,7 @@ from .fieldlog import (
     Raw,
     as_value,
     collector_paused,
+    replaced_later,
 )
 from .history import History
 from .lending import Lending
@@ -196,7 +197,11 @@ class Engine(Transacting, Lending):
         """Make a namespace not loaded yet from its ``facts``, read in a snapshot whose
         last seq is ``high`` (hooks see them with ``loading=True``), and register it."""
         ns = Namespace(parts, path)
-        for fact in facts:
+        replaced = self._replaced_facts(facts, by_field_only=True)
+        for position, fact in enumerate(facts):
+            if position in replaced:
+                self._add_encoded(ns, fact)
+                continue
             self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
             if self._hooks:
                 self._run_hooks(ns, fact.field, True)
@@ -652,26 +657,43 @@ class Engine(Transacting, Lending):
                 raise
 
     def _overwritten(self, items: list[Item]) -> set[int]:
-        """Positions of the items that write a whole mutable value which a later item
-        of the same commit replaces whole (not by a delta or a loan, which would
-        need it decoded)."""
-        last: dict[tuple[Namespace, str], int] = {}
-        for position, item in enumerate(items):
-            last[(item[0], item[1])] = position
+        """Positions of the items that write a whole mutable value which the next
+        item of the same field in this commit replaces whole: cached encoded, never
+        decoded (a delta or a loan after it would need it decoded)."""
         is_delta = self.codec.is_delta
-        overwritten: set[int] = set()
-        for position, (ns, field, data, _, hint) in enumerate(items):
-            if hint is not MISSING or data is None:
-                continue
-            final = items[last[(ns, field)]]
-            if (
-                final is not items[position]
-                and type(final[4]) is not Loan
-                and not is_delta(data)
-                and not is_delta(final[2])
-            ):
-                overwritten.add(position)
-        return overwritten
+        replaced = replaced_later(
+            [(item[0], item[1]) for item in items],
+            [type(item[4]) is not Loan and not is_delta(item[2]) for item in items],
+        )
+        return {
+            position
+            for position in replaced
+            if items[position][4] is MISSING
+            and items[position][2] is not None
+            and not is_delta(items[position][2])
+        }
+
+    def _replaced_facts(self, facts: list[Fact], by_field_only: bool) -> set[int]:
+        """Positions of ``facts`` holding a plain list or dict that a later fact of the
+        same field replaces whole: kept encoded, never decoded (see :meth:`_apply`).
+        None when fact hooks are set: a hook sees each fact's value as it applies."""
+        if self._hooks or len(facts) < 2:
+            return set()
+        is_delta = self.codec.is_delta
+        keys: list[Any] = (
+            [fact.field for fact in facts]
+            if by_field_only
+            else [(fact.namespace, fact.field) for fact in facts]
+        )
+        replaced = replaced_later(keys, [not is_delta(fact.data) for fact in facts])
+        is_plain = self.codec.is_plain_container
+        return {position for position in replaced if is_plain(facts[position].data)}
+
+    @staticmethod
+    def _add_encoded(ns: Namespace, fact: Fact) -> None:
+        """Add a fact that :meth:`_replaced_facts` found as an encoded entry."""
+        log = ns.fields.get(fact.field) or ns.fields.setdefault(fact.field, FieldLog())
+        log.add((fact.time, False, Raw(fact.data), fact.context, fact.seq))  # type: ignore[arg-type]
 
     # -- keeping current ------------------------------------------------------------
 
@@ -689,7 +711,8 @@ class Engine(Transacting, Lending):
         by_path = self._by_path
         hooks = self._hooks
         watched = self._watched
-        for fact in facts:
+        replaced = self._replaced_facts(facts, by_field_only=False)
+        for position, fact in enumerate(facts):
             ns = by_path.get(fact.namespace)
             if ns is None and watched and self._watches(fact.namespace):
                 # Loaded whole (hooks see it loading); the rest of this batch's facts
@@ -698,7 +721,9 @@ class Engine(Transacting, Lending):
             elif ns is not None and fact.seq > ns.loaded_upto:
                 log = ns.fields.get(fact.field)
                 # A fact applied before an interrupt cut a batch short is not applied twice.
-                if log is None or log.last_seq() < fact.seq:
+                if (log is None or log.last_seq() < fact.seq) and position in replaced:
+                    self._add_encoded(ns, fact)
+                elif log is None or log.last_seq() < fact.seq:
                     self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
                     if hooks:
                         self._run_hooks(ns, fact.field, False)

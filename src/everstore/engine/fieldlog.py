@@ -16,7 +16,16 @@ from ..codec import Codec
 from ..errors import DecodeError
 from ..log import Value
 
-__all__ = ["MISSING", "TOMBSTONE", "Entry", "FieldLog", "Raw", "as_value", "collector_paused"]
+__all__ = [
+    "MISSING",
+    "TOMBSTONE",
+    "Entry",
+    "FieldLog",
+    "Raw",
+    "as_value",
+    "collector_paused",
+    "replaced_later",
+]
 
 #: "no value given": distinct from None, which is a value
 MISSING: Any = object()
@@ -233,6 +242,26 @@ class FieldLog:
                 f"a stored delta at seq {self.entries[position][SEQ]} has no value before it"
             )
         return codec.decode(raw)
+
+
+def replaced_later(keys: list[Any], replaces: list[bool]) -> set[int]:
+    """Positions ``i`` whose key's next occurrence ``j > i`` has ``replaces[j]``: a
+    value that a later one replaces whole (not a delta on it), so that nothing will
+    ever need it decoded to rebuild the current value.
+
+    >>> sorted(replaced_later(["a", "b", "a", "a"], [True, True, False, True]))
+    [2]
+    >>> sorted(replaced_later(["a", "a", "a"], [True, True, True]))
+    [0, 1]
+    """
+    found: set[int] = set()
+    next_replaces: dict[Any, bool] = {}
+    for position in range(len(keys) - 1, -1, -1):
+        key = keys[position]
+        if next_replaces.get(key):
+            found.add(position)
+        next_replaces[key] = replaces[position]
+    return found
 
 
 #: the value a write carries to delete its field (a tombstone)

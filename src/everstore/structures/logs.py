@@ -122,11 +122,13 @@ class MemoryLog:
         self._cursors: dict[str, int] = {}
 
     def count(self) -> int:
-        return self._base + len(self._values)
+        with self._lock:  # _base and _values change together (forget)
+            return self._base + len(self._values)
 
     def values(self, start: int, stop: int) -> list[Any]:
-        base = self._base
-        return self._values[max(start - base, 0) : max(stop - base, 0)]
+        with self._lock:
+            base = self._base
+            return self._values[max(start - base, 0) : max(stop - base, 0)]
 
     def entries(self, start: int, stop: int) -> list[Entry]:
         with self._lock:
