@@ -323,9 +323,9 @@ class StoredLog:
         """
         engine, ns = self.engine, self.ns
         while True:
-            history = self._history(STRUCTURE)
-            if history is not None:
-                self._check(kind, asked, history.value_at(-1))
+            held = self._held()
+            if held is not None:
+                self._check(kind, asked, held)
                 if initial:
                     raise StructureExistsError(
                         f"{'/'.join(ns.parts)!r} already holds an {kind}: an initial value "
@@ -345,8 +345,21 @@ class StoredLog:
             return
 
     def parameters(self) -> dict[str, Any]:
+        held = self._held()
+        return {} if held is None else dict(held)
+
+    def _held(self) -> Any:
+        """What the namespace says it holds (None: nothing yet), as the calling thread
+        sees it: the committed value, or its open transaction's own write of it."""
         history = self._history(STRUCTURE)
-        return {} if history is None else dict(history.value_at(-1))
+        if history is not None:
+            return history.value_at(-1)
+        engine, ns = self.engine, self.ns
+        # Created earlier in the open transaction: not in the committed history until
+        # it commits, but the parameters in force already.
+        if engine.in_transaction() and engine.has(ns, STRUCTURE):
+            return engine.read(ns, STRUCTURE)
+        return None
 
     def _check(self, kind: str, asked: dict[str, int | None], stored: Any) -> None:
         where = "/".join(self.ns.parts)
