@@ -100,10 +100,10 @@ class ItemLog(Protocol):
     def forget(self, stop: int) -> None:
         """Items before ``stop`` will not be read again (memory may drop them)."""
 
-    def after_commit(self, key: object, callback: Callable[[], object]) -> None:
-        """Run ``callback()`` once what was appended is committed: at once outside a
-        transaction, else after the transaction commits (the latest callback given
-        for ``key`` in it; none if it fails)."""
+    def after_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+        """Run ``callback(argument)`` once what was appended is committed: at once
+        outside a transaction, else after the transaction commits (once per callback,
+        with the latest argument given in it; not at all if it fails)."""
 
 
 class MemoryLog:
@@ -187,8 +187,8 @@ class MemoryLog:
                 del self._values[:drop], self._times[:drop], self._contexts[:drop]
                 self._base = stop
 
-    def after_commit(self, key: object, callback: Callable[[], object]) -> None:
-        callback()
+    def after_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+        callback(argument)
 
 
 class StoredLog:
@@ -200,7 +200,8 @@ class StoredLog:
     def __init__(self, engine: Engine, ns: Namespace) -> None:
         self.engine = engine
         self.ns = ns
-        # key -> the callback to run after the calling thread's transaction commits
+        # pending: callback -> its argument, to run after the calling thread's
+        # transaction commits
         self._local = threading.local()
 
     def _history(self, field: str) -> History | None:
@@ -286,22 +287,23 @@ class StoredLog:
     def forget(self, stop: int) -> None:
         """Nothing: the store keeps every item."""
 
-    def after_commit(self, key: object, callback: Callable[[], object]) -> None:
+    def after_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
         engine = self.engine
-        if not engine.in_transaction():
-            callback()
+        # open_transactions first: no thread-local look-up while none is open anywhere
+        if not engine.open_transactions or not engine.in_transaction():
+            callback(argument)
             return
-        pending: dict[object, Callable[[], object]] | None = getattr(self._local, "pending", None)
+        pending: dict[Callable[[Any], object], Any] | None = getattr(self._local, "pending", None)
         if pending is None:
             pending = self._local.pending = {}
-        if key not in pending:
-            engine.on_transaction_end(lambda committed: self._run_pending(key, committed))
-        pending[key] = callback
+        if callback not in pending:
+            engine.on_transaction_end(lambda committed: self._run_pending(callback, committed))
+        pending[callback] = argument
 
-    def _run_pending(self, key: object, committed: bool) -> None:
-        callback = self._local.pending.pop(key)
+    def _run_pending(self, callback: Callable[[Any], object], committed: bool) -> None:
+        argument = self._local.pending.pop(callback)
         if committed:
-            callback()
+            callback(argument)
 
     # -- what the namespace holds ---------------------------------------------------
 

@@ -135,7 +135,7 @@ class AppendStack:
             raise TypeError(f"pruner is a callable or None, got {pruner!r}")
         log = self._log
         log.append(obj, caller_context())
-        log.after_commit(self, lambda: self._prune(pruner))
+        log.after_commit(self._prune, pruner)
 
     def _prune(self, pruner: Pruner | None) -> None:
         """Prune every layer due (see :meth:`push`): in a store, all of them in one
