@@ -325,3 +325,22 @@ def test_a_small_item_costs_at_most_150_bytes_on_sqlite(tmp_path: Path, structur
     if structure == "stack":
         assert len(stack) + len(archive) == count
     store.close()
+
+
+def test_an_archive_keeps_what_a_pruner_hands_it_even_when_changed_in_place(
+    store: Store, unique: Callable[[], str]
+) -> None:
+    name = unique()
+    stack = AppendStack(1, 2, storage=store.storage(name, "s"))
+    archive = Archive(storage=store.storage(name, "a"))
+
+    def redact(generation: int, items: list[Any]) -> None:
+        for item in items:
+            item.pop("secret")
+        del items[0]
+        archive.addLayer(generation, items)
+
+    for n in range(5):
+        stack.push({"n": n, "secret": "s3cr3t"}, redact)
+    assert items_of(archive) == [{"n": 3}, {"n": 1}]
+    assert items_of(stack) == [{"n": 4, "secret": "s3cr3t"}]

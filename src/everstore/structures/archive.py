@@ -7,9 +7,9 @@ from typing import Any
 
 from ..engine import caller_context
 from ..storage import Storage
+from .checks import check_position
 from .errors import ArchiveOrderError
 from .logs import Entry, open_log
-from .stack import check_position
 
 __all__ = ["Archive"]
 

@@ -42,9 +42,10 @@ class Entry(NamedTuple):
 
 
 class Layer(list[Any]):
-    """The items of a layer pruned from a stack, oldest first: a list, which also
-    knows where the items live when the stack is in a store, so that an Archive in
-    the same store records where they are instead of a copy of them."""
+    """The items of a layer pruned from a stack, oldest first: a list. Handed by a
+    stack in a store straight to an Archive's ``addLayer`` (no other code in between
+    that could change them), it also knows where the items are, and an Archive in the
+    same store records that instead of a copy of them."""
 
     __slots__ = ("source",)
 
@@ -70,8 +71,9 @@ class ItemLog(Protocol):
     def entries(self, start: int, stop: int) -> list[Entry]:
         """The same, as :class:`Entry` values."""
 
-    def layer(self, start: int, stop: int) -> Layer:
-        """The items at positions ``start`` to ``stop - 1`` as a :class:`Layer`."""
+    def layer(self, start: int, stop: int, sealed: bool) -> Layer:
+        """The items at positions ``start`` to ``stop - 1`` as a :class:`Layer`, which
+        knows where they are if ``sealed`` (only an Archive will see it)."""
 
     def stored_form(self, items: list[Any]) -> Any:
         """What to store for a layer of ``items`` copied into this log: the items, or
@@ -143,7 +145,7 @@ class MemoryLog:
                 )
             ]
 
-    def layer(self, start: int, stop: int) -> Layer:
+    def layer(self, start: int, stop: int, sealed: bool) -> Layer:
         return Layer(self.values(start, stop), None)
 
     def stored_form(self, items: list[Any]) -> Any:
@@ -227,8 +229,8 @@ class StoredLog:
         values = history[start : min(stop, len(history))]
         return [Entry(v.data, v.time, v.context, v.seq) for v in values]
 
-    def layer(self, start: int, stop: int) -> Layer:
-        return Layer(self.values(start, stop), (self.engine, self.ns, start))
+    def layer(self, start: int, stop: int, sealed: bool) -> Layer:
+        return Layer(self.values(start, stop), (self.engine, self.ns, start) if sealed else None)
 
     def stored_form(self, items: list[Any]) -> Any:
         source = items.source if type(items) is Layer else None

@@ -8,6 +8,8 @@ from typing import Any
 
 from ..engine import caller_context
 from ..storage import Storage
+from .archive import Archive
+from .checks import check_position, check_size
 from .logs import Entry, open_log
 
 __all__ = ["AppendStack", "Pruner"]
@@ -17,31 +19,6 @@ Pruner = Callable[[int, list[Any]], object]
 
 #: the cursor: the newest generation handed to the pruner (or dropped without one)
 PRUNED = "pruned"
-
-
-def check_size(name: str, value: object) -> int | None:
-    """``value`` if it is None or an int >= 1.
-
-    :raises TypeError: if it is neither None nor an int
-    :raises ValueError: if it is an int below 1
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} is an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} is an int >= 1, got {value!r}")
-    return value
-
-
-def check_position(name: str, value: object) -> int:
-    """``value`` if it is an int (not a bool).
-
-    :raises TypeError: otherwise
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} is an int, got {value!r}")
-    return value
 
 
 class AppendStack:
@@ -160,9 +137,15 @@ class AppendStack:
     def _hand_over(self, pruner: Pruner, first: int, last: int) -> None:
         """Call the pruner with each layer from generation ``first`` to ``last``."""
         length = self._max_length
+        # Archive.addLayer itself, with no code of the caller's in between to change
+        # the items it is given: an archive in the same store may then record where
+        # they are instead of a copy (see Layer).
+        direct = isinstance(getattr(pruner, "__self__", None), Archive) and (
+            getattr(pruner, "__func__", None) is Archive.addLayer
+        )
         for generation in range(first, last + 1):
             start = generation * length
-            pruner(generation, self._log.layer(start, start + length))
+            pruner(generation, self._log.layer(start, start + length, direct))
 
     # -- reading --------------------------------------------------------------------
 
