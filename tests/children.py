@@ -60,3 +60,10 @@ def start_together(procs: list[subprocess.Popen[str]]) -> None:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
+
+
+def expect_clean_exit(proc: subprocess.Popen[str], timeout: float) -> None:
+    """The child exits with status 0 within ``timeout`` seconds, writing nothing to
+    standard error."""
+    assert proc.wait(timeout=timeout) == 0
+    assert proc.stderr is not None and proc.stderr.read() == ""

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import everstore
-from children import child, expect_line, start_together
+from children import child, expect_clean_exit, expect_line, start_together
 from everstore import Store
 from everstore.structures import Accumulator, AppendStack, Archive
 
@@ -144,8 +144,7 @@ def test_processes_pushing_with_an_archive_keep_every_item_exactly_once(
         start_together(procs)
         for proc in procs:
             expect_line(proc, "done")
-            assert proc.wait(timeout=CHILD_DEADLINE) == 0
-            assert proc.stderr is not None and proc.stderr.read() == ""
+            expect_clean_exit(proc, CHILD_DEADLINE)
 
     with _open(target) as store:
         recent = AppendStack(storage=store.storage("app", "recent"))
@@ -191,8 +190,7 @@ def test_consume_hands_each_item_to_exactly_one_consumer(
         stop_file.write_text("producers are done")
         batches = [json.loads(expect_line(proc)) for proc in consumers]
         for proc in made + consumers:
-            assert proc.wait(timeout=CHILD_DEADLINE) == 0
-            assert proc.stderr is not None and proc.stderr.read() == ""
+            expect_clean_exit(proc, CHILD_DEADLINE)
 
     taken = [tuple(item) for consumer in batches for batch in consumer for item in batch]
     assert sorted(taken) == sorted((name, i) for name in producers for i in range(400))

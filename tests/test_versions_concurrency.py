@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from children import child, expect_line, start_together
+from children import child, expect_clean_exit, expect_line, start_together
 from everstore import Backend, ConflictError, Store
 from everstore.versions import (
     ANY_PARENT,
@@ -239,8 +239,7 @@ def test_processes_writing_one_store_all_land_in_one_order(tmp_path: Path) -> No
         start_together(procs)
         for proc in procs:
             expect_line(proc, "done")
-            assert proc.wait(timeout=CHILD_DEADLINE) == 0
-            assert proc.stderr is not None and proc.stderr.read() == ""
+            expect_clean_exit(proc, CHILD_DEADLINE)
 
     with (
         DbEngine(root, handlers=Handlers()) as reader,
