@@ -543,6 +543,7 @@ class StructRow:
     floor: Ref | None = None
     floor_full: Ref | None = None
     goals: tuple[tuple[str, Goal], ...] = ()
+    ratios: bool = True  # False for counts, where a ratio means nothing
 
 
 #: the columns of the structures table: (StructRow attribute, title, JSON key)
@@ -574,10 +575,11 @@ def _struct(
     floor: Ref | None = None,
     floor_full: Ref | None = None,
     goals: tuple[tuple[str, Goal], ...] = (),
+    ratios: bool = True,
 ) -> StructRow:
     """A row of everstore, everstore FULL and appendonly's ``metric``, and the floors."""
     return StructRow(key, label, unit, (_SE, metric), (_SF, metric), (_SA, metric), floor,
-                     floor_full, goals)  # fmt: skip
+                     floor_full, goals, ratios)  # fmt: skip
 
 
 STRUCTURES_ROWS: list[StructRow] = [
@@ -603,11 +605,12 @@ STRUCTURES_ROWS: list[StructRow] = [
             " SQLite file; appendonly: ZEO clients of one ZEO server, a batch retried after a"
             " ConflictError): wall time per push", "µs/push", "concurrent_us"),
     _struct("S5b", "S5a: items missing from stack + archive afterwards (of {s_total})",
-            "items", "concurrent_missing"),
+            "items", "concurrent_missing", ratios=False),
     _struct("S5c", "S5a: batches pushed again after a ConflictError", "batches",
-            "concurrent_retries"),
+            "concurrent_retries", ratios=False),
     _struct("S5d", "S5a: batches whose pruning, after their commit, raised ArchiveOrderError"
-            " (a lost race; the bench catches it)", "batches", "concurrent_prune_errors"),
+            " (a lost race; the bench catches it)", "batches", "concurrent_prune_errors",
+            ratios=False),
     _struct("S6a", "bytes written per push in S1 (SQLite: growth of page_count x page_size"
             " after a TRUNCATE checkpoint; appendonly: growth of Data.fs); F1/F2: per row",
             "bytes", "bytes_per_push_large", (_SR, "bytes_per_row_normal_large"),
@@ -1102,7 +1105,8 @@ def structures_table(
         label = row.label.format(**names)
         cells = " | ".join(fmt(values[attribute]) for attribute, _, _ in STRUCT_COLUMNS)
         ratios = " | ".join(
-            ratio(ao, values[attribute]) for attribute in ("es", "full", "floor", "floor_full")
+            ratio(ao, values[attribute]) if row.ratios else "—"
+            for attribute in ("es", "full", "floor", "floor_full")
         )
         lines.append(
             f"| {row.key} | {label} | {row.unit} | {cells} | {ratios} "
@@ -1112,8 +1116,8 @@ def structures_table(
                                  "unit": row.unit}  # fmt: skip
         for attribute, _, key in STRUCT_COLUMNS:
             found[key] = values[attribute]
-            if attribute != "ao":
-                value = values[attribute]
+            value = values[attribute]
+            if attribute != "ao" and row.ratios:
                 found[f"appendonly_vs_{key}"] = None if ao is None or not value else ao / value
         found["goals"] = [f"{STRUCT_NAME[column]} {goal.label()}" for column, goal in row.goals]
         found["results"] = verdicts
