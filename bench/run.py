@@ -1,7 +1,8 @@
 """Benchmarks: everstore against appendmuch 0.3.0 and raw SQLite, on PostgreSQL
 against eventsourcing 9.5 and raw psycopg, its models layer against slowstore 2.2.1
-and SQLAlchemy 2's ORM (family ``models``), and its versions layer against a model of
-MyDbEngine 0.2.1 (family ``versions``), in one run.
+and SQLAlchemy 2's ORM (family ``models``), its versions layer against a model of
+MyDbEngine 0.2.1 (family ``versions``), and its structures against appendonly 1.2 on
+ZODB (family ``structures``), in one run.
 
     .venv/bin/python bench/run.py            # full sizes (what docs/benchmarks.md shows)
     .venv/bin/python bench/run.py --quick    # tiny sizes: a smoke test, numbers mean nothing
@@ -35,6 +36,13 @@ Versions: ``bench/run.py --only versions`` runs the ``versions`` family alone
 MyDbEngine cannot be installed). everstore is skipped, with the reason printed, while
 everstore.versions has no DbEngine. Its rows form a fourth table.
 
+Structures: ``bench/run.py --only structures`` runs the ``structures`` family alone
+(``bench/structures_workloads.py`` describes it): everstore.structures on SQLite with
+``synchronous=NORMAL`` and with ``synchronous="full"`` against appendonly 1.2 on ZODB
+FileStorage (ZEO for the concurrent row), raw sqlite3 the floor. appendonly is skipped,
+with the reason printed, when appendonly 1.2 or ZODB is not installed; its concurrent
+row is left empty, with the reason printed, when ZEO is not. Its rows form a fifth table.
+
 Results go to stdout as Markdown tables and to ``bench/results/latest.json``
 (``quick.json`` for ``--quick``, so a smoke run never overwrites real numbers).
 """
@@ -67,6 +75,7 @@ sys.path.insert(0, str(HERE))
 
 import models_workloads  # noqa: E402  (bench/ is not a package)
 import pg_workloads  # noqa: E402
+import structures_workloads  # noqa: E402
 import versions_workloads  # noqa: E402
 import workloads  # noqa: E402
 
@@ -76,6 +85,7 @@ CASES = {
     **pg_workloads.CASES,
     **models_workloads.CASES,
     **versions_workloads.CASES,
+    **structures_workloads.CASES,
 }
 
 #: family -> libraries, in the order their repetitions alternate
@@ -97,9 +107,18 @@ FAMILIES: dict[str, list[str]] = {
     **pg_workloads.FAMILIES,
     **models_workloads.FAMILIES,
     **versions_workloads.FAMILIES,
+    **structures_workloads.FAMILIES,
 }
 #: the families of the layers, whose libraries may be missing (skipped, with the reason)
-LAYER_FAMILIES = models_workloads.FAMILIES | versions_workloads.FAMILIES
+LAYER_FAMILIES = (
+    models_workloads.FAMILIES | versions_workloads.FAMILIES | structures_workloads.FAMILIES
+)
+#: why a library of a layer family cannot run here (None: it can)
+UNAVAILABLE = {
+    **dict.fromkeys(models_workloads.FAMILIES, models_workloads.unavailable_reason),
+    **dict.fromkeys(versions_workloads.FAMILIES, versions_workloads.unavailable_reason),
+    **dict.fromkeys(structures_workloads.FAMILIES, structures_workloads.unavailable_reason),
+}
 #: the families that need appendmuch (the first table's peer)
 APPENDMUCH_FAMILIES = [
     name for name in FAMILIES if name not in pg_workloads.FAMILIES | LAYER_FAMILIES
@@ -133,11 +152,11 @@ PG_TABLE_HEADER = (
 class Goal:
     """One stated goal. Every metric is lower-is-better, so ratios are other / everstore.
 
-    Kinds: "appendmuch" / "eventsourcing" / "slowstore" / "file model" (the peer column:
-    peer / everstore >= x), "sqlalchemy" (the second peer column, likewise),
-    "raw" (raw / everstore >= x), "raw_within" (everstore / raw <= x: at most x times
-    the floor's time), "below" (everstore < x), "rate" (everstore, in µs per op, does
-    at least x ops per second).
+    Kinds: "appendmuch" / "eventsourcing" / "slowstore" / "file model" / "appendonly"
+    (the peer column: peer / everstore >= x), "sqlalchemy" (the second peer column,
+    likewise), "raw" (raw / everstore >= x), "raw_within" (everstore / raw <= x: at
+    most x times the floor's time), "below" (everstore < x), "at_most" (everstore <=
+    x), "rate" (everstore, in µs per op, does at least x ops per second).
     """
 
     kind: str
@@ -146,6 +165,8 @@ class Goal:
     def label(self) -> str:
         if self.kind == "below":
             return f"< {self.threshold:g}"
+        if self.kind == "at_most":
+            return f"≤ {self.threshold:g}"
         if self.kind == "rate":
             return f"≥ {human(int(self.threshold))}/s"
         if self.kind == "raw_within":
@@ -160,6 +181,8 @@ class Goal:
             return "n/a"
         if self.kind == "below":
             return "PASS" if es < self.threshold else "MISS"
+        if self.kind == "at_most":
+            return "PASS" if es <= self.threshold else "MISS"
         if self.kind == "rate":
             return "PASS" if 1e6 / es >= self.threshold else "MISS"
         if self.kind == "raw_within":
@@ -502,6 +525,102 @@ MODELS_TABLE = Table("models", MODELS_TABLE_HEADER, "slowstore", MODELS_ROWS, pe
 VERSIONS_TABLE = Table("versions", VERSIONS_TABLE_HEADER, "file_model", VERSIONS_ROWS)
 
 
+@dataclass(frozen=True)
+class StructRow:
+    """A row of the structures table: everstore (synchronous=NORMAL), everstore with
+    synchronous=FULL, appendonly, and the raw sqlite3 floors F1 (NORMAL) and F2 (FULL).
+    Its ratios are appendonly / each of the others, so that the floors' ratios show
+    what raw SQLite can do against appendonly in the same run. ``goals`` pairs a goal
+    with the column it judges, "full" or "es"; a goal on appendonly that the column's
+    floor itself misses is marked so."""
+
+    key: str
+    label: str
+    unit: str
+    es: Ref | None = None
+    full: Ref | None = None
+    ao: Ref | None = None
+    floor: Ref | None = None
+    floor_full: Ref | None = None
+    goals: tuple[tuple[str, Goal], ...] = ()
+    ratios: bool = True  # False for counts, where a ratio means nothing
+
+
+#: the columns of the structures table: (StructRow attribute, title, JSON key)
+STRUCT_COLUMNS = (
+    ("es", "everstore", "everstore"),
+    ("full", "everstore FULL", "everstore_full"),
+    ("ao", "appendonly", "appendonly"),
+    ("floor", "floor F1", "floor_f1"),
+    ("floor_full", "floor F2", "floor_f2"),
+)
+#: the floor of each judged column, and how a verdict names the column
+STRUCT_FLOOR = {"es": "floor", "full": "floor_full"}
+STRUCT_NAME = {"es": "NORMAL", "full": "FULL"}
+STRUCTURES_TABLE_HEADER = (
+    "| # | workload | unit | everstore | everstore FULL | appendonly | floor F1 | floor F2 "
+    "| ao / everstore | ao / FULL | ao / F1 | ao / F2 | goal | result |"
+)
+
+_S = "structures/"
+_SE, _SF, _SA, _SR = _S + "everstore", _S + "everstore-full", _S + "appendonly", _S + "raw-sqlite"
+AO2 = (("full", Goal("appendonly", 2.0)), ("es", Goal("appendonly", 2.0)))
+
+
+def _struct(
+    key: str,
+    label: str,
+    unit: str,
+    metric: str,
+    floor: Ref | None = None,
+    floor_full: Ref | None = None,
+    goals: tuple[tuple[str, Goal], ...] = (),
+    ratios: bool = True,
+) -> StructRow:
+    """A row of everstore, everstore FULL and appendonly's ``metric``, and the floors."""
+    return StructRow(key, label, unit, (_SE, metric), (_SF, metric), (_SA, metric), floor,
+                     floor_full, goals, ratios)  # fmt: skip
+
+
+STRUCTURES_ROWS: list[StructRow] = [
+    _struct("S1", "{s_pushes} pushes into AppendStack({s_layers}, {s_length}) with an Archive"
+            " pruner, a commit every {s_large}; F1/F2: raw INSERT of the same rows (everstore's"
+            " log), transactions of {s_large}", "µs/push", "push_us_large",
+            (_SR, "insert_us_normal_large"), (_SR, "insert_us_full_large"), AO2),
+    _struct("S2", "the same, a commit every {s_small}; F1/F2: transactions of {s_small}",
+            "µs/push", "push_us_small", (_SR, "insert_us_normal_small"),
+            (_SR, "insert_us_full_small"), AO2),
+    _struct("S3a", "Accumulator: {s_pushes} appends, a commit every {s_large}; F1/F2 as S1's",
+            "µs/append", "append_us", (_SR, "insert_us_normal_large"),
+            (_SR, "insert_us_full_large"),
+            (("full", Goal("appendonly", 10.0)), ("es", Goal("appendonly", 10.0)))),
+    _struct("S3b", "Accumulator: size of the file after S3a (everstore: its pages after a"
+            " checkpoint; appendonly: Data.fs)", "MB", "accumulator_mb"),
+    _struct("S4a", "iteration of stack + archive holding {s_pushes} items (S1's file), cold: a"
+            " fresh process opens the file and iterates once (imports not timed)", "ms",
+            "cold_iter_ms"),
+    _struct("S4b", "the same, warm: repeated iterations in one process", "ms", "warm_iter_ms"),
+    _struct("S5a", "{s_workers} processes pushing at once into one stack + archive,"
+            " {s_worker_pushes} pushes each, a commit every {s_worker_commit} (everstore: one"
+            " SQLite file; appendonly: ZEO clients of one ZEO server, a batch retried after a"
+            " ConflictError): wall time per push", "µs/push", "concurrent_us"),
+    _struct("S5b", "S5a: items missing from stack + archive afterwards (of {s_total})",
+            "items", "concurrent_missing", ratios=False),
+    _struct("S5c", "S5a: batches pushed again after a ConflictError", "batches",
+            "concurrent_retries", ratios=False),
+    _struct("S5d", "S5a: batches whose pruning, after their commit, raised ArchiveOrderError"
+            " (a lost race; the bench catches it)", "batches", "concurrent_prune_errors",
+            ratios=False),
+    _struct("S6a", "bytes written per push in S1 (SQLite: growth of page_count x page_size"
+            " after a TRUNCATE checkpoint; appendonly: growth of Data.fs); F1/F2: per row",
+            "bytes", "bytes_per_push_large", (_SR, "bytes_per_row_normal_large"),
+            (_SR, "bytes_per_row_full_large"),
+            (("es", Goal("at_most", 150.0)), ("full", Goal("at_most", 150.0)))),
+    _struct("S6b", "the same in S2 (a commit every {s_small})", "bytes", "bytes_per_push_small",
+            (_SR, "bytes_per_row_normal_small"), (_SR, "bytes_per_row_full_small")),
+]  # fmt: skip
+
+
 # -- running cases in child processes ----------------------------------------------------
 
 
@@ -595,11 +714,7 @@ def run_family(family: str, opts: Options, results: dict[str, CaseResult]) -> No
     if family == "cold_open":
         ensure_cold_files(opts)
     if family in LAYER_FAMILIES:
-        unavailable = (
-            models_workloads.unavailable_reason
-            if family in models_workloads.FAMILIES
-            else versions_workloads.unavailable_reason
-        )
+        unavailable = UNAVAILABLE[family]
         runnable = []
         for library in libraries:
             reason = unavailable(library)
@@ -764,6 +879,28 @@ def print_versions_context(
     print_skipped(skipped, versions_workloads.FAMILIES)
 
 
+def print_structures_context(
+    info: dict[str, Any], ss: structures_workloads.StructureSizes, skipped: list[str]
+) -> None:
+    print(
+        f"structures: everstore.structures on an SQLite file (WAL; everstore:"
+        f" synchronous=NORMAL, a commit survives a killed process; everstore FULL:"
+        f" synchronous=FULL, every commit synced) vs appendonly {info['appendonly']} on ZODB"
+        f" {info['zodb']} FileStorage (fsync at every commit: FULL is the like-for-like"
+        f" column); floors: raw sqlite3 on everstore's schema, F1 synchronous=NORMAL, F2"
+        f" synchronous=FULL; items {{'i': i, 'name': 'n<i>', 'v': i / 3}}; ratios ao / x:"
+        f" above 1x, x is faster (or smaller) than appendonly"
+    )
+    if info["zeo"] is None:
+        print(
+            "S5 appendonly: not measurable here: ZEO is not installed (appendonly's"
+            " processes can share a ZODB only through a ZEO server): pip install ZEO"
+        )
+    else:
+        print(f"S5 appendonly: ZEO {info['zeo']}, a server process started by the bench")
+    print_skipped(skipped, structures_workloads.FAMILIES)
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -798,6 +935,9 @@ def machine() -> dict[str, Any]:
         "slowstore": version("slowstore"),
         "sqlalchemy": version("sqlalchemy"),
         "pydantic": version("pydantic"),
+        "appendonly": version("appendonly"),
+        "zodb": version("ZODB"),
+        "zeo": version("ZEO"),
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--", "src")),
         "loadavg_start": os.getloadavg(),
@@ -835,10 +975,20 @@ def label_names(
     pg: pg_workloads.PgSizes,
     ms: models_workloads.ModelSizes,
     vs: versions_workloads.VersionSizes,
+    ss: structures_workloads.StructureSizes,
 ) -> dict[str, str]:
     """The sizes the row labels mention, as ``{writes}`` etc."""
     low = ms.ages - 2
     return {
+        "s_pushes": human(ss.pushes),
+        "s_layers": str(ss.max_layers),
+        "s_length": str(ss.max_length),
+        "s_large": human(ss.commit_large),
+        "s_small": human(ss.commit_small),
+        "s_workers": str(ss.workers),
+        "s_worker_pushes": human(ss.worker_pushes),
+        "s_worker_commit": human(ss.worker_commit),
+        "s_total": human(ss.workers * ss.worker_pushes),
         "v_puts": human(vs.puts),
         "v_block": human(vs.block),
         "v_versions": human(vs.versions),
@@ -921,6 +1071,56 @@ def table(
         if spec.peer2 is not None:
             found[spec.peer2] = p2
             found[f"vs_{spec.peer2}"] = None if p2 is None or not es else p2 / es
+        rows.append(found)
+    return "\n".join(lines), rows
+
+
+def structures_table(
+    medians: dict[str, dict[str, float]], names: dict[str, str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The structures table (see :class:`StructRow`) and its rows for the JSON."""
+    lines = [STRUCTURES_TABLE_HEADER, "|---|---|---|" + "--:|" * 9 + "---|---|"]
+    rows: list[dict[str, Any]] = []
+    for row in STRUCTURES_ROWS:
+        values: dict[str, float | None] = {}
+        for attribute, _, _ in STRUCT_COLUMNS:
+            ref: Ref | None = getattr(row, attribute)
+            values[attribute] = None if ref is None else medians.get(ref[0], {}).get(ref[1])
+        if all(value is None for value in values.values()):
+            continue
+        ao = values["ao"]
+        labels: list[str] = []
+        verdicts: list[str] = []
+        for column, goal in row.goals:
+            floor = values[STRUCT_FLOOR[column]]
+            verdict = goal.check(values[column], ao, floor)
+            if (
+                verdict == "MISS" and goal.kind == "appendonly" and ao is not None
+                and floor is not None and ao / floor < goal.threshold
+            ):  # fmt: skip
+                verdict += f" (floor: {ratio(ao, floor)})"
+            if goal.label() not in labels:
+                labels.append(goal.label())
+            verdicts.append(f"{STRUCT_NAME[column]} {verdict}")
+        label = row.label.format(**names)
+        cells = " | ".join(fmt(values[attribute]) for attribute, _, _ in STRUCT_COLUMNS)
+        ratios = " | ".join(
+            ratio(ao, values[attribute]) if row.ratios else "—"
+            for attribute in ("es", "full", "floor", "floor_full")
+        )
+        lines.append(
+            f"| {row.key} | {label} | {row.unit} | {cells} | {ratios} "
+            f"| {' ; '.join(labels) or '—'} | {' ; '.join(verdicts) or '—'} |"
+        )
+        found: dict[str, Any] = {"table": "structures", "key": row.key, "label": label,
+                                 "unit": row.unit}  # fmt: skip
+        for attribute, _, key in STRUCT_COLUMNS:
+            found[key] = values[attribute]
+            value = values[attribute]
+            if attribute != "ao" and row.ratios:
+                found[f"appendonly_vs_{key}"] = None if ao is None or not value else ao / value
+        found["goals"] = [f"{STRUCT_NAME[column]} {goal.label()}" for column, goal in row.goals]
+        found["results"] = verdicts
         rows.append(found)
     return "\n".join(lines), rows
 
@@ -1021,11 +1221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["git_dirty_end"] = bool(git("status", "--porcelain", "--", "src"))
     medians = {case: result.median() for case, result in results.items() if result.reps}
     vs = versions_workloads.version_sizes(quick)
-    names = label_names(sz, pg_sz, models_workloads.model_sizes(quick), vs)
+    ss = structures_workloads.structure_sizes(quick)
+    names = label_names(sz, pg_sz, models_workloads.model_sizes(quick), vs, ss)
     sqlite_text, sqlite_rows = table(SQLITE_TABLE, medians, names)
     pg_text, pg_rows = table(PG_TABLE, medians, names)
     models_text, models_rows = table(MODELS_TABLE, medians, names)
     versions_text, versions_rows = table(VERSIONS_TABLE, medians, names)
+    structures_text, structures_rows = structures_table(medians, names)
 
     print(
         f"everstore {info['everstore']} (git {info['git_commit']}"
@@ -1049,7 +1251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Ratios: other / everstore time (or size); above 1x means everstore is better.")
     print()
     # With only PostgreSQL families selected, an empty SQLite table would be noise.
-    if sqlite_rows or not (pg_rows or models_rows or versions_rows):
+    if sqlite_rows or not (pg_rows or models_rows or versions_rows or structures_rows):
         print(sqlite_text)
         print()
     if pg_rows:
@@ -1063,6 +1265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_versions_context(info, vs, opts.skipped)
         print(versions_text)
         print()
+    if structures_rows or "structures" in families:
+        print_structures_context(info, ss, opts.skipped)
+        print(structures_text)
+        print()
     print(rss_table(results))
     for failure in failures:
         print(f"\nFAILED: {failure}")
@@ -1075,6 +1281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sizes": sz.__dict__, "pg_sizes": pg_sz.__dict__, "families": families,
             "models_sizes": models_workloads.model_sizes(quick).__dict__,
             "versions_sizes": vs.__dict__,
+            "structures_sizes": ss.__dict__,
             "skipped": opts.skipped,
             "pg_skipped": pg_skipped, "total_s": total,
         },
@@ -1083,7 +1290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "rss_mib": result.rss_mib, "wall_s": result.wall_s}
             for case, result in results.items()
         },
-        "rows": sqlite_rows + pg_rows + models_rows + versions_rows,
+        "rows": sqlite_rows + pg_rows + models_rows + versions_rows + structures_rows,
         "failures": failures,
     }  # fmt: skip
     opts.json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
