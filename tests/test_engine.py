@@ -643,3 +643,48 @@ def test_loading_and_catching_up_rebuild_values_replaced_within_a_batch(
     assert writer.history(writer.namespace((name,)), "x").values() == expected
     writer.close()
     reader.close()
+
+
+def test_before_commit_writes_with_the_transaction_or_fails_it(
+    store: Store, unique: Callable[[], str]
+) -> None:
+    name = unique()
+    ns = store.namespace((name,))
+    order: list[str] = []
+
+    def count_then_more() -> None:
+        order.append("first")
+        store.write(ns, "count", store.pending_writes(ns, "item"))
+        store.before_commit(lambda: order.append("added by the first"))
+
+    with store.transaction():
+        store.write(ns, "item", 1)
+        store.before_commit(count_then_more)
+        store.write(ns, "item", 2)
+        with pytest.raises(KeyError), store.transaction():
+            store.write(ns, "item", 3)  # rolled back with its block: not counted
+            raise KeyError("inner")
+        assert store.pending_writes(ns, "item") == 2
+    assert order == ["first", "added by the first"]
+    assert store.read(ns, "count") == 2 and store.pending_writes(ns, "item") == 0
+    items = store.history(ns, "item")
+    assert items.values() == [1, 2]
+    assert items.seq_at(-1) + 1 == store.history(ns, "count").seq_at(-1)  # one commit
+
+    ended: list[bool] = []
+    with pytest.raises(ValueError, match="refused"), store.transaction():
+        store.write(ns, "item", 4)
+        store.on_transaction_end(ended.append)
+        store.before_commit(lambda: (_ for _ in ()).throw(ValueError("refused")))
+    assert ended == [False] and not store.in_transaction()
+    assert store.history(ns, "item").values() == [1, 2]
+
+    called: list[int] = []
+    with pytest.raises(OSError), store.transaction():
+        store.before_commit(lambda: called.append(1))
+        raise OSError("the block failed")
+    assert called == []
+    with pytest.raises(RuntimeError, match="belongs inside a transaction"):
+        store.before_commit(lambda: None)
+    with pytest.raises(TypeError, match="needs a callable"), store.transaction():
+        store.before_commit("later")  # type: ignore[arg-type]

@@ -139,16 +139,22 @@ def test_pushes_in_a_transaction_commit_with_the_other_writes(
         stack.push("c", archive.addLayer)
         doc.title = "three pushed"
         assert list(stack) == []  # a view shows what is committed
+    # pruned as the transaction committed, in it: the layer its pushes filled included
     assert items_of(stack) == ["c"] and items_of(archive) == ["b", "a"]
     pushed = store.history(store.namespace((name, "s")), "item")
     titled = store.history(store.namespace((name, "doc")), "title")
     seqs = sorted([pushed.seq_at(i) for i in range(3)] + [titled.seq_at(-1)])
     assert seqs == list(range(seqs[0], seqs[0] + 4))  # one commit: consecutive seqs
-    with pytest.raises(RuntimeError, match="rolled back"), store.transaction():
+    with store.transaction():
         stack.push("d", archive.addLayer)
+        stack.push("e", archive.addLayer)
+        assert items_of(stack) == ["c"]  # a view shows what is committed
+    assert items_of(stack) == ["e"] and items_of(archive) == ["d", "c", "b", "a"]
+    with pytest.raises(RuntimeError, match="rolled back"), store.transaction():
+        stack.push("f", archive.addLayer)
         doc.title = "never"
         raise RuntimeError("rolled back")
-    assert items_of(stack) == ["c"] and doc.title == "three pushed"
+    assert items_of(stack) == ["e"] and doc.title == "three pushed"
 
 
 def test_a_pruner_that_raises_leaves_the_layer_in_the_stack(
@@ -344,3 +350,51 @@ def test_an_archive_keeps_what_a_pruner_hands_it_even_when_changed_in_place(
         stack.push({"n": n, "secret": "s3cr3t"}, redact)
     assert items_of(archive) == [{"n": 3}, {"n": 1}]
     assert items_of(stack) == [{"n": 4, "secret": "s3cr3t"}]
+
+
+def test_two_transactions_pruning_the_same_layer_archive_it_once(
+    make_backend: BackendFactory, unique: Callable[[], str]
+) -> None:
+    name = unique()
+    one, two = Store(make_backend()), Store(make_backend())
+    stacks = [AppendStack(1, 2, storage=s.storage(name, "s")) for s in (one, two)]
+    archives = [Archive(storage=s.storage(name, "a")) for s in (one, two)]
+    stacks[0].push(0, archives[0].addLayer)
+    stacks[0].push(1, archives[0].addLayer)
+
+    def other_writer_commits_first() -> None:
+        with two.transaction():
+            stacks[1].push("b", archives[1].addLayer)
+
+    with one.transaction():
+        stacks[0].push("a", archives[0].addLayer)
+        # after this transaction pruned layer 0 (as it commits), and before it commits,
+        # another writer's transaction does the same, and commits first
+        one.before_commit(other_writer_commits_first)
+    recorded = one.history(one.namespace((name, "a")), "item")
+    assert len(recorded) == 2  # layer 0, recorded by both
+    for stack, archive in zip(stacks, archives, strict=True):
+        assert list(stack) == [(1, 1, "a"), (1, 0, "b")]
+        assert list(archive) == [(0, 1, 1), (0, 0, 0)]  # once
+        assert archive.generation == 0 and len(archive) == 2
+    one.close()
+    two.close()
+
+
+def test_pushes_of_a_block_rolled_back_do_not_count_for_pruning(
+    store: Store, unique: Callable[[], str]
+) -> None:
+    name = unique()
+    stack = AppendStack(1, 2, storage=store.storage(name, "s"))
+    archive = Archive(storage=store.storage(name, "a"))
+    with store.transaction():
+        stack.push("a", archive.addLayer)
+        with pytest.raises(LookupError), store.transaction():
+            stack.push("b", archive.addLayer)
+            stack.push("c", archive.addLayer)
+            raise LookupError("undone")
+    assert items_of(stack) == ["a"] and items_of(archive) == []
+    with store.transaction():
+        for item in "bcd":
+            stack.push(item, archive.addLayer)
+    assert items_of(stack) == ["d", "c"] and items_of(archive) == ["b", "a"]

@@ -255,6 +255,17 @@ class Transacting:
         txn = self._local.txn
         if txn is None:
             raise RuntimeError("end() without begin(): no transaction is open in this thread")
+        if txn.depth == 1 and not failed and txn.commit_callbacks:
+            # Still one level deep: a block a callback opens joins this transaction.
+            try:
+                _run_commit_callbacks(txn.commit_callbacks)
+            except BaseException:
+                txn.depth -= 1
+                self._local.txn = None
+                with self._lock:
+                    self.open_transactions -= 1
+                self._abandon(txn)
+                raise
         txn.depth -= 1
         if txn.depth:
             if failed:
@@ -273,12 +284,7 @@ class Transacting:
                     context = frame_context(context)
                 self._commit_transaction(txn, context)
         except BaseException:
-            if txn.loans:
-                self._end_loans(txn)
-            txn.release()
-            if txn.end_callbacks:
-                with contextlib.suppress(Exception):  # the commit's error is the one to see
-                    _run_end_callbacks(txn.end_callbacks, False)
+            self._abandon(txn)
             raise
         if txn.loans:
             self._end_loans(txn)
@@ -289,6 +295,59 @@ class Transacting:
                     _run_end_callbacks(txn.end_callbacks, False)
             else:
                 _run_end_callbacks(txn.end_callbacks, True)
+
+    def _abandon(self, txn: Transaction) -> None:
+        """Clean up after a transaction whose commit failed (nothing of it written)."""
+        if txn.loans:
+            self._end_loans(txn)
+        txn.release()
+        if txn.end_callbacks:
+            with contextlib.suppress(Exception):  # the commit's error is the one to see
+                _run_end_callbacks(txn.end_callbacks, False)
+
+    def before_commit(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once, as the calling thread's open transaction is about
+        to commit (not if its block fails): inside the transaction, so that what it
+        writes commits with the rest, and what it reads (:meth:`pending_writes`) is
+        final. Callbacks run in the order given, those they add after them; an
+        exception from one fails the transaction (nothing is written) and propagates.
+
+        For layers that derive writes from a whole transaction's (the structures
+        layer prunes a stack's layers its pushes filled, with those pushes).
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> doc = store.storage("doc")
+        >>> with store.transaction():
+        ...     doc.a = 1
+        ...     store.before_commit(lambda: setattr(doc, "b", doc.a + 1))
+        ...     doc.a = 5
+        >>> doc.b
+        6
+
+        :raises TypeError: if ``callback`` is not callable
+        :raises RuntimeError: if no transaction is open in this thread
+        """
+        if not callable(callback):
+            raise TypeError(f"before_commit() needs a callable, got {callback!r}")
+        txn = self._local.txn
+        if txn is None:
+            raise RuntimeError(
+                "before_commit() belongs inside a transaction: none is open in this thread"
+            )
+        txn.commit_callbacks.append(callback)
+
+    def pending_writes(self, target: Namespace | Any, field: str) -> int:
+        """How many writes of ``field`` the calling thread's open transaction holds
+        (0 outside one): those of its blocks that were rolled back not counted.
+        O(writes the transaction holds).
+
+        :param target: a :class:`Namespace` or a Storage
+        """
+        txn = self._local.txn
+        if txn is None:
+            return 0
+        return txn.count_writes(self._resolve(target), field)
 
     def on_transaction_end(self, callback: Callable[[bool], object]) -> None:
         """Call ``callback(committed)`` once, when the calling thread's open transaction
@@ -428,6 +487,12 @@ class Transacting:
             self.expect(ns, field, seq)
             self.write(ns, check_field(field), value, context)
         return self.field_seq(ns, field)
+
+
+def _run_commit_callbacks(callbacks: list[Callable[[], object]]) -> None:
+    """Run every callback, those added meanwhile included; the first error stops."""
+    while callbacks:
+        callbacks.pop(0)()
 
 
 def _run_end_callbacks(callbacks: list[Callable[[bool], object]], committed: bool) -> None:

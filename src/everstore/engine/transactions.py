@@ -112,6 +112,8 @@ class Transaction:
         self.unchecked_expect = False
         #: called with ``committed`` when the outermost block ends (on_transaction_end)
         self.end_callbacks: list[Callable[[bool], object]] = []
+        #: called as the outermost block is about to commit (before_commit)
+        self.commit_callbacks: list[Callable[[], object]] = []
         #: digest -> bytes put inside the transaction, stored with its commit
         self.blobs: dict[bytes, bytes] = {}
 
@@ -153,6 +155,11 @@ class Transaction:
         else:
             self.overlay[key] = value
             self.work.pop(key, None)
+
+    def count_writes(self, ns: Namespace, field: str) -> int:
+        """How many writes of ``field`` (tombstones included) this transaction holds.
+        O(writes held)."""
+        return sum(1 for item in self.items if item[1] == field and item[0] is ns)
 
     def pending(self, ns: Namespace, field: str) -> Any:
         """What this transaction holds for ``field``: a Work, TOMBSTONE, a written

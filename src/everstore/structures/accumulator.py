@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..engine import caller_context
+from ..engine import Engine, caller_context
 from ..storage import Storage
 from .logs import Entry, open_log
 
@@ -42,6 +42,11 @@ class Accumulator:
 
     def __init__(self, value: Iterable[Any] = (), *, storage: Storage | None = None) -> None:
         self._log, _, self._where = open_log(storage, "Accumulator", {}, {}, value)
+
+    @property
+    def store(self) -> Engine | None:
+        """The store this structure lives in (None: in memory)."""
+        return self._log.engine
 
     def __repr__(self) -> str:
         return f"Accumulator(in {self._where})"

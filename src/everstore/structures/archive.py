@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..engine import caller_context
+from ..engine import Engine, caller_context
 from ..storage import Storage
 from .checks import check_position
 from .errors import ArchiveOrderError
@@ -41,6 +41,11 @@ class Archive:
     def __init__(self, *, storage: Storage | None = None) -> None:
         self._log, _, self._where = open_log(storage, "Archive", {}, {})
 
+    @property
+    def store(self) -> Engine | None:
+        """The store this structure lives in (None: in memory)."""
+        return self._log.engine
+
     def __repr__(self) -> str:
         return f"Archive(in {self._where})"
 
@@ -70,8 +75,12 @@ class Archive:
         """
         check_position("generation", generation)
         log = self._log
-        layer = [generation, log.stored_form(items if isinstance(items, list) else list(items))]
+        stored = log.stored_form(items if isinstance(items, list) else list(items))
+        layer = [generation, stored]
         context = caller_context()
+        if type(stored) is dict:
+            self._add_reference(layer, context)
+            return
         while True:
             newest, token = log.cursor(GENERATION, -1)
             if generation <= newest:
@@ -82,13 +91,30 @@ class Archive:
             if log.advance(GENERATION, token, generation, lambda: log.append(layer, context)):
                 return
 
+    def _add_reference(self, layer: list[Any], context: str) -> None:
+        """Record a layer that a stack in the same store prunes into this archive (a
+        reference to its items): without a compare-and-set, since two writers
+        pruning the same layer at once record the same reference, which is then
+        one layer (see :func:`newest_first`)."""
+        log = self._log
+        generation = layer[0]
+        newest, _ = log.cursor(GENERATION, -1)
+        if generation <= newest:
+            if layer in log.values(0, log.count()):
+                return  # recorded already: another writer pruned the same layer
+            raise ArchiveOrderError(
+                "Cannot add older layers to an already-populated archive: "
+                f"generation {generation} is not above {newest}"
+            )
+        log.set_cursor(GENERATION, generation, lambda: log.append(layer, context))
+
     def __iter__(self) -> Iterator[tuple[int, int, Any]]:
         """``(generation, index, item)``, newest layer first, newest item first.
 
         Complexity: O(n) for n items.
         """
         log = self._log
-        for generation, stored in reversed(log.values(0, log.count())):
+        for generation, stored in newest_first(log.values(0, log.count())):
             items = log.resolve(stored)
             for index in range(len(items) - 1, -1, -1):
                 yield generation, index, items[index]
@@ -100,7 +126,8 @@ class Archive:
         Complexity: O(n).
         """
         log = self._log
-        for entry in reversed(log.entries(0, log.count())):
+        entries = log.entries(0, log.count())
+        for entry in newest_first([entry.value for entry in entries], entries):
             generation, stored = entry.value
             items = log.resolve(stored)
             for index in range(len(items) - 1, -1, -1):
@@ -111,5 +138,30 @@ class Archive:
         log = self._log
         return sum(
             stored["stop"] - stored["start"] if type(stored) is dict else len(stored)
-            for _, stored in log.values(0, log.count())
+            for _, stored in newest_first(log.values(0, log.count()))
         )
+
+
+def newest_first(layers: list[Any], tags: list[Any] | None = None) -> list[Any]:
+    """``tags`` (default: ``layers`` themselves), one per ``[generation, stored]``
+    layer, ordered newest generation first, a layer recorded twice over taken once.
+
+    Layers are recorded in commit order, which is generation order, except when two
+    writers prune at once: each records the layers it pruned, and the same layer may
+    then be there twice (the same reference, from the same stack), the newer of two
+    generations possibly first. A layer of the same generation with other items
+    (never recorded so by everstore) is kept: nothing is dropped.
+
+    >>> newest_first([[0, "a"], [2, "c"], [1, "b"], [2, "c"]])
+    [[2, 'c'], [1, 'b'], [0, 'a']]
+    """
+    chosen = list(range(len(layers)))
+    chosen.sort(key=lambda position: layers[position][0], reverse=True)  # stable
+    kept: list[Any] = []
+    previous: Any = None
+    for position in chosen:
+        layer = layers[position]
+        if layer != previous:
+            kept.append(layer if tags is None else tags[position])
+        previous = layer
+    return kept

@@ -41,17 +41,24 @@ class Entry(NamedTuple):
     seq: int | None
 
 
+#: where a layer's items are: (store, the stack's namespace, first position, stop)
+Source = tuple[Engine, Namespace, int, int]
+
+
 class Layer(list[Any]):
-    """The items of a layer pruned from a stack, oldest first: a list. Handed by a
-    stack in a store straight to an Archive's ``addLayer`` (no other code in between
-    that could change them), it also knows where the items are, and an Archive in the
-    same store records that instead of a copy of them."""
+    """The items of a layer pruned from a stack, oldest first: a list.
+
+    A stack in a store hands its layers to ``addLayer`` of an Archive in the same
+    store (no other code in between that could change them) as a sealed layer: empty,
+    knowing where its items are, which is what that archive records. Only
+    :meth:`ItemLog.stored_form` reads one.
+    """
 
     __slots__ = ("source",)
 
-    def __init__(self, items: Iterable[Any], source: tuple[Engine, Namespace, int] | None) -> None:
+    def __init__(self, items: Iterable[Any], source: Source | None = None) -> None:
         super().__init__(items)
-        #: (engine, the stack's namespace, position of the first item), or None
+        #: where the items are, for a sealed layer; None for a list of the items
         self.source = source
 
 
@@ -61,6 +68,10 @@ class ItemLog(Protocol):
     #: True if :meth:`advance` undoes everything ``during()`` wrote when it fails
     #: (a store's transaction); False if what ``during()`` did stays done
     atomic: bool
+
+    @property
+    def engine(self) -> Engine | None:
+        """The store the items are in; None in memory."""
 
     def count(self) -> int:
         """How many items were ever appended (committed ones, in a store)."""
@@ -72,8 +83,9 @@ class ItemLog(Protocol):
         """The same, as :class:`Entry` values."""
 
     def layer(self, start: int, stop: int, sealed: bool) -> Layer:
-        """The items at positions ``start`` to ``stop - 1`` as a :class:`Layer`, which
-        knows where they are if ``sealed`` (only an Archive will see it)."""
+        """The items at positions ``start`` to ``stop - 1`` as a :class:`Layer`; if
+        ``sealed``, where they are instead (see :class:`Layer`), which need not be
+        committed yet: in an open transaction, the positions its appends will have."""
 
     def stored_form(self, items: list[Any]) -> Any:
         """What to store for a layer of ``items`` copied into this log: the items, or
@@ -99,6 +111,21 @@ class ItemLog(Protocol):
         ``during()`` atomically with it (in the same transaction, in a store); False
         if another writer moved it first (then nothing of it is kept)."""
 
+    def set_cursor(self, name: str, value: int, during: Callable[[], object] | None) -> None:
+        """Set cursor ``name`` to ``value`` unconditionally, with ``during()`` (in one
+        transaction, joining the open one). Unlike :meth:`advance`, it never conflicts:
+        a cursor's value is the highest ever set, whatever order writers commit in."""
+
+    def joins_transaction(self) -> bool:
+        """True if an append now joins the calling thread's open transaction."""
+
+    def before_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+        """Call ``callback(argument)`` as the calling thread's open transaction is
+        about to commit, inside it (once per callback, with the latest argument)."""
+
+    def pending_appends(self) -> int:
+        """How many appends the calling thread's open transaction holds."""
+
     def forget(self, stop: int) -> None:
         """Items before ``stop`` will not be read again (memory may drop them)."""
 
@@ -113,6 +140,7 @@ class MemoryLog:
     themselves, not copies. Thread-safe; no transactions."""
 
     atomic = False
+    engine = None
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -149,6 +177,10 @@ class MemoryLog:
         return Layer(self.values(start, stop), None)
 
     def stored_form(self, items: list[Any]) -> Any:
+        source = items.source if type(items) is Layer else None
+        if source is not None:  # a stack in a store pruning into this archive
+            engine, ns, start, stop = source
+            return engine.history(ns, ITEM).values(start, stop)
         return list(items)
 
     def resolve(self, stored: Any) -> list[Any]:
@@ -182,6 +214,21 @@ class MemoryLog:
             self._cursors[name] = value
             return True
 
+    def set_cursor(self, name: str, value: int, during: Callable[[], object] | None) -> None:
+        with self._lock:
+            if during is not None:
+                during()
+            self._cursors[name] = max(value, self._cursors.get(name, value))
+
+    def joins_transaction(self) -> bool:
+        return False
+
+    def before_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+        callback(argument)
+
+    def pending_appends(self) -> int:
+        return 0
+
     def forget(self, stop: int) -> None:
         with self._lock:
             drop = stop - self._base
@@ -202,9 +249,11 @@ class StoredLog:
     def __init__(self, engine: Engine, ns: Namespace) -> None:
         self.engine = engine
         self.ns = ns
-        # pending: callback -> its argument, to run after the calling thread's
-        # transaction commits
+        # pending: (callback, after the commit?) -> its argument, for the calling
+        # thread's open transaction
         self._local = threading.local()
+        #: cursor name -> (history entries read, highest value among them)
+        self._highest: dict[str, tuple[int, int]] = {}
 
     def _history(self, field: str) -> History | None:
         try:
@@ -230,16 +279,20 @@ class StoredLog:
         return [Entry(v.data, v.time, v.context, v.seq) for v in values]
 
     def layer(self, start: int, stop: int, sealed: bool) -> Layer:
-        return Layer(self.values(start, stop), (self.engine, self.ns, start) if sealed else None)
+        if sealed:
+            return Layer((), (self.engine, self.ns, start, stop))
+        return Layer(self.values(start, stop))
 
     def stored_form(self, items: list[Any]) -> Any:
         source = items.source if type(items) is Layer else None
-        if source is None or source[0] is not self.engine:
+        if source is None:
             return list(items)
-        _, ns, start = source
-        # The items are facts of this store already, and facts never change:
-        # where they are is all an archive needs to keep.
-        return {"stack": list(ns.parts), "start": start, "stop": start + len(items)}
+        engine, ns, start, stop = source
+        if engine is not self.engine:  # not by construction (see Layer); copied then
+            return engine.history(ns, ITEM).values(start, stop)
+        # The items are facts of this store, and facts never change: where they are
+        # is all an archive needs to keep.
+        return {"stack": list(ns.parts), "start": start, "stop": stop}
 
     def resolve(self, stored: Any) -> list[Any]:
         if type(stored) is not dict:
@@ -260,8 +313,14 @@ class StoredLog:
         history = self._history(name)
         if history is None:
             return default, 0
-        # One snapshot: the value and the seq the compare-and-set checks agree.
-        return int(history.value_at(-1)), history.seq_at(-1)
+        # The highest value ever set (set_cursor lets writers commit in any order),
+        # read from the same snapshot as the seq that advance() compares.
+        length = len(history)
+        seen, highest = self._highest.get(name, (0, default))
+        if length > seen:
+            highest = max(highest, max(map(int, history.values(seen, length))))
+            self._highest[name] = (length, highest)
+        return highest, history.seq_at(length - 1)
 
     def advance(
         self, name: str, token: int, value: int, during: Callable[[], object] | None
@@ -286,6 +345,23 @@ class StoredLog:
             raise
         return True
 
+    def set_cursor(self, name: str, value: int, during: Callable[[], object] | None) -> None:
+        engine = self.engine
+        with engine.transaction():
+            if during is not None:
+                during()
+            engine.write(self.ns, name, value)
+
+    def joins_transaction(self) -> bool:
+        engine = self.engine
+        return bool(engine.open_transactions) and engine.in_transaction()
+
+    def before_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+        self._once(callback, argument, self.engine.before_commit)
+
+    def pending_appends(self) -> int:
+        return self.engine.pending_writes(self.ns, ITEM)
+
     def forget(self, stop: int) -> None:
         """Nothing: the store keeps every item."""
 
@@ -295,17 +371,33 @@ class StoredLog:
         if not engine.open_transactions or not engine.in_transaction():
             callback(argument)
             return
-        pending: dict[Callable[[Any], object], Any] | None = getattr(self._local, "pending", None)
+        self._once(callback, argument, None)
+
+    def _once(
+        self,
+        callback: Callable[[Any], object],
+        argument: Any,
+        before_commit: Callable[[Callable[[], object]], None] | None,
+    ) -> None:
+        """Run ``callback`` once in (``before_commit``) or after the calling thread's
+        open transaction, with the latest ``argument`` given for it meanwhile."""
+        pending: dict[Any, Any] | None = getattr(self._local, "pending", None)
         if pending is None:
             pending = self._local.pending = {}
-        if callback not in pending:
-            engine.on_transaction_end(lambda committed: self._run_pending(callback, committed))
-        pending[callback] = argument
+        key = (callback, before_commit is None)
+        if key not in pending:
+            if before_commit is None:
+                self.engine.on_transaction_end(lambda committed: self._run_pending(key, committed))
+            else:
+                before_commit(lambda: self._run_pending(key, True))
+                # dropped if the transaction fails before its commit
+                self.engine.on_transaction_end(lambda committed: pending.pop(key, None))
+        pending[key] = argument
 
-    def _run_pending(self, callback: Callable[[Any], object], committed: bool) -> None:
-        argument = self._local.pending.pop(callback)
+    def _run_pending(self, key: tuple[Callable[[Any], object], bool], committed: bool) -> None:
+        argument = self._local.pending.pop(key)
         if committed:
-            callback(argument)
+            key[0](argument)
 
     # -- what the namespace holds ---------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from ..engine import caller_context
+from ..engine import Engine, caller_context
 from ..storage import Storage
 from .archive import Archive
 from .checks import check_position, check_size
@@ -65,6 +65,8 @@ class AppendStack:
         self._max_length = sizes["max_length"]
         #: the newest generation known to be pruned: the cursor only moves forward
         self._known_pruned = -1
+        #: the last pruner _archives_here was asked about, and its answer
+        self._last_pruner: tuple[object, bool] = (None, False)
 
     @property
     def max_layers(self) -> int:
@@ -75,6 +77,11 @@ class AppendStack:
     def max_length(self) -> int:
         """How many items a layer holds."""
         return self._max_length
+
+    @property
+    def store(self) -> Engine | None:
+        """The store this structure lives in (None: in memory)."""
+        return self._log.engine
 
     def __repr__(self) -> str:
         return (
@@ -112,7 +119,51 @@ class AppendStack:
             raise TypeError(f"pruner is a callable or None, got {pruner!r}")
         log = self._log
         log.append(obj, caller_context())
-        log.after_commit(self._prune, pruner)
+        if log.joins_transaction() and (pruner is None or self._archives_here(pruner)):
+            # Pruned as the open transaction commits, in it, with its pushes.
+            log.before_commit(self._prune_within, pruner)
+        else:
+            log.after_commit(self._prune, pruner)
+
+    def _archives_here(self, pruner: Pruner) -> bool:
+        """True if ``pruner`` is ``addLayer`` of an Archive in this stack's store."""
+        # Asked at every push, mostly of the same pruner: remembered for the last one
+        # (``archive.addLayer`` is a new bound method each time, equal to the last).
+        last, answer = self._last_pruner
+        if pruner == last:
+            return answer
+        archive = getattr(pruner, "__self__", None)
+        answer = (
+            isinstance(archive, Archive)
+            and getattr(pruner, "__func__", None) is Archive.addLayer
+            and archive.store is not None
+            and archive.store is self._log.engine
+        )
+        self._last_pruner = (pruner, answer)
+        return answer
+
+    def _prune_within(self, pruner: Pruner | None) -> None:
+        """Prune, as the calling thread's open transaction commits and in it, the
+        layers due once its pushes are in: without a compare-and-set, so that no
+        other writer can make it fail.
+
+        Its pushes will follow every item committed so far, and only more can come
+        before them: the layers full after the items counted here are full at the
+        commit too, and a layer is pruned as positions (the archive refers to the
+        positions, whichever items they hold). Two writers pruning the same layers
+        at once write the same: the cursor keeps its highest value, the archive a
+        layer it was given twice once.
+        """
+        log, length = self._log, self._max_length
+        due = (log.count() + log.pending_appends() - 1) // length - self._max_layers
+        if due <= self._known_pruned:
+            return
+        done, _ = log.cursor(PRUNED, -1)
+        self._known_pruned = done  # committed; what this transaction sets may not be
+        if due <= done:
+            return
+        during = None if pruner is None else partial(self._hand_over, pruner, done + 1, due)
+        log.set_cursor(PRUNED, due, during)
 
     def _prune(self, pruner: Pruner | None) -> None:
         """Prune every layer due (see :meth:`push`): in a store, all of them in one
@@ -140,9 +191,7 @@ class AppendStack:
         # Archive.addLayer itself, with no code of the caller's in between to change
         # the items it is given: an archive in the same store may then record where
         # they are instead of a copy (see Layer).
-        direct = isinstance(getattr(pruner, "__self__", None), Archive) and (
-            getattr(pruner, "__func__", None) is Archive.addLayer
-        )
+        direct = self._archives_here(pruner)
         for generation in range(first, last + 1):
             start = generation * length
             pruner(generation, self._log.layer(start, start + length, direct))
