@@ -545,7 +545,10 @@ class Engine(Transacting, Lending):
             except UnsupportedValueError as exc:
                 raise UnsupportedValueError(f"{describe_field(ns.parts, field)}: {exc}") from None
             # The cache keeps a private copy of a mutable value, decoded from the bytes.
-            if type(value) in _IMMUTABLE_SCALARS or not self.codec.is_mutable(value):
+            kind = type(value)
+            if kind is dict or kind is list:
+                hint = MISSING
+            elif kind in _IMMUTABLE_SCALARS or not self.codec.is_mutable(value):
                 hint = value
             else:
                 hint = MISSING
@@ -633,17 +636,30 @@ class Engine(Transacting, Lending):
                     # A value written again later in the same commit is never current:
                     # its entry is kept encoded, not decoded only to be replaced.
                     overwritten = self._overwritten(items) if len(items) > 1 and not hooks else ()
+                    # Runs of overwritten entries of one field are added at once.
+                    run: list[Entry] = []
+                    run_log: FieldLog | None = None
                     for position, ((ns, field, data, context, hint), (seq, when)) in enumerate(
                         zip(items, assigned, strict=True)
                     ):
                         if position in overwritten:
                             log = ns.fields.get(field) or ns.fields.setdefault(field, FieldLog())
-                            log.add((when, False, Raw(data), context, seq))  # type: ignore[arg-type]
-                        else:
-                            self._apply(ns, seq, when, field, data, context, hint)
+                            if log is not run_log and run_log is not None:
+                                run_log.add_encoded(run)
+                                run = []
+                            run_log = log
+                            run.append((when, False, Raw(data), context, seq))  # type: ignore[arg-type]
+                            continue
+                        if run_log is not None:
+                            run_log.add_encoded(run)
+                            run, run_log = [], None
+                        self._apply(ns, seq, when, field, data, context, hint)
                         self._applied = seq
                         if hooks:
                             self._run_hooks(ns, field, False)
+                    if run_log is not None:
+                        run_log.add_encoded(run)
+                    self._applied = assigned[-1][0]
                     if current:
                         self._settle_token(token, len(assigned))
                 else:

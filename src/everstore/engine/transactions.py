@@ -142,7 +142,7 @@ class Transaction:
         self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any, hint: Any
     ) -> None:
         """Keep one write; ``hint`` is ``value`` if immutable, else MISSING."""
-        self.touch(ns)
+        self.touched.add(ns)  # touch(), inlined: every write in a transaction comes here
         key = (ns, field)
         self.items.append((ns, field, data, context, hint))
         if data is None:

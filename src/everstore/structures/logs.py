@@ -119,9 +119,12 @@ class ItemLog(Protocol):
     def joins_transaction(self) -> bool:
         """True if an append now joins the calling thread's open transaction."""
 
-    def before_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+    def before_commit(
+        self, callback: Callable[[Any], object], argument: Any, otherwise: Callable[[Any], object]
+    ) -> None:
         """Call ``callback(argument)`` as the calling thread's open transaction is
-        about to commit, inside it (once per callback, with the latest argument)."""
+        about to commit, inside it (once per callback, with the latest argument);
+        with no transaction open (always, in memory), ``otherwise(argument)`` now."""
 
     def pending_appends(self) -> int:
         """How many appends the calling thread's open transaction holds."""
@@ -223,8 +226,10 @@ class MemoryLog:
     def joins_transaction(self) -> bool:
         return False
 
-    def before_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
-        callback(argument)
+    def before_commit(
+        self, callback: Callable[[Any], object], argument: Any, otherwise: Callable[[Any], object]
+    ) -> None:
+        otherwise(argument)
 
     def pending_appends(self) -> int:
         return 0
@@ -347,6 +352,13 @@ class StoredLog:
 
     def set_cursor(self, name: str, value: int, during: Callable[[], object] | None) -> None:
         engine = self.engine
+        if self.joins_transaction():
+            # Inside the caller's transaction already (pruning as it commits): an
+            # error fails all of it, so no inner block is needed to undo this part.
+            if during is not None:
+                during()
+            engine.write(self.ns, name, value)
+            return
         with engine.transaction():
             if during is not None:
                 during()
@@ -356,8 +368,13 @@ class StoredLog:
         engine = self.engine
         return bool(engine.open_transactions) and engine.in_transaction()
 
-    def before_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
-        self._once(callback, argument, self.engine.before_commit)
+    def before_commit(
+        self, callback: Callable[[Any], object], argument: Any, otherwise: Callable[[Any], object]
+    ) -> None:
+        if self.joins_transaction():
+            self._once(callback, argument, self.engine.before_commit)
+        else:
+            otherwise(argument)
 
     def pending_appends(self) -> int:
         return self.engine.pending_writes(self.ns, ITEM)

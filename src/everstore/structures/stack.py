@@ -119,9 +119,9 @@ class AppendStack:
             raise TypeError(f"pruner is a callable or None, got {pruner!r}")
         log = self._log
         log.append(obj, caller_context())
-        if log.joins_transaction() and (pruner is None or self._archives_here(pruner)):
-            # Pruned as the open transaction commits, in it, with its pushes.
-            log.before_commit(self._prune_within, pruner)
+        if pruner is None or self._archives_here(pruner):
+            # In a transaction: pruned as it commits, in it, with its pushes.
+            log.before_commit(self._prune_within, pruner, self._prune)
         else:
             log.after_commit(self._prune, pruner)
 
