@@ -654,22 +654,31 @@ def test_before_commit_writes_with_the_transaction_or_fails_it(
 
     def count_then_more() -> None:
         order.append("first")
-        store.write(ns, "count", store.pending_writes(ns, "item"))
+        store.write(ns, "count", len(store.pending_value(ns, "item")))
         store.before_commit(lambda: order.append("added by the first"))
 
     with store.transaction():
-        store.write(ns, "item", 1)
+        assert store.pending_value(ns, "item", "none yet") == "none yet"
+        store.write(ns, "item", [1])
         store.before_commit(count_then_more)
-        store.write(ns, "item", 2)
+        store.pending_value(ns, "item").append(2)
         with pytest.raises(KeyError), store.transaction():
-            store.write(ns, "item", 3)  # rolled back with its block: not counted
+            store.pending_value(ns, "item").append(3)  # undone with its block
             raise KeyError("inner")
-        assert store.pending_writes(ns, "item") == 2
+        assert store.pending_value(ns, "item") == [1, 2]
     assert order == ["first", "added by the first"]
-    assert store.read(ns, "count") == 2 and store.pending_writes(ns, "item") == 0
+    assert store.read(ns, "count") == 2 and store.pending_value(ns, "item") is None
     items = store.history(ns, "item")
-    assert items.values() == [1, 2]
-    assert items.seq_at(-1) + 1 == store.history(ns, "count").seq_at(-1)  # one commit
+    assert items.values() == [[1], [1, 2]]  # written, then changed in place
+    seqs = sorted([items.seq_at(0), items.seq_at(1), store.history(ns, "count").seq_at(-1)])
+    assert seqs == list(range(seqs[0], seqs[0] + 3))  # one commit
+    store.write(ns, "kept", [1])
+    with store.transaction():
+        store.write(ns, "flag", 5)
+        store.delete(ns, "item")
+        store.read(ns, "kept").append(2)  # the committed list, lent: not written by it
+        assert store.pending_value(ns, "flag") == 5 and store.pending_value(ns, "item") is None
+        assert store.pending_value(ns, "kept") is None
 
     ended: list[bool] = []
     with pytest.raises(ValueError, match="refused"), store.transaction():
@@ -677,7 +686,7 @@ def test_before_commit_writes_with_the_transaction_or_fails_it(
         store.on_transaction_end(ended.append)
         store.before_commit(lambda: (_ for _ in ()).throw(ValueError("refused")))
     assert ended == [False] and not store.in_transaction()
-    assert store.history(ns, "item").values() == [1, 2]
+    assert store.history(ns, "item").values() == [[1], [1, 2], None]
 
     called: list[int] = []
     with pytest.raises(OSError), store.transaction():

@@ -20,7 +20,7 @@ from ..errors import (
     UnsupportedValueError,
 )
 from .contexts import caller_context, frame_context
-from .fieldlog import MISSING
+from .fieldlog import MISSING, TOMBSTONE
 from .names import check_field, describe_field
 from .namespace import Namespace
 from .transactions import (
@@ -32,6 +32,7 @@ from .transactions import (
     Scope,
     ThreadState,
     Transaction,
+    Work,
 )
 
 __all__ = ["DEFAULT_RETRIES", "Transacting", "TransactionalDecorator"]
@@ -308,7 +309,7 @@ class Transacting:
     def before_commit(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once, as the calling thread's open transaction is about
         to commit (not if its block fails): inside the transaction, so that what it
-        writes commits with the rest, and what it reads (:meth:`pending_writes`) is
+        writes commits with the rest, and what it reads (:meth:`pending_value`) is
         final. Callbacks run in the order given, those they add after them; an
         exception from one fails the transaction (nothing is written) and propagates.
 
@@ -337,17 +338,36 @@ class Transacting:
             )
         txn.commit_callbacks.append(callback)
 
-    def pending_writes(self, target: Namespace | Any, field: str) -> int:
-        """How many writes of ``field`` the calling thread's open transaction holds
-        (0 outside one): those of its blocks that were rolled back not counted.
-        O(writes the transaction holds).
+    def pending_value(self, target: Namespace | Any, field: str, default: Any = None) -> Any:
+        """The value the calling thread's open transaction wrote to ``field``, which
+        its commit will write: for a mutable value, the very object written, so
+        that changing it in place until then changes what is committed (as a value
+        written and then changed in place always is). ``default`` if the
+        transaction wrote none, deleted the field, or none is open. O(1).
+
+        An inner block that fails gives back what the value was when it began: ask
+        again after one rather than keep the object.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> ns = store.namespace(("doc",))
+        >>> with store.transaction():
+        ...     store.write(ns, "tags", ["a"])
+        ...     store.pending_value(ns, "tags").append("b")
+        >>> store.history(ns, "tags").values()
+        [['a'], ['a', 'b']]
 
         :param target: a :class:`Namespace` or a Storage
         """
         txn = self._local.txn
         if txn is None:
-            return 0
-        return txn.count_writes(self._resolve(target), field)
+            return default
+        pending = txn.pending(self._resolve(target), field)
+        if type(pending) is Work:
+            return pending.obj
+        if pending is MISSING or pending is TOMBSTONE or type(pending) is Loan:
+            return default  # a Loan is the committed value, lent: not written by it
+        return pending
 
     def on_transaction_end(self, callback: Callable[[bool], object]) -> None:
         """Call ``callback(committed)`` once, when the calling thread's open transaction

@@ -156,11 +156,6 @@ class Transaction:
             self.overlay[key] = value
             self.work.pop(key, None)
 
-    def count_writes(self, ns: Namespace, field: str) -> int:
-        """How many writes of ``field`` (tombstones included) this transaction holds.
-        O(writes held)."""
-        return sum(1 for item in self.items if item[1] == field and item[0] is ns)
-
     def pending(self, ns: Namespace, field: str) -> Any:
         """What this transaction holds for ``field``: a Work, TOMBSTONE, a written
         immutable value, or MISSING if it has not touched it."""

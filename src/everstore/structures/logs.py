@@ -9,6 +9,7 @@ move a cursor only by compare-and-set, so the structures' logic is written once.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -183,7 +184,7 @@ class MemoryLog:
         source = items.source if type(items) is Layer else None
         if source is not None:  # a stack in a store pruning into this archive
             engine, ns, start, stop = source
-            return engine.history(ns, ITEM).values(start, stop)
+            return StoredLog(engine, ns).values(start, stop)
         return list(items)
 
     def resolve(self, stored: Any) -> list[Any]:
@@ -246,8 +247,17 @@ class MemoryLog:
 
 
 class StoredLog:
-    """Items as the history of the field ``item`` of one namespace of a store, and
-    cursors as fields beside it, moved by compare-and-set."""
+    """Items in the history of the field ``item`` of one namespace of a store, and
+    cursors as fields beside it.
+
+    Each fact of ``item`` is a batch: ``[items]``, items appended together, whose
+    code location is the fact's, or ``[items, runs]``, ``runs`` saying where each
+    came from as ``[count, context]`` pairs. An append outside a transaction is a
+    batch of one; the appends of a transaction are one batch, written as it commits
+    (a list written with the transaction's first append, which later appends extend
+    in place: :meth:`Engine.pending_value`). Positions count the items of the
+    batches in the log's order.
+    """
 
     atomic = True
 
@@ -259,6 +269,11 @@ class StoredLog:
         self._local = threading.local()
         #: cursor name -> (history entries read, highest value among them)
         self._highest: dict[str, tuple[int, int]] = {}
+        #: the items before the end of each batch read so far (a running total)
+        self._ends: list[int] = []
+        self._ends_lock = threading.Lock()
+        #: the logs of the stacks whose layers this (archive's) log refers to
+        self._stacks: dict[tuple[str, ...], StoredLog] = {}
 
     def _history(self, field: str) -> History | None:
         try:
@@ -266,22 +281,63 @@ class StoredLog:
         except MissingFieldError:
             return None
 
-    def count(self) -> int:
+    def _batches(self) -> tuple[History | None, list[int], int]:
+        """The history of ``item``, its length, and the running total of items at
+        the end of each batch (at least that many: another thread may have read
+        further)."""
         history = self._history(ITEM)
-        return 0 if history is None else len(history)
+        if history is None:
+            return None, [], 0
+        ends = self._ends
+        length = len(history)
+        if len(ends) < length:
+            with self._ends_lock:  # batches are decoded once, to count their items
+                done = len(ends)
+                if done < length:
+                    total = ends[-1] if ends else 0
+                    for batch in history.values(done, length):
+                        total += len(batch[0])
+                        ends.append(total)
+        return history, ends, length
+
+    def count(self) -> int:
+        _, ends, length = self._batches()
+        return ends[length - 1] if length else 0
+
+    def _covering(self, start: int, stop: int) -> tuple[History | None, int, int, int]:
+        """The history, the batches holding positions ``start`` to ``stop - 1``
+        (``first`` to ``last - 1``), and the position of the first one's first item."""
+        history, ends, length = self._batches()
+        stop = min(stop, ends[length - 1] if length else 0)
+        if history is None or start >= stop:
+            return None, 0, 0, 0
+        first = bisect.bisect_right(ends, start, 0, length)
+        last = bisect.bisect_left(ends, stop, 0, length) + 1
+        return history, first, last, ends[first - 1] if first else 0
 
     def values(self, start: int, stop: int) -> list[Any]:
-        history = self._history(ITEM)
+        history, first, last, offset = self._covering(start, stop)
         if history is None:
             return []
-        return history.values(start, min(stop, len(history)))
+        items = [item for batch in history.values(first, last) for item in batch[0]]
+        return items[start - offset : stop - offset]
 
     def entries(self, start: int, stop: int) -> list[Entry]:
-        history = self._history(ITEM)
+        history, first, last, offset = self._covering(start, stop)
         if history is None:
             return []
-        values = history[start : min(stop, len(history))]
-        return [Entry(v.data, v.time, v.context, v.seq) for v in values]
+        found: list[Entry] = []
+        for fact in history[first:last]:
+            items = fact.data[0]
+            runs: list[list[Any]] = (
+                fact.data[1] if len(fact.data) > 1 else [[len(items), fact.context]]
+            )
+            contexts = [context for count, context in runs for _ in range(count)]
+            found += [
+                Entry(item, fact.time, context, fact.seq)
+                for item, context in zip(items, contexts, strict=True)
+            ]
+        return found[start - offset : stop - offset]
 
     def layer(self, start: int, stop: int, sealed: bool) -> Layer:
         if sealed:
@@ -294,7 +350,7 @@ class StoredLog:
             return list(items)
         engine, ns, start, stop = source
         if engine is not self.engine:  # not by construction (see Layer); copied then
-            return engine.history(ns, ITEM).values(start, stop)
+            return StoredLog(engine, ns).values(start, stop)
         # The items are facts of this store, and facts never change: where they are
         # is all an archive needs to keep.
         return {"stack": list(ns.parts), "start": start, "stop": stop}
@@ -302,17 +358,36 @@ class StoredLog:
     def resolve(self, stored: Any) -> list[Any]:
         if type(stored) is not dict:
             return stored  # type: ignore[no-any-return]
-        stack = self.engine.namespace(tuple(stored["stack"]))
-        return self.engine.history(stack, ITEM).values(stored["start"], stored["stop"])
+        parts = tuple(stored["stack"])
+        stack = self._stacks.get(parts)
+        if stack is None:
+            stack = self._stacks[parts] = StoredLog(self.engine, self.engine.namespace(parts))
+        return stack.values(stored["start"], stored["stop"])
 
     def append(self, value: Any, context: str) -> None:
-        self.engine.write(self.ns, ITEM, value, context)
+        engine = self.engine
+        if not engine.open_transactions or not engine.in_transaction():
+            engine.write(self.ns, ITEM, [[value]], context)
+            return
+        batch = engine.pending_value(self.ns, ITEM)
+        if batch is None:  # the transaction's first append: its batch, extended in place
+            batch = [[], []]
+            engine.write(self.ns, ITEM, batch, context)
+        batch[0].append(value)
+        runs = batch[1]
+        if runs and runs[-1][1] == context:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, context])
 
     def extend(self, values: list[Any], context: str) -> None:
-        engine, ns = self.engine, self.ns
-        with engine.transaction():
+        with self.engine.transaction():
             for value in values:
-                engine.write(ns, ITEM, value, context)
+                self.append(value, context)
+
+    def pending_appends(self) -> int:
+        batch = self.engine.pending_value(self.ns, ITEM)
+        return 0 if batch is None else len(batch[0])
 
     def cursor(self, name: str, default: int) -> tuple[int, int]:
         history = self._history(name)
@@ -375,9 +450,6 @@ class StoredLog:
             self._once(callback, argument, self.engine.before_commit)
         else:
             otherwise(argument)
-
-    def pending_appends(self) -> int:
-        return self.engine.pending_writes(self.ns, ITEM)
 
     def forget(self, stop: int) -> None:
         """Nothing: the store keeps every item."""
