@@ -95,8 +95,9 @@ class ItemLog(Protocol):
     def resolve(self, stored: Any) -> list[Any]:
         """The items a :meth:`stored_form` stands for."""
 
-    def append(self, value: Any, context: str) -> None:
-        """Append one item (with the open transaction, if any)."""
+    def append(self, value: Any, context: str) -> bool | None:
+        """Append one item: None if it is committed (or kept) at once; True if it
+        began the calling thread's open transaction's batch, False if it joined it."""
 
     def extend(self, values: list[Any], context: str) -> None:
         """Append several items atomically."""
@@ -117,26 +118,19 @@ class ItemLog(Protocol):
         transaction, joining the open one). Unlike :meth:`advance`, it never conflicts:
         a cursor's value is the highest ever set, whatever order writers commit in."""
 
-    def joins_transaction(self) -> bool:
-        """True if an append now joins the calling thread's open transaction."""
-
-    def before_commit(
-        self, callback: Callable[[Any], object], argument: Any, otherwise: Callable[[Any], object]
-    ) -> None:
-        """Call ``callback(argument)`` as the calling thread's open transaction is
-        about to commit, inside it (once per callback, with the latest argument);
-        with no transaction open (always, in memory), ``otherwise(argument)`` now."""
-
     def pending_appends(self) -> int:
         """How many appends the calling thread's open transaction holds."""
 
+    def before_commit(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` as the calling thread's open transaction is about to
+        commit, inside it."""
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` after the calling thread's open transaction commits
+        (not if it fails)."""
+
     def forget(self, stop: int) -> None:
         """Items before ``stop`` will not be read again (memory may drop them)."""
-
-    def after_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
-        """Run ``callback(argument)`` once what was appended is committed: at once
-        outside a transaction, else after the transaction commits (once per callback,
-        with the latest argument given in it; not at all if it fails)."""
 
 
 class MemoryLog:
@@ -190,11 +184,12 @@ class MemoryLog:
     def resolve(self, stored: Any) -> list[Any]:
         return stored  # type: ignore[no-any-return]
 
-    def append(self, value: Any, context: str) -> None:
+    def append(self, value: Any, context: str) -> bool | None:
         with self._lock:
             self._values.append(value)
             self._times.append(time.time())
             self._contexts.append(context)
+        return None
 
     def extend(self, values: list[Any], context: str) -> None:
         with self._lock:
@@ -224,16 +219,14 @@ class MemoryLog:
                 during()
             self._cursors[name] = max(value, self._cursors.get(name, value))
 
-    def joins_transaction(self) -> bool:
-        return False
-
-    def before_commit(
-        self, callback: Callable[[Any], object], argument: Any, otherwise: Callable[[Any], object]
-    ) -> None:
-        otherwise(argument)
-
     def pending_appends(self) -> int:
         return 0
+
+    def before_commit(self, callback: Callable[[], object]) -> None:
+        callback()  # no transactions in memory
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        callback()
 
     def forget(self, stop: int) -> None:
         with self._lock:
@@ -241,9 +234,6 @@ class MemoryLog:
             if drop > 0:
                 del self._values[:drop], self._times[:drop], self._contexts[:drop]
                 self._base = stop
-
-    def after_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
-        callback(argument)
 
 
 class StoredLog:
@@ -264,9 +254,6 @@ class StoredLog:
     def __init__(self, engine: Engine, ns: Namespace) -> None:
         self.engine = engine
         self.ns = ns
-        # pending: (callback, after the commit?) -> its argument, for the calling
-        # thread's open transaction
-        self._local = threading.local()
         #: cursor name -> (history entries read, highest value among them)
         self._highest: dict[str, tuple[int, int]] = {}
         #: the items before the end of each batch read so far (a running total)
@@ -364,13 +351,14 @@ class StoredLog:
             stack = self._stacks[parts] = StoredLog(self.engine, self.engine.namespace(parts))
         return stack.values(stored["start"], stored["stop"])
 
-    def append(self, value: Any, context: str) -> None:
+    def append(self, value: Any, context: str) -> bool | None:
         engine = self.engine
         if not engine.open_transactions or not engine.in_transaction():
             engine.write(self.ns, ITEM, [[value]], context)
-            return
+            return None
         batch = engine.pending_value(self.ns, ITEM)
-        if batch is None:  # the transaction's first append: its batch, extended in place
+        began = batch is None
+        if began:  # the transaction's first append: its batch, extended in place
             batch = [[], []]
             engine.write(self.ns, ITEM, batch, context)
         batch[0].append(value)
@@ -379,6 +367,7 @@ class StoredLog:
             runs[-1][0] += 1
         else:
             runs.append([1, context])
+        return began
 
     def extend(self, values: list[Any], context: str) -> None:
         with self.engine.transaction():
@@ -427,7 +416,7 @@ class StoredLog:
 
     def set_cursor(self, name: str, value: int, during: Callable[[], object] | None) -> None:
         engine = self.engine
-        if self.joins_transaction():
+        if self._joins_transaction():
             # Inside the caller's transaction already (pruning as it commits): an
             # error fails all of it, so no inner block is needed to undo this part.
             if during is not None:
@@ -439,54 +428,18 @@ class StoredLog:
                 during()
             engine.write(self.ns, name, value)
 
-    def joins_transaction(self) -> bool:
-        engine = self.engine
-        return bool(engine.open_transactions) and engine.in_transaction()
-
-    def before_commit(
-        self, callback: Callable[[Any], object], argument: Any, otherwise: Callable[[Any], object]
-    ) -> None:
-        if self.joins_transaction():
-            self._once(callback, argument, self.engine.before_commit)
-        else:
-            otherwise(argument)
-
     def forget(self, stop: int) -> None:
         """Nothing: the store keeps every item."""
 
-    def after_commit(self, callback: Callable[[Any], object], argument: Any) -> None:
+    def _joins_transaction(self) -> bool:
         engine = self.engine
-        # open_transactions first: no thread-local look-up while none is open anywhere
-        if not engine.open_transactions or not engine.in_transaction():
-            callback(argument)
-            return
-        self._once(callback, argument, None)
+        return bool(engine.open_transactions) and engine.in_transaction()
 
-    def _once(
-        self,
-        callback: Callable[[Any], object],
-        argument: Any,
-        before_commit: Callable[[Callable[[], object]], None] | None,
-    ) -> None:
-        """Run ``callback`` once in (``before_commit``) or after the calling thread's
-        open transaction, with the latest ``argument`` given for it meanwhile."""
-        pending: dict[Any, Any] | None = getattr(self._local, "pending", None)
-        if pending is None:
-            pending = self._local.pending = {}
-        key = (callback, before_commit is None)
-        if key not in pending:
-            if before_commit is None:
-                self.engine.on_transaction_end(lambda committed: self._run_pending(key, committed))
-            else:
-                before_commit(lambda: self._run_pending(key, True))
-                # dropped if the transaction fails before its commit
-                self.engine.on_transaction_end(lambda committed: pending.pop(key, None))
-        pending[key] = argument
+    def before_commit(self, callback: Callable[[], object]) -> None:
+        self.engine.before_commit(callback)
 
-    def _run_pending(self, key: tuple[Callable[[Any], object], bool], committed: bool) -> None:
-        argument = self._local.pending.pop(key)
-        if committed:
-            key[0](argument)
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        self.engine.on_transaction_end(lambda committed: callback() if committed else None)
 
     # -- what the namespace holds ---------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -67,6 +68,8 @@ class AppendStack:
         self._known_pruned = -1
         #: the last pruner _archives_here was asked about, and its answer
         self._last_pruner: tuple[object, bool] = (None, False)
+        #: pruner: the pruner of the calling thread's last push in its transaction
+        self._local = threading.local()
 
     @property
     def max_layers(self) -> int:
@@ -117,13 +120,23 @@ class AppendStack:
         """
         if pruner is not None and not callable(pruner):
             raise TypeError(f"pruner is a callable or None, got {pruner!r}")
-        log = self._log
-        log.append(obj, caller_context())
+        began = self._log.append(obj, caller_context())
+        if began is None:  # committed already
+            self._prune(pruner)
+            return
+        # In a transaction: pruned as it commits, with the pruner of its last push.
+        self._local.pruner = pruner
+        if began:
+            self._log.before_commit(self._prune_as_committing)
+
+    def _prune_as_committing(self) -> None:
+        """The calling thread's transaction pushed and is about to commit: prune in it
+        (with no pruner, or with an archive in this store), or after it."""
+        pruner: Pruner | None = self._local.pruner
         if pruner is None or self._archives_here(pruner):
-            # In a transaction: pruned as it commits, in it, with its pushes.
-            log.before_commit(self._prune_within, pruner, self._prune)
+            self._prune_within(pruner)
         else:
-            log.after_commit(self._prune, pruner)
+            self._log.after_commit(partial(self._prune, pruner))
 
     def _archives_here(self, pruner: Pruner) -> bool:
         """True if ``pruner`` is ``addLayer`` of an Archive in this stack's store."""
