@@ -246,8 +246,14 @@ def test_bad_arguments_raise_typed_errors_and_write_nothing(
     stack = AppendStack(2, 2, storage=storage)
     with pytest.raises(TypeError, match="pruner is a callable"):
         stack.push("x", pruner="archive")  # type: ignore[arg-type]
-    with pytest.raises(UnsupportedValueError):
+    with pytest.raises(UnsupportedValueError, match="cannot store a value of type object"):
         stack.push(object())
+    with store.transaction():  # refused at the push: the transaction goes on without it
+        with pytest.raises(UnsupportedValueError, match="field 'item' of namespace"):
+            stack.push({"bad": object()})
+        stack.push("fine")
+    assert items_of(stack) == ["fine"]
+    stack = AppendStack(2, 2, storage=store.storage(name, "s2"))
     with pytest.raises(TypeError, match="latest_gen is an int"):
         list(stack.newer("0", 0))  # type: ignore[arg-type]
     assert list(stack) == []

@@ -233,6 +233,28 @@ class Codec:
             return bytes(memoryview(orjson.dumps(value)))
         return b"~" + self._dumps(value)
 
+    def check(self, value: Any) -> None:
+        """Raise what :meth:`encode` would raise for ``value``, at less cost: a
+        container of plain JSON values is only type-checked and serialized once, its
+        bytes not kept. For a layer that takes a value now and encodes it later.
+
+        >>> Codec().check({"a": [1, "x"]})
+        >>> Codec().check({"a": object()})
+        Traceback (most recent call last):
+        ...
+        everstore.errors.UnsupportedValueError: cannot store a value of type object at ['a']
+
+        :raises UnsupportedValueError: as :meth:`encode`
+        """
+        if type(value) in _PLAIN_CONTAINERS and _only_json_types(value, _MAX_DEPTH - 1):
+            try:
+                orjson.dumps(value)
+            except TypeError:  # an int beyond 64 bits (stored tagged) or lone surrogates
+                pass
+            else:
+                return
+        self.encode(value)
+
     def _dumps(self, value: Any) -> bytes:
         """The tagged tree of ``value`` as JSON, with the encoder's errors made public."""
         return self._dumps_built(lambda: self._tree(value, ()))

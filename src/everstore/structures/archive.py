@@ -114,8 +114,9 @@ class Archive:
         Complexity: O(n) for n items.
         """
         log = self._log
-        for generation, stored in newest_first(log.values(0, log.count())):
-            items = log.resolve(stored)
+        layers = newest_first(log.values(0, log.count()))
+        resolved = log.resolve([stored for _, stored in layers])
+        for (generation, _), items in zip(layers, resolved, strict=True):
             for index in range(len(items) - 1, -1, -1):
                 yield generation, index, items[index]
 
@@ -127,9 +128,10 @@ class Archive:
         """
         log = self._log
         entries = log.entries(0, log.count())
-        for entry in newest_first([entry.value for entry in entries], entries):
-            generation, stored = entry.value
-            items = log.resolve(stored)
+        chosen = newest_first([entry.value for entry in entries], entries)
+        resolved = log.resolve([entry.value[1] for entry in chosen])
+        for entry, items in zip(chosen, resolved, strict=True):
+            generation = entry.value[0]
             for index in range(len(items) - 1, -1, -1):
                 yield generation, index, entry._replace(value=items[index])
 

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
-from ..engine import Engine, History, Namespace, caller_context
-from ..errors import ConflictError, MissingFieldError
+from ..engine import Engine, History, Namespace, caller_context, describe_field
+from ..errors import ConflictError, MissingFieldError, UnsupportedValueError
 from ..storage import Storage
 from .errors import StructureExistsError, StructureMismatchError
 
@@ -92,8 +92,9 @@ class ItemLog(Protocol):
         """What to store for a layer of ``items`` copied into this log: the items, or
         a reference to where they already are in the same store."""
 
-    def resolve(self, stored: Any) -> list[Any]:
-        """The items a :meth:`stored_form` stands for."""
+    def resolve(self, stored: list[Any]) -> list[list[Any]]:
+        """The items each of the :meth:`stored_form` values ``stored`` stands for,
+        fresh objects (items of one stack read together, each batch decoded once)."""
 
     def append(self, value: Any, context: str) -> bool | None:
         """Append one item: None if it is committed (or kept) at once; True if it
@@ -181,8 +182,8 @@ class MemoryLog:
             return StoredLog(engine, ns).values(start, stop)
         return list(items)
 
-    def resolve(self, stored: Any) -> list[Any]:
-        return stored  # type: ignore[no-any-return]
+    def resolve(self, stored: list[Any]) -> list[list[Any]]:
+        return stored
 
     def append(self, value: Any, context: str) -> bool | None:
         with self._lock:
@@ -342,20 +343,42 @@ class StoredLog:
         # is all an archive needs to keep.
         return {"stack": list(ns.parts), "start": start, "stop": stop}
 
-    def resolve(self, stored: Any) -> list[Any]:
-        if type(stored) is not dict:
-            return stored  # type: ignore[no-any-return]
-        parts = tuple(stored["stack"])
-        stack = self._stacks.get(parts)
-        if stack is None:
-            stack = self._stacks[parts] = StoredLog(self.engine, self.engine.namespace(parts))
-        return stack.values(stored["start"], stored["stop"])
+    def resolve(self, stored: list[Any]) -> list[list[Any]]:
+        # The references to one stack's items, read in one span: an archive's layers
+        # are consecutive ranges of its stack, and a batch holds several of them.
+        spans: dict[tuple[str, ...], tuple[int, int]] = {}
+        for layer in stored:
+            if type(layer) is dict:
+                parts = tuple(layer["stack"])
+                low, high = spans.get(parts, (layer["start"], layer["stop"]))
+                spans[parts] = (min(low, layer["start"]), max(high, layer["stop"]))
+        read: dict[tuple[str, ...], tuple[int, list[Any]]] = {}
+        for parts, (low, high) in spans.items():
+            stack = self._stacks.get(parts)
+            if stack is None:
+                namespace = self.engine.namespace(parts)
+                stack = self._stacks[parts] = StoredLog(self.engine, namespace)
+            read[parts] = (low, stack.values(low, high))
+        resolved: list[list[Any]] = []
+        for layer in stored:
+            if type(layer) is dict:
+                low, items = read[tuple(layer["stack"])]
+                resolved.append(items[layer["start"] - low : layer["stop"] - low])
+            else:
+                resolved.append(layer)
+        return resolved
 
     def append(self, value: Any, context: str) -> bool | None:
         engine = self.engine
         if not engine.open_transactions or not engine.in_transaction():
             engine.write(self.ns, ITEM, [[value]], context)
             return None
+        try:
+            # Checked now, not when the batch is encoded at the commit: the error
+            # reaches this push, and the transaction goes on without the item.
+            engine.codec.check(value)
+        except UnsupportedValueError as exc:
+            raise UnsupportedValueError(f"{describe_field(self.ns.parts, ITEM)}: {exc}") from None
         batch = engine.pending_value(self.ns, ITEM)
         began = batch is None
         if began:  # the transaction's first append: its batch, extended in place
