@@ -315,7 +315,7 @@ def _file_bytes(path: Path) -> int:
     return int(pages * size)
 
 
-@pytest.mark.parametrize("structure", ["stack", "accumulator"])
+@pytest.mark.parametrize("structure", ["stack", "accumulator", "stack, a commit per push"])
 def test_a_small_item_costs_at_most_150_bytes_on_sqlite(tmp_path: Path, structure: str) -> None:
     path = tmp_path / "s.db"
     store = everstore.open(path)
@@ -324,17 +324,18 @@ def test_a_small_item_costs_at_most_150_bytes_on_sqlite(tmp_path: Path, structur
     acc = Accumulator(storage=store.storage("app", "pending"))
     before = _file_bytes(path)
     count = 5_000
-    for start in range(0, count, 500):
+    per_commit = 1 if structure.endswith("push") else 500
+    for start in range(0, count, per_commit):
         with store.transaction():
-            for i in range(start, start + 500):
+            for i in range(start, start + per_commit):
                 item = {"i": i, "name": f"n{i}", "v": i / 7}
-                if structure == "stack":
+                if structure.startswith("stack"):
                     stack.push(item, archive.addLayer)
                 else:
                     acc.append(item)
     per_item = (_file_bytes(path) - before) / count
     assert per_item <= 150, per_item
-    if structure == "stack":
+    if structure.startswith("stack"):
         assert len(stack) + len(archive) == count
     store.close()
 
@@ -406,3 +407,25 @@ def test_pushes_of_a_block_rolled_back_do_not_count_for_pruning(
         for item in "bcd":
             stack.push(item, archive.addLayer)
     assert items_of(stack) == ["d", "c"] and items_of(archive) == ["b", "a"]
+
+
+def test_items_pushed_together_keep_each_its_own_code_location(
+    store: Store, unique: Callable[[], str]
+) -> None:
+    acc = Accumulator(storage=store.storage(unique(), "acc"))
+
+    def from_a_helper(item: str) -> None:
+        acc.append(item)
+
+    with store.transaction():
+        acc.append("a")
+        acc.append("b")
+        from_a_helper("c")
+        acc.extend(["d"])
+    here = f"{__name__}.test_items_pushed_together_keep_each_its_own_code_location:"
+    helper = f"{__name__}.from_a_helper:"
+    entries = list(acc.entries())
+    assert [e.value for e in entries] == ["a", "b", "c", "d"]
+    assert [e.context.split(":")[0] + ":" for e in entries] == [here, here, helper, here]
+    assert len({e.context for e in entries}) == 4  # four lines
+    assert len({(e.time, e.seq) for e in entries}) == 1  # one commit, one fact

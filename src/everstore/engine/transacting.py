@@ -338,6 +338,41 @@ class Transacting:
             )
         txn.commit_callbacks.append(callback)
 
+    def write_at_commit(
+        self, target: Namespace | Any, field: str, value: Any, context: str | None = None
+    ) -> None:
+        """Inside a transaction: write ``value``, a container, as it is when the
+        transaction commits: one fact, however it is changed in place until then
+        (:meth:`write` then changes in place commit two facts, the value as written
+        and as changed). For a layer that gathers a transaction's worth of items in
+        one value, growing it through :meth:`pending_value`.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> ns = store.namespace(("doc",))
+        >>> with store.transaction():
+        ...     store.write_at_commit(ns, "batch", [])
+        ...     store.pending_value(ns, "batch").extend([1, 2])
+        >>> store.history(ns, "batch").values()
+        [[1, 2]]
+
+        :param target: a :class:`Namespace` or a Storage
+        :raises RuntimeError: outside a transaction
+        :raises UnsupportedValueError: if the codec cannot encode ``value`` (now) or
+            what it became (at the commit, which then fails)
+        """
+        txn = self._local.txn
+        if txn is None:
+            raise RuntimeError("write_at_commit() belongs inside 'with store.transaction():'")
+        ns = self._resolve(target)
+        check_field(field)
+        try:
+            data = self.codec.encode(value)
+        except UnsupportedValueError as exc:
+            raise UnsupportedValueError(f"{describe_field(ns.parts, field)}: {exc}") from None
+        hint = MISSING if self.codec.is_mutable(value) else value
+        txn.record(ns, field, data, context or caller_context(), value, hint, at_commit=True)
+
     def pending_value(self, target: Namespace | Any, field: str, default: Any = None) -> Any:
         """The value the calling thread's open transaction wrote to ``field``, which
         its commit will write: for a mutable value, the very object written, so
@@ -416,6 +451,10 @@ class Transacting:
                 elif work.base_seq is None:  # the caller's own new object: stored whole
                     data = codec.encode(work.obj)
                     if data == work.recorded:
+                        continue
+                    if work.position is not None:  # write_at_commit: in its write's place
+                        written = items[work.position]
+                        items[work.position] = (ns, field, data, written[3], written[4])
                         continue
                 else:
                     data = codec.encode_change(work.base_seq, work.recorded, work.obj)

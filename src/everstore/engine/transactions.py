@@ -39,14 +39,22 @@ Item = tuple[Namespace, str, "bytes | None", str, Any]
 
 
 class Work:
-    """A mutable value handed out inside a transaction, and what it was."""
+    """A mutable value handed out inside a transaction, and what it was.
 
-    __slots__ = ("base_seq", "obj", "recorded")
+    ``position`` is set for a value written to be committed as it is at the commit
+    (:meth:`Engine.write_at_commit`): the index of its write in the transaction's
+    items, whose data the commit replaces.
+    """
 
-    def __init__(self, obj: Any, recorded: bytes, base_seq: int | None) -> None:
+    __slots__ = ("base_seq", "obj", "position", "recorded")
+
+    def __init__(
+        self, obj: Any, recorded: bytes, base_seq: int | None, position: int | None = None
+    ) -> None:
         self.obj = obj
         self.recorded = recorded
         self.base_seq = base_seq
+        self.position = position
 
 
 class Loan:
@@ -139,9 +147,17 @@ class Transaction:
         return self.read_since
 
     def record(
-        self, ns: Namespace, field: str, data: bytes | None, context: str, value: Any, hint: Any
+        self,
+        ns: Namespace,
+        field: str,
+        data: bytes | None,
+        context: str,
+        value: Any,
+        hint: Any,
+        at_commit: bool = False,
     ) -> None:
-        """Keep one write; ``hint`` is ``value`` if immutable, else MISSING."""
+        """Keep one write; ``hint`` is ``value`` if immutable, else MISSING;
+        ``at_commit``: see :class:`Work`."""
         self.touched.add(ns)  # touch(), inlined: every write in a transaction comes here
         key = (ns, field)
         self.items.append((ns, field, data, context, hint))
@@ -151,7 +167,7 @@ class Transaction:
         elif hint is MISSING:
             # The caller's own object: later in-place changes in the block are kept.
             self.overlay.pop(key, None)
-            self.work[key] = Work(value, data, None)
+            self.work[key] = Work(value, data, None, len(self.items) - 1 if at_commit else None)
         else:
             self.overlay[key] = value
             self.work.pop(key, None)

@@ -245,8 +245,8 @@ class StoredLog:
     code location is the fact's, or ``[items, runs]``, ``runs`` saying where each
     came from as ``[count, context]`` pairs. An append outside a transaction is a
     batch of one; the appends of a transaction are one batch, written as it commits
-    (a list written with the transaction's first append, which later appends extend
-    in place: :meth:`Engine.pending_value`). Positions count the items of the
+    (a list its first append writes, :meth:`Engine.write_at_commit`, and all of them
+    extend in place, :meth:`Engine.pending_value`). Positions count the items of the
     batches in the log's order.
     """
 
@@ -262,6 +262,8 @@ class StoredLog:
         self._ends_lock = threading.Lock()
         #: the logs of the stacks whose layers this (archive's) log refers to
         self._stacks: dict[tuple[str, ...], StoredLog] = {}
+        #: context: the code location of the calling thread's transaction's batch
+        self._local = threading.local()
 
     def _history(self, field: str) -> History | None:
         try:
@@ -382,14 +384,19 @@ class StoredLog:
         batch = engine.pending_value(self.ns, ITEM)
         began = batch is None
         if began:  # the transaction's first append: its batch, extended in place
-            batch = [[], []]
-            engine.write(self.ns, ITEM, batch, context)
-        batch[0].append(value)
-        runs = batch[1]
-        if runs and runs[-1][1] == context:
-            runs[-1][0] += 1
-        else:
-            runs.append([1, context])
+            batch = [[]]
+            engine.write_at_commit(self.ns, ITEM, batch, context)
+            self._local.context = context  # the batch's fact's
+        items = batch[0]
+        items.append(value)
+        if len(batch) > 1:
+            runs = batch[1]
+            if runs[-1][1] == context:
+                runs[-1][0] += 1
+            else:
+                runs.append([1, context])
+        elif context != self._local.context:  # from elsewhere: each item's place, from now
+            batch.append([[len(items) - 1, self._local.context], [1, context]])
         return began
 
     def extend(self, values: list[Any], context: str) -> None:
