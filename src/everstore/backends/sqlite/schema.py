@@ -161,10 +161,24 @@ def stamp(conn: sqlite3.Connection) -> None:
 
 def inspect(conn: sqlite3.Connection, prefix: str, path: str) -> int | None:
     """The schema version of the store ``prefix`` in the open file (None if it has
-    none yet), reading only.
+    none yet), reading only, from one snapshot of it.
 
     :raises SchemaError: the file is another application's, or the store lost tables
     """
+    if conn.in_transaction:
+        return _inspect(conn, prefix, path)
+    # One read transaction: its statements see one state of the file, so a migration
+    # another process commits meanwhile is seen whole or not at all (otherwise the
+    # tables could be read before it and the version after it).
+    conn.execute("BEGIN")
+    try:
+        return _inspect(conn, prefix, path)
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+def _inspect(conn: sqlite3.Connection, prefix: str, path: str) -> int | None:
     application_id = conn.execute("PRAGMA application_id").fetchone()[0]
     if application_id not in (0, APPLICATION_ID):
         raise SchemaError(
