@@ -329,14 +329,7 @@ class Transacting:
         :raises TypeError: if ``callback`` is not callable
         :raises RuntimeError: if no transaction is open in this thread
         """
-        if not callable(callback):
-            raise TypeError(f"before_commit() needs a callable, got {callback!r}")
-        txn = self._local.txn
-        if txn is None:
-            raise RuntimeError(
-                "before_commit() belongs inside a transaction: none is open in this thread"
-            )
-        txn.commit_callbacks.append(callback)
+        self._transaction_taking("before_commit", callback).commit_callbacks.append(callback)
 
     def write_at_commit(
         self, target: Namespace | Any, field: str, value: Any, context: str | None = None
@@ -429,14 +422,22 @@ class Transacting:
         :raises TypeError: if ``callback`` is not callable
         :raises RuntimeError: if no transaction is open in this thread
         """
+        self._transaction_taking("on_transaction_end", callback).end_callbacks.append(callback)
+
+    def _transaction_taking(self, method: str, callback: object) -> Transaction:
+        """The calling thread's open transaction, for ``method`` to give ``callback``.
+
+        :raises TypeError: if ``callback`` is not callable
+        :raises RuntimeError: if no transaction is open in this thread
+        """
         if not callable(callback):
-            raise TypeError(f"on_transaction_end() needs a callable, got {callback!r}")
+            raise TypeError(f"{method}() needs a callable, got {callback!r}")
         txn = self._local.txn
         if txn is None:
             raise RuntimeError(
-                "on_transaction_end() belongs inside a transaction: none is open in this thread"
+                f"{method}() belongs inside a transaction: none is open in this thread"
             )
-        txn.end_callbacks.append(callback)
+        return txn
 
     def _commit_transaction(self, txn: Transaction, context: str) -> None:
         items = txn.items
