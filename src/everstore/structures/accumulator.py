@@ -20,7 +20,8 @@ class Accumulator:
     all: pending operations, changes or notifications processed as a unit.
 
     In memory without ``storage``; with ``storage=store.storage(...)`` it lives in
-    that namespace: each append is one fact (its time and code location kept), and
+    that namespace: each append is in the log (a fact, or one of a transaction's
+    batch: its time and code location kept), and
     :meth:`consume` is exactly-once across threads, processes and hosts: no item is
     handed to two consumers, none is lost.
 

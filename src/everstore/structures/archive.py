@@ -24,7 +24,7 @@ class Archive:
     followed by its archive reads as one stream.
 
     In memory without ``storage``; with ``storage=store.storage(...)`` it lives in
-    that namespace (each layer one fact). An archive in the same store as its stack
+    that namespace (its layers kept as a stack's items are). An archive in the same store as its stack
     gets each pruned layer exactly once, in the transaction that prunes it.
 
     >>> archive = Archive()

@@ -29,9 +29,10 @@ class AppendStack:
     The item pushed n-th (from 0) is at generation ``n // max_length``, index
     ``n % max_length``: appendonly's numbering. Without ``storage`` the stack lives in
     this process and holds the objects pushed; with ``storage=store.storage(...)`` it
-    lives in that store's namespace, where every push is a fact (so it keeps its time
-    and the code that pushed it), the positions follow the log's order and never
-    change once committed, and any number of processes push at once without conflict.
+    lives in that store's namespace, in the log (a push is a fact, or one of a
+    transaction's batch: it keeps its time and the code that pushed it), the
+    positions follow the log's order and never change once committed, and any number
+    of processes push at once without conflict.
 
     >>> stack = AppendStack(max_layers=3, max_length=2)
     >>> for item in range(9):
