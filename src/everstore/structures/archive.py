@@ -24,8 +24,9 @@ class Archive:
     followed by its archive reads as one stream.
 
     In memory without ``storage``; with ``storage=store.storage(...)`` it lives in
-    that namespace (its layers kept as a stack's items are). An archive in the same store as its stack
-    gets each pruned layer exactly once, in the transaction that prunes it.
+    that namespace (its layers kept as a stack's items are). An archive in the same
+    store as its stack gets each pruned layer exactly once, in the transaction that
+    prunes it.
 
     >>> archive = Archive()
     >>> archive.addLayer(0, ["a", "b"])
