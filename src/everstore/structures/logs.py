@@ -4,7 +4,8 @@ or in a store (:class:`StoredLog`).
 A structure is a log of items plus a few cursors (how far a stack was pruned, how
 far an accumulator was consumed). Both logs give items positions 0, 1, 2 ... in the
 order they were appended (in a store: the log's seq order, fixed at commit), and
-move a cursor only by compare-and-set, so the structures' logic is written once.
+move a cursor by compare-and-set, or so that its highest value wins, so the
+structures' logic is written once.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class Entry(NamedTuple):
     """One item of a structure and where it came from.
 
     ``time`` is when it was appended (wall-clock seconds), ``context`` the code
-    location that appended it (``module.function:line``), ``seq`` its position in the
-    store's log (None for a structure kept in memory).
+    location that appended it (``module.function:line``), ``seq`` the position in the
+    store's log of the fact that holds it, which the items appended in one
+    transaction share (None for a structure kept in memory).
     """
 
     value: Any
