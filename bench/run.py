@@ -25,6 +25,13 @@ server ``EVERSTORE_PG_CONNINFO`` names; children get its conninfo in that variab
 are skipped, with the reason printed, when no server can run here or eventsourcing 9.5.0
 is not installed. Their rows form a second table.
 
+PostgreSQL writers: ``bench/run.py --only pg_writers`` runs the ``pg_writers`` family
+alone (``bench/pg_writers_workloads.py`` describes it: 1, 2, 4 and 8 writer processes at
+once on one store, everstore against raw psycopg, issue 12) on the same kind of server;
+it needs psycopg, not eventsourcing, and is skipped, with the reason printed, when no
+server can run here. Its rows form a table of their own (writes per second, higher is
+better).
+
 Models: ``bench/run.py --only models`` runs the ``models`` family alone
 (``bench/models_workloads.py`` describes it); a library of it that is not installed (or
 everstore.models before it has a ModelStore) is skipped, with the reason printed. Its
@@ -75,6 +82,7 @@ sys.path.insert(0, str(HERE))
 
 import models_workloads  # noqa: E402  (bench/ is not a package)
 import pg_workloads  # noqa: E402
+import pg_writers_workloads  # noqa: E402
 import structures_workloads  # noqa: E402
 import versions_workloads  # noqa: E402
 import workloads  # noqa: E402
@@ -83,6 +91,7 @@ import workloads  # noqa: E402
 CASES = {
     **workloads.CASES,
     **pg_workloads.CASES,
+    **pg_writers_workloads.CASES,
     **models_workloads.CASES,
     **versions_workloads.CASES,
     **structures_workloads.CASES,
@@ -105,10 +114,13 @@ FAMILIES: dict[str, list[str]] = {
     "isolation": ["everstore"],
     **workloads.FAMILIES,
     **pg_workloads.FAMILIES,
+    **pg_writers_workloads.FAMILIES,
     **models_workloads.FAMILIES,
     **versions_workloads.FAMILIES,
     **structures_workloads.FAMILIES,
 }
+#: the families that run against the run's PostgreSQL server
+PG_FAMILIES = pg_workloads.FAMILIES | pg_writers_workloads.FAMILIES
 #: the families of the layers, whose libraries may be missing (skipped, with the reason)
 LAYER_FAMILIES = (
     models_workloads.FAMILIES | versions_workloads.FAMILIES | structures_workloads.FAMILIES
@@ -120,9 +132,7 @@ UNAVAILABLE = {
     **dict.fromkeys(structures_workloads.FAMILIES, structures_workloads.unavailable_reason),
 }
 #: the families that need appendmuch (the first table's peer)
-APPENDMUCH_FAMILIES = [
-    name for name in FAMILIES if name not in pg_workloads.FAMILIES | LAYER_FAMILIES
-]
+APPENDMUCH_FAMILIES = [name for name in FAMILIES if name not in PG_FAMILIES | LAYER_FAMILIES]
 
 COLD_MAX_SAMPLES = 10
 #: seconds a child may run: a case that hangs (a peer's stuck save) fails, not the run
@@ -782,9 +792,11 @@ def pg_server_module() -> ModuleType:
     return pg_server
 
 
-def pg_unavailable() -> str | None:
-    """Why the PostgreSQL families cannot run here, or None."""
-    return pg_workloads.unavailable_reason() or pg_server_module().unavailable_reason()
+def pg_unavailable(family: str) -> str | None:
+    """Why a PostgreSQL family's libraries cannot run here (the server aside), or None."""
+    if family in pg_writers_workloads.FAMILIES:
+        return pg_writers_workloads.unavailable_reason()
+    return pg_workloads.unavailable_reason()
 
 
 def pg_settings(conninfo: str) -> dict[str, Any]:
@@ -801,49 +813,89 @@ def pg_settings(conninfo: str) -> dict[str, Any]:
     return found
 
 
-def pg_start(families: list[str], opts: Options, info: dict[str, Any]) -> tuple[Any, str | None]:
-    """Start the run's one server if a PostgreSQL family is selected: (server, None),
-    or (None, why they are skipped). Sets ``opts.pg_conninfo`` and ``info["postgresql"]``."""
-    wanted = [name for name in families if name in pg_workloads.FAMILIES]
-    if not wanted:
-        return None, None
-    reason = pg_unavailable()
-    if reason is None:
-        server = None
-        try:
-            server = pg_server_module().start_server()
-            info["postgresql"] = {**pg_settings(server.conninfo), "started_by_run": server.owned}
-        except Exception as exc:  # whatever stops a server here: skip, as when none exists
-            if server is not None:
-                server.stop()
-            reason = f"could not start or reach a PostgreSQL server: {exc}"
+def pg_start(
+    families: list[str], opts: Options, info: dict[str, Any]
+) -> tuple[Any, list[str], list[str]]:
+    """Start the run's one server if a PostgreSQL family that can run is selected:
+    (the server or None, the families skipped, a message per reason they are skipped).
+    Sets ``opts.pg_conninfo`` and ``info["postgresql"]``."""
+    wanted = [name for name in families if name in PG_FAMILIES]
+    skipped: dict[str, list[str]] = {}  # reason -> families
+    runnable = []
+    for name in wanted:
+        reason = pg_unavailable(name)
+        if reason is None:
+            runnable.append(name)
         else:
-            opts.pg_conninfo = server.conninfo
-            progress(f"PostgreSQL server for the run: {server.conninfo}")
-            return server, None
-    skipped = f"PostgreSQL families ({', '.join(wanted)}) skipped: {reason}"
-    progress(skipped)
-    return None, skipped
+            skipped.setdefault(reason, []).append(name)
+    server = None
+    if runnable:
+        reason = pg_server_module().unavailable_reason()
+        if reason is None:
+            try:
+                server = pg_server_module().start_server()
+                info["postgresql"] = {
+                    **pg_settings(server.conninfo),
+                    "started_by_run": server.owned,
+                }
+            except Exception as exc:  # whatever stops a server here: skip, as when none exists
+                if server is not None:
+                    server.stop()
+                server = None
+                reason = f"could not start or reach a PostgreSQL server: {exc}"
+            else:
+                opts.pg_conninfo = server.conninfo
+                progress(f"PostgreSQL server for the run: {server.conninfo}")
+        if reason is not None:
+            skipped.setdefault(reason, []).extend(runnable)
+    messages = [
+        f"PostgreSQL families ({', '.join(names)}) skipped: {reason}"
+        for reason, names in skipped.items()
+    ]
+    for message in messages:
+        progress(message)
+    return server, [name for names in skipped.values() for name in names], messages
 
 
-def print_pg_context(info: dict[str, Any], sz: pg_workloads.PgSizes, skipped: str | None) -> None:
-    if skipped is not None:
-        print(skipped)
+def print_pg_context(
+    info: dict[str, Any], sz: pg_workloads.PgSizes, skipped: list[str], families: list[str]
+) -> None:
+    for message in skipped:
+        print(message)
     pg = info.get("postgresql")
     if pg is None:
         return
     source = "started for this run" if pg["started_by_run"] else "from EVERSTORE_PG_CONNINFO"
-    print(
+    line = (
         f"PostgreSQL {pg['server_version']} ({source}, Unix socket or as given): fsync "
         f"{pg['fsync']}, synchronous_commit {pg['synchronous_commit']}, full_page_writes "
-        f"{pg['full_page_writes']}, wal_sync_method {pg['wal_sync_method']} | eventsourcing "
-        f"{info['eventsourcing']}, psycopg {info['psycopg']}; sizes: {sz.commits:,} commits "
-        f"per loop, {sz.txns} transactions of {sz.txn_size:,}, {sz.bulk:,}-write import in "
-        f"transactions of {sz.bulk_txn:,}, {sz.follow:,}-fact log to follow"
+        f"{pg['full_page_writes']}, wal_sync_method {pg['wal_sync_method']}"
     )
+    if any(name in pg_workloads.FAMILIES for name in families):
+        line += (
+            f" | eventsourcing {info['eventsourcing']}, psycopg {info['psycopg']}; sizes: "
+            f"{sz.commits:,} commits per loop, {sz.txns} transactions of {sz.txn_size:,}, "
+            f"{sz.bulk:,}-write import in transactions of {sz.bulk_txn:,}, {sz.follow:,}-fact "
+            f"log to follow"
+        )
+    print(line)
     if not pg["durable"]:
         print("WARNING: the server does not flush commits (fsync or synchronous_commit off):")
         print("  per-commit figures are far below what a durable server costs")
+
+
+def print_writers_context(info: dict[str, Any], ws: pg_writers_workloads.WritersSizes) -> None:
+    writers = ", ".join(str(w) for w in ws.writers)
+    print(
+        f"pg_writers: {writers} writer processes started together (ready/go over pipes) on"
+        f" one store, a fresh schema per loop; each process commits {ws.single:,} single"
+        f" writes, or {ws.txns} transactions of {pg_writers_workloads.TXN_SIZE}; everstore:"
+        f" a Store per process, `s.x = i` on a namespace of its own; raw psycopg"
+        f" {info['psycopg']}: autocommit INSERT into a table with everstore's log columns,"
+        f" an identity seq and the (ns, field, seq) index (transactions: executemany in"
+        f" BEGIN/COMMIT); total writes/s from go to the last writer's end; growth: the"
+        f" rate / the same library's rate with 1 writer"
+    )
 
 
 def print_models_context(
@@ -1125,6 +1177,72 @@ def structures_table(
     return "\n".join(lines), rows
 
 
+#: the pg_writers table's goal, from issue 12: with these many writers, everstore's total
+#: writes/s at least WRITERS_RAW_SHARE of raw psycopg's, and its growth over 1 writer at
+#: least WRITERS_RAW_SHARE of raw's growth ("growing with writers as raw does")
+WRITERS_GOAL_FROM = 4
+WRITERS_RAW_SHARE = 0.8
+WRITERS_TABLE_HEADER = (
+    "| # | writers | commits | everstore writes/s | raw psycopg writes/s | everstore / raw "
+    "| everstore growth vs 1 | raw growth vs 1 | goal | result |"
+)
+WRITERS_MODE_LABEL = {"single": "one per write", "txn100": "transactions of 100"}
+
+
+def writers_table(
+    medians: dict[str, dict[str, float]], ws: pg_writers_workloads.WritersSizes
+) -> tuple[str, list[dict[str, Any]]]:
+    """The pg_writers table: per mode and number of writers, both libraries' total
+    writes per second (higher is better), their ratio, each one's growth over its own
+    rate with 1 writer, and issue 12's goal from WRITERS_GOAL_FROM writers on."""
+    es_metrics = medians.get("pg_writers/everstore", {})
+    raw_metrics = medians.get("pg_writers/raw", {})
+    lines = [WRITERS_TABLE_HEADER, "|---|--:|---|" + "--:|" * 5 + "---|---|"]
+    rows: list[dict[str, Any]] = []
+    share = WRITERS_RAW_SHARE
+    for number, mode in enumerate(pg_writers_workloads.MODES, 1):
+        base = pg_writers_workloads.metric(mode, ws.writers[0])
+        es1, raw1 = es_metrics.get(base), raw_metrics.get(base)
+        for letter, writers in zip("abcdefgh", ws.writers, strict=False):
+            name = pg_writers_workloads.metric(mode, writers)
+            es, raw = es_metrics.get(name), raw_metrics.get(name)
+            if es is None and raw is None:
+                continue
+            es_growth = None if es is None or not es1 else es / es1
+            raw_growth = None if raw is None or not raw1 else raw / raw1
+            vs_raw = None if es is None or not raw else es / raw
+            goals: list[str] = []
+            verdicts: list[str] = []
+            if writers >= WRITERS_GOAL_FROM:
+                goals = [f"≥ {share:g}x raw", f"growth ≥ {share:g}x raw's"]
+                verdicts = [
+                    "n/a" if vs_raw is None else ("PASS" if vs_raw >= share else "MISS"),
+                    "n/a" if es_growth is None or not raw_growth
+                    else ("PASS" if es_growth / raw_growth >= share else "MISS"),
+                ]  # fmt: skip
+            key = f"PW{number}{letter}"
+            lines.append(
+                f"| {key} | {writers} | {WRITERS_MODE_LABEL[mode]} | {rate(es)} | {rate(raw)} "
+                f"| {times(vs_raw)} | {times(es_growth)} | {times(raw_growth)} "
+                f"| {' ; '.join(goals) or '—'} | {' ; '.join(verdicts) or '—'} |"
+            )
+            rows.append({
+                "table": "pg_writers", "key": key, "writers": writers, "mode": mode,
+                "everstore_per_s": es, "raw_per_s": raw, "everstore_vs_raw": vs_raw,
+                "everstore_growth": es_growth, "raw_growth": raw_growth,
+                "goals": goals, "results": verdicts,
+            })  # fmt: skip
+    return "\n".join(lines), rows
+
+
+def rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def times(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
 def rss_table(results: dict[str, CaseResult]) -> str:
     lines = ["| case | peak RSS (MiB, median) | wall per repetition (s) |", "|---|--:|--:|"]
     for case, result in results.items():
@@ -1194,9 +1312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     sz = workloads.sizes(quick)
     pg_sz = pg_workloads.pg_sizes(quick)
-    server, pg_skipped = pg_start(families, opts, info)
-    if pg_skipped is not None:
-        families = [name for name in families if name not in pg_workloads.FAMILIES]
+    server, pg_skipped_families, pg_skipped = pg_start(families, opts, info)
+    families = [name for name in families if name not in pg_skipped_families]
     progress(
         f"everstore benchmarks ({'quick' if quick else 'full'}): {opts.reps} repetition(s), "
         f"≥{min_time:g} s timed per measurement, families: {', '.join(families)}"
@@ -1228,6 +1345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     models_text, models_rows = table(MODELS_TABLE, medians, names)
     versions_text, versions_rows = table(VERSIONS_TABLE, medians, names)
     structures_text, structures_rows = structures_table(medians, names)
+    ws = pg_writers_workloads.writers_sizes(quick)
+    writers_text, writers_rows = writers_table(medians, ws)
 
     print(
         f"everstore {info['everstore']} (git {info['git_commit']}"
@@ -1242,7 +1361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{sz.cold_namespaces * sz.cold_fields * sz.cold_writes:,} facts for cold open, "
         f"{sz.list_items:,} list appends; total {total:.0f} s"
     )
-    print_pg_context(info, pg_sz, pg_skipped)
+    print_pg_context(info, pg_sz, pg_skipped, families)
     if (info["git_commit_end"], info["git_dirty_end"]) != (info["git_commit"], info["git_dirty"]):
         print(
             f"WARNING: src/ changed during the run (git {info['git_commit']} -> "
@@ -1251,11 +1370,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Ratios: other / everstore time (or size); above 1x means everstore is better.")
     print()
     # With only PostgreSQL families selected, an empty SQLite table would be noise.
-    if sqlite_rows or not (pg_rows or models_rows or versions_rows or structures_rows):
+    others = pg_rows or writers_rows or models_rows or versions_rows or structures_rows
+    if sqlite_rows or not others:
         print(sqlite_text)
         print()
     if pg_rows:
         print(pg_text)
+        print()
+    if writers_rows or "pg_writers" in families:
+        print_writers_context(info, ws)
+        print(writers_text)
         print()
     if models_rows or "models" in families:
         print_models_context(info, models_workloads.model_sizes(quick), opts.skipped)
@@ -1283,14 +1407,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "versions_sizes": vs.__dict__,
             "structures_sizes": ss.__dict__,
             "skipped": opts.skipped,
-            "pg_skipped": pg_skipped, "total_s": total,
+            "pg_writers_sizes": ws.__dict__,
+            "pg_skipped": "\n".join(pg_skipped) or None, "total_s": total,
         },
         "cases": {
             case: {"reps": result.reps, "median": medians.get(case),
                    "rss_mib": result.rss_mib, "wall_s": result.wall_s}
             for case, result in results.items()
         },
-        "rows": sqlite_rows + pg_rows + models_rows + versions_rows + structures_rows,
+        "rows": sqlite_rows + pg_rows + writers_rows + models_rows + versions_rows
+        + structures_rows,
         "failures": failures,
     }  # fmt: skip
     opts.json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
