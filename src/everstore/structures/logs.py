@@ -374,7 +374,10 @@ class StoredLog:
 
     def append(self, value: Any, context: str) -> bool | None:
         engine = self.engine
-        if not engine.open_transactions or not engine.in_transaction():
+        # The transaction's batch, if one is open: looked up first, since it is found
+        # at every append but the first of a transaction.
+        batch: Any = engine.pending_value(self.ns, ITEM) if engine.open_transactions else None
+        if batch is None and not engine.in_transaction():
             engine.write(self.ns, ITEM, [[value]], context)
             return None
         try:
@@ -383,7 +386,6 @@ class StoredLog:
             engine.codec.check(value)
         except UnsupportedValueError as exc:
             raise UnsupportedValueError(f"{describe_field(self.ns.parts, ITEM)}: {exc}") from None
-        batch = engine.pending_value(self.ns, ITEM)
         began = batch is None
         if began:  # the transaction's first append: its batch, extended in place
             batch = [[]]
