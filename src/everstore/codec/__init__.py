@@ -246,15 +246,7 @@ class Codec:
 
         :raises UnsupportedValueError: as :meth:`encode`
         """
-        kind = type(value)
-        if kind is dict:  # the commonest item, flat: _only_json_types' first step, inlined
-            plain = set(map(type, value)) <= _STR_ONLY and (
-                set(map(type, value.values())) <= _JSON_SCALARS
-                or _only_json_types(value, _MAX_DEPTH - 1)
-            )
-        else:
-            plain = kind in _PLAIN_CONTAINERS and _only_json_types(value, _MAX_DEPTH - 1)
-        if plain:
+        if type(value) in _PLAIN_CONTAINERS and _only_json_types(value, _MAX_DEPTH - 1):
             try:
                 orjson.dumps(value)
             except TypeError:  # an int beyond 64 bits (stored tagged) or lone surrogates

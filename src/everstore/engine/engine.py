@@ -66,6 +66,13 @@ _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
 #: tuple.__new__ builds a NamedTuple without the Python-level __new__ frame.
 _as_write = functools.partial(tuple.__new__, Write)
+
+
+def _encoded_entry(fact: Fact) -> Entry:
+    """The cache entry of a committed fact holding an encoded container."""
+    return (fact.time, False, Raw(fact.data), fact.context, fact.seq)  # type: ignore[arg-type]
+
+
 #: larger than any seq: "no upper bound"
 END_OF_LOG = 2**63
 
@@ -200,7 +207,7 @@ class Engine(Transacting, Lending):
         replaced = self._replaced_facts(facts, by_field_only=True)
         for position, fact in enumerate(facts):
             if position in replaced:
-                self._add_encoded(ns, fact)
+                self._add_encoded(ns, fact.field, _encoded_entry(fact))
                 continue
             self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
             if self._hooks:
@@ -636,30 +643,16 @@ class Engine(Transacting, Lending):
                     # A value written again later in the same commit is never current:
                     # its entry is kept encoded, not decoded only to be replaced.
                     overwritten = self._overwritten(items) if len(items) > 1 and not hooks else ()
-                    # Runs of overwritten entries of one field are added at once.
-                    run: list[Entry] = []
-                    run_log: FieldLog | None = None
                     for position, ((ns, field, data, context, hint), (seq, when)) in enumerate(
                         zip(items, assigned, strict=True)
                     ):
                         if position in overwritten:
-                            log = ns.fields.get(field) or ns.fields.setdefault(field, FieldLog())
-                            if log is not run_log and run_log is not None:
-                                run_log.add_encoded(run)
-                                run = []
-                            run_log = log
-                            run.append((when, False, Raw(data), context, seq))  # type: ignore[arg-type]
-                            continue
-                        if run_log is not None:
-                            run_log.add_encoded(run)
-                            run, run_log = [], None
-                        self._apply(ns, seq, when, field, data, context, hint)
+                            self._add_encoded(ns, field, (when, False, Raw(data), context, seq))  # type: ignore[arg-type]
+                        else:
+                            self._apply(ns, seq, when, field, data, context, hint)
                         self._applied = seq
                         if hooks:
                             self._run_hooks(ns, field, False)
-                    if run_log is not None:
-                        run_log.add_encoded(run)
-                    self._applied = assigned[-1][0]
                     if current:
                         self._settle_token(token, len(assigned))
                 else:
@@ -675,21 +668,19 @@ class Engine(Transacting, Lending):
     def _overwritten(self, items: list[Item]) -> set[int]:
         """Positions of the items that write a whole mutable value which the next
         item of the same field in this commit replaces whole: cached encoded, never
-        decoded (a delta or a loan after it would need it decoded).
-
-        :func:`replaced_later` in one pass from the end (run at every commit of more
-        than one write, so written out for speed)."""
+        decoded (a delta or a loan after it would need it decoded)."""
         is_delta = self.codec.is_delta
-        overwritten: set[int] = set()
-        next_replaces: dict[tuple[Namespace, str], bool] = {}
-        for position in range(len(items) - 1, -1, -1):
-            ns, field, data, _, hint = items[position]
-            key = (ns, field)
-            replaces = type(hint) is not Loan and not is_delta(data)
-            if next_replaces.get(key) and hint is MISSING and data is not None and replaces:
-                overwritten.add(position)
-            next_replaces[key] = replaces
-        return overwritten
+        replaced = replaced_later(
+            [(item[0], item[1]) for item in items],
+            [type(item[4]) is not Loan and not is_delta(item[2]) for item in items],
+        )
+        return {
+            position
+            for position in replaced
+            if items[position][4] is MISSING
+            and items[position][2] is not None
+            and not is_delta(items[position][2])
+        }
 
     def _replaced_facts(self, facts: list[Fact], by_field_only: bool) -> set[int]:
         """Positions of ``facts`` holding a plain list or dict that a later fact of the
@@ -708,10 +699,11 @@ class Engine(Transacting, Lending):
         return {position for position in replaced if is_plain(facts[position].data)}
 
     @staticmethod
-    def _add_encoded(ns: Namespace, fact: Fact) -> None:
-        """Add a fact that :meth:`_replaced_facts` found as an encoded entry."""
-        log = ns.fields.get(fact.field) or ns.fields.setdefault(fact.field, FieldLog())
-        log.add((fact.time, False, Raw(fact.data), fact.context, fact.seq))  # type: ignore[arg-type]
+    def _add_encoded(ns: Namespace, field: str, entry: Entry) -> None:
+        """Add an entry that will never be the field's current value, as it is:
+        encoded (see :meth:`_overwritten` and :meth:`_replaced_facts`)."""
+        log = ns.fields.get(field) or ns.fields.setdefault(field, FieldLog())
+        log.add(entry)
 
     # -- keeping current ------------------------------------------------------------
 
@@ -740,7 +732,7 @@ class Engine(Transacting, Lending):
                 log = ns.fields.get(fact.field)
                 # A fact applied before an interrupt cut a batch short is not applied twice.
                 if (log is None or log.last_seq() < fact.seq) and position in replaced:
-                    self._add_encoded(ns, fact)
+                    self._add_encoded(ns, fact.field, _encoded_entry(fact))
                 elif log is None or log.last_seq() < fact.seq:
                     self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
                     if hooks:

@@ -113,12 +113,6 @@ class FieldLog:
                     positions.append(position)
         self.entries.append(entry)
 
-    def add_encoded(self, entries: list[Entry]) -> None:
-        """Append entries that all hold encoded containers (Raw), as :meth:`add`
-        would one by one: counted first, never indexed by value."""
-        self.raw_count += len(entries)
-        self.entries.extend(entries)
-
     def last_seq(self) -> int:
         """The seq of the latest entry, 0 if there is none."""
         return self.entries[-1][SEQ] if self.entries else 0
