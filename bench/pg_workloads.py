@@ -33,7 +33,18 @@ from unittest import mock
 
 from workloads import Config, Metrics, read_after, timed_batches, timed_loops, timer_cost
 
-__all__ = ["CASES", "CONNINFO_VAR", "FAMILIES", "PgSizes", "pg_sizes", "unavailable_reason"]
+__all__ = [
+    "CASES",
+    "CONNINFO_VAR",
+    "FAMILIES",
+    "PgSizes",
+    "admin",
+    "conninfo",
+    "drop_schema",
+    "new_schema",
+    "pg_sizes",
+    "unavailable_reason",
+]
 
 #: where the runner puts the conninfo of the run's server (tests/pg_server.py reads it too)
 CONNINFO_VAR = "EVERSTORE_PG_CONNINFO"
@@ -105,28 +116,32 @@ def unavailable_reason() -> str | None:
 # -- schemas --------------------------------------------------------------------------
 
 
-def _conninfo() -> str:
+def conninfo() -> str:
+    """The run's server (see CONNINFO_VAR)."""
     conninfo = os.environ.get(CONNINFO_VAR)
     if not conninfo:
         raise RuntimeError(f"{CONNINFO_VAR} is not set: bench/run.py passes its server's")
     return conninfo
 
 
-def _admin(sql: str) -> None:
+def admin(sql: str) -> tuple[Any, ...] | None:
+    """Run one statement on a connection of its own; its first row, if it returns any."""
     import psycopg
 
-    with psycopg.connect(_conninfo(), autocommit=True) as conn:
-        conn.execute(sql)
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchone() if cursor.description is not None else None
 
 
-def _new_schema() -> str:
+def new_schema() -> str:
+    """A fresh schema of the run's server."""
     schema = f"bench_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE SCHEMA {schema}")
+    admin(f"CREATE SCHEMA {schema}")
     return schema
 
 
-def _drop_schema(schema: str) -> None:
-    _admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+def drop_schema(schema: str) -> None:
+    admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def _blobs(n: int) -> list[bytes]:
@@ -150,8 +165,8 @@ def _everstore_setup(synchronous_commit: bool | None = None) -> Callable[[], _Ev
     def setup() -> _Everstore:
         from everstore import PostgreSQL, Store
 
-        schema = _new_schema()
-        store = Store(PostgreSQL(_conninfo(), schema=schema, synchronous_commit=synchronous_commit))
+        schema = new_schema()
+        store = Store(PostgreSQL(conninfo(), schema=schema, synchronous_commit=synchronous_commit))
         s = store.storage("bench", "ns")
         # Untimed first write: it interns the names (the general path, once per store),
         # so the loop measures the steady state, as raw's prepared table does.
@@ -163,7 +178,7 @@ def _everstore_setup(synchronous_commit: bool | None = None) -> Callable[[], _Ev
 
 def _everstore_teardown(state: _Everstore) -> None:
     state.store.close()
-    _drop_schema(state.schema)
+    drop_schema(state.schema)
 
 
 def pg_writes_everstore(config: Config) -> Metrics:
@@ -233,9 +248,9 @@ def pg_follow_everstore(config: Config) -> Metrics:
 
     sz = pg_sizes(config.quick)
     per_key = sz.follow // sz.follow_keys
-    schema = _new_schema()
+    schema = new_schema()
     try:
-        with Store(PostgreSQL(_conninfo(), schema=schema)) as writer:
+        with Store(PostgreSQL(conninfo(), schema=schema)) as writer:
             handles = [writer.storage("bench", f"n{k}") for k in range(sz.follow_keys)]
             # Interleaved, so that consecutive facts belong to different namespaces.
             with writer.transaction():
@@ -243,7 +258,7 @@ def pg_follow_everstore(config: Config) -> Metrics:
                     for s in handles:
                         s.x = r
         total = per_key * sz.follow_keys
-        with Store(PostgreSQL(_conninfo(), schema=schema)) as follower:
+        with Store(PostgreSQL(conninfo(), schema=schema)) as follower:
 
             def follow() -> None:
                 count = sum(1 for _ in follower.follow(since=0, timeout=0))
@@ -251,7 +266,7 @@ def pg_follow_everstore(config: Config) -> Metrics:
 
             seconds = timed_batches(follow, total, config.min_time)
     finally:
-        _drop_schema(schema)
+        drop_schema(schema)
     return {"follow_us": 1e6 * seconds}
 
 
@@ -274,9 +289,9 @@ def _raw_setup(synchronous_commit: bool | None = None) -> Callable[[], _Raw]:
     def setup() -> _Raw:
         import psycopg
 
-        schema = _new_schema()
+        schema = new_schema()
         table = f"{schema}.log"
-        conn = psycopg.connect(_conninfo(), autocommit=True)
+        conn = psycopg.connect(conninfo(), autocommit=True)
         conn.execute(
             f"CREATE TABLE {table} (seq bigint PRIMARY KEY, time float8 NOT NULL, "
             "ns int4 NOT NULL, field int4 NOT NULL, ctx int4 NOT NULL, data bytea)"
@@ -291,7 +306,7 @@ def _raw_setup(synchronous_commit: bool | None = None) -> Callable[[], _Raw]:
 
 def _raw_teardown(state: _Raw) -> None:
     state.conn.close()
-    _drop_schema(state.schema)
+    drop_schema(state.schema)
 
 
 def pg_writes_raw(config: Config) -> Metrics:
@@ -404,7 +419,7 @@ def _eventsourcing_env(schema: str) -> dict[str, str]:
     """eventsourcing's settings for the run's server, from the libpq conninfo."""
     from psycopg.conninfo import conninfo_to_dict
 
-    params = conninfo_to_dict(_conninfo())
+    params = conninfo_to_dict(conninfo())
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": str(params.get("dbname", "postgres")),
@@ -451,7 +466,7 @@ class _EventSourcing:
 
 def _eventsourcing_setup() -> _EventSourcing:
     bench, counter = _eventsourcing_model()
-    schema = _new_schema()
+    schema = new_schema()
     app = bench(env=_eventsourcing_env(schema))
     aggregate = counter()
     app.save(aggregate)  # untimed: the creation event, and the tables warmed up
@@ -460,7 +475,7 @@ def _eventsourcing_setup() -> _EventSourcing:
 
 def _eventsourcing_teardown(state: _EventSourcing) -> None:
     state.app.close()
-    _drop_schema(state.schema)
+    drop_schema(state.schema)
 
 
 def _eventsourcing_saves(size: int, count: int) -> Callable[[_EventSourcing], None]:

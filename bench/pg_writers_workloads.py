@@ -40,12 +40,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from pg_workloads import admin, conninfo, drop_schema, new_schema
 from workloads import Config, Metrics
 
 __all__ = [
@@ -60,8 +59,6 @@ __all__ = [
 
 perf = time.perf_counter
 
-#: where the runner puts the conninfo of the run's server (as pg_workloads.CONNINFO_VAR)
-CONNINFO_VAR = "EVERSTORE_PG_CONNINFO"
 
 #: family -> libraries, in the order their repetitions alternate
 FAMILIES: dict[str, list[str]] = {"pg_writers": ["everstore", "raw"]}
@@ -113,32 +110,6 @@ def unavailable_reason() -> str | None:
 # -- schemas ------------------------------------------------------------------------------
 
 
-def _conninfo() -> str:
-    conninfo = os.environ.get(CONNINFO_VAR)
-    if not conninfo:
-        raise RuntimeError(f"{CONNINFO_VAR} is not set: bench/run.py passes its server's")
-    return conninfo
-
-
-def _admin(sql: str) -> tuple[Any, ...] | None:
-    """Run one statement on a connection of its own; its first row, if it returns any."""
-    import psycopg
-
-    with psycopg.connect(_conninfo(), autocommit=True) as conn:
-        cursor = conn.execute(sql)
-        return cursor.fetchone() if cursor.description is not None else None
-
-
-def _new_schema() -> str:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE SCHEMA {schema}")
-    return schema
-
-
-def _drop_schema(schema: str) -> None:
-    _admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
 def _raw_table(schema: str) -> str:
     return f"{schema}.log"
 
@@ -151,15 +122,15 @@ def _prepare(library: str, schema: str) -> None:
     if library == "everstore":
         from everstore import PostgreSQL, Store
 
-        Store(PostgreSQL(_conninfo(), schema=schema)).close()
+        Store(PostgreSQL(conninfo(), schema=schema)).close()
         return
     table = _raw_table(schema)
-    _admin(
+    admin(
         f"CREATE TABLE {table} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "time float8 NOT NULL, ns int4 NOT NULL, field int4 NOT NULL, ctx int4 NOT NULL, "
         "data bytea)"
     )
-    _admin(f"CREATE INDEX ON {table} (ns, field, seq)")
+    admin(f"CREATE INDEX ON {table} (ns, field, seq)")
 
 
 def _count(library: str, schema: str) -> int:
@@ -167,9 +138,9 @@ def _count(library: str, schema: str) -> int:
     if library == "everstore":
         from everstore import PostgreSQL, Store
 
-        with Store(PostgreSQL(_conninfo(), schema=schema)) as store:
+        with Store(PostgreSQL(conninfo(), schema=schema)) as store:
             return sum(1 for _ in store.follow(since=0, timeout=0))
-    row = _admin(f"SELECT count(*) FROM {_raw_table(schema)}")
+    row = admin(f"SELECT count(*) FROM {_raw_table(schema)}")
     assert row is not None
     return int(row[0])
 
@@ -229,7 +200,7 @@ def _measure(library: str, mode: str, writers: int, sz: WritersSizes, min_time: 
     seconds = 0.0
     writes = 0
     while seconds < min_time:
-        schema = _new_schema()
+        schema = new_schema()
         try:
             _prepare(library, schema)
             seconds += _run_workers(library, mode, schema, writers, count)
@@ -241,7 +212,7 @@ def _measure(library: str, mode: str, writers: int, sz: WritersSizes, min_time: 
                     f"{library} {mode} with {writers} writers: {found} facts, {expected} written"
                 )
         finally:
-            _drop_schema(schema)
+            drop_schema(schema)
     return writes / seconds
 
 
@@ -276,7 +247,7 @@ def _wait_for_go() -> None:
 def _everstore_worker(mode: str, schema: str, index: int, count: int) -> float:
     from everstore import PostgreSQL, Store
 
-    store = Store(PostgreSQL(_conninfo(), schema=schema))
+    store = Store(PostgreSQL(conninfo(), schema=schema))
     s = store.storage("bench", f"w{index}")
     s.x = -1  # untimed: interns the names, as raw's first insert warms its connection
     _wait_for_go()
@@ -303,7 +274,7 @@ def _raw_worker(mode: str, schema: str, index: int, count: int) -> float:
     blobs = [default_codec.encode(i) for i in range(count)]
     query = _RAW_INSERT.format(t=_raw_table(schema))
     ns = index + 1
-    conn = psycopg.connect(_conninfo(), autocommit=True)
+    conn = psycopg.connect(conninfo(), autocommit=True)
     execute = conn.execute
     execute(query, (time.time(), ns, 1, 1, default_codec.encode(-1)))  # untimed
     now = time.time
