@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pg_workloads import admin, conninfo, drop_schema, new_schema
-from workloads import Config, Metrics
+from workloads import Config, Metrics, child_env, start_workers
 
 __all__ = [
     "CASES",
@@ -148,12 +148,6 @@ def _count(library: str, schema: str) -> int:
 # -- the parent: one case -------------------------------------------------------------------
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def _run_workers(library: str, mode: str, schema: str, writers: int, count: int) -> float:
     """Start ``writers`` workers, wait until all are ready, signal them, and return the
     seconds from the signal to the last one's end."""
@@ -164,21 +158,12 @@ def _run_workers(library: str, mode: str, schema: str, writers: int, count: int)
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=_child_env(),
+            env=child_env(),
         )
         for w in range(writers)
     ]
     try:
-        for worker in workers:
-            assert worker.stdout is not None
-            line = worker.stdout.readline()
-            if line.strip() != "ready":
-                raise RuntimeError(f"a {library} writer did not start: {line!r}")
-        start = perf()
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
+        start = start_workers(workers, library)
         ends: list[float] = []
         for worker in workers:
             stdout, _ = worker.communicate(timeout=WORKER_TIMEOUT)

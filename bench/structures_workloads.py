@@ -74,7 +74,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from workloads import Config, Metrics, remove_db, scratch_dir, timed_batches, timed_loops
+from workloads import (
+    Config,
+    Metrics,
+    child_env,
+    remove_db,
+    scratch_dir,
+    start_workers,
+    timed_batches,
+    timed_loops,
+)
 
 __all__ = [
     "APPENDONLY_VERSION",
@@ -484,12 +493,6 @@ def structures_appendonly(config: Config) -> Metrics:
 # -- S4: cold iteration, one process per sample -------------------------------------------
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def cold_iteration(config: Config, library: str, path: Path, expected: int) -> Metrics:
     """S4 cold: processes that each open ``path`` and iterate stack + archive once,
     until ``min_time`` seconds of that were timed (COLD_MIN_SAMPLES to COLD_MAX_SAMPLES
@@ -502,7 +505,7 @@ def cold_iteration(config: Config, library: str, path: Path, expected: int) -> M
             [sys.executable, str(Path(__file__).resolve()), "--cold", library, str(path)],
             capture_output=True,
             text=True,
-            env=_child_env(),
+            env=child_env(),
             timeout=WORKER_TIMEOUT,
         )
         if done.returncode != 0:
@@ -608,21 +611,12 @@ def _run_workers(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=_child_env(),
+            env=child_env(),
         )
         for w in range(sz.workers)
     ]
     try:
-        for worker in workers:
-            assert worker.stdout is not None
-            line = worker.stdout.readline()
-            if line.strip() != "ready":
-                raise RuntimeError(f"a worker of {library} did not start: {line!r}")
-        start = perf()
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
+        start = start_workers(workers, library)
         reports = []
         for worker in workers:
             stdout, _ = worker.communicate(timeout=WORKER_TIMEOUT)

@@ -20,6 +20,7 @@ import random
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +33,12 @@ __all__ = [
     "Config",
     "Metrics",
     "Sizes",
+    "child_env",
     "cold_file",
     "interleaved_batches",
     "read_after",
     "sizes",
+    "start_workers",
     "timer_cost",
 ]
 
@@ -43,6 +46,32 @@ Metrics = dict[str, float]
 _S = TypeVar("_S")
 
 perf = time.perf_counter
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a worker process a case starts (which may write bytecode)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def start_workers(workers: list[subprocess.Popen[str]], library: str) -> float:
+    """Wait until each worker says ``ready``, then tell them all ``go``; return when
+    they were told (``perf_counter``).
+
+    :raises RuntimeError: if a worker says anything else (it failed to start)
+    """
+    for worker in workers:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"a worker of {library} did not start: {line!r}")
+    start = perf()
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    return start
 
 
 @dataclass(frozen=True)
