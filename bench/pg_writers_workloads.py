@@ -20,6 +20,15 @@ The libraries:
   ``(ns, field, seq)`` index; its own ``ns``; the values encoded by everstore's codec
   before timing. ``txn100``: ``executemany`` of 100 rows (psycopg pipelines it) in
   ``BEGIN``/``COMMIT``.
+* ``raw_ordered``: the floor of a log whose seqs follow commit order without holes
+  and whose writer learns its seq at once (what everstore promises), written with
+  plain psycopg: the same table with a plain ``seq`` column and a one-row counter;
+  each commit is one statement that updates the counter and inserts with the seqs it
+  got (``unnest`` of arrays for 100 rows), with ``synchronous_commit`` off for that
+  transaction only, followed in the same pipeline (psycopg's ``pipeline()``, a sync
+  between them) by a ``setval`` of a sequence in a transaction of its own that waits
+  for the WAL flush: the design docs/postgresql.md ("The commit step and its flush")
+  describes, without everstore's Python.
 
 Every timed loop gets a fresh schema (the store or the table created by the parent
 before the workers start, untimed). The workers are processes of their own (this file,
@@ -61,7 +70,7 @@ perf = time.perf_counter
 
 
 #: family -> libraries, in the order their repetitions alternate
-FAMILIES: dict[str, list[str]] = {"pg_writers": ["everstore", "raw"]}
+FAMILIES: dict[str, list[str]] = {"pg_writers": ["everstore", "raw", "raw_ordered"]}
 
 #: the commit modes: "single" (a commit per write), "txn100" (transactions of 100)
 MODES = ("single", "txn100")
@@ -117,6 +126,17 @@ def _raw_table(schema: str) -> str:
 _RAW_INSERT = "INSERT INTO {t}(time, ns, field, ctx, data) VALUES (%b, %b, %b, %b, %b)"
 
 
+_ORDERED_WRITE = (
+    "WITH c AS (UPDATE {s}.counter SET seq = seq + %(n)b, time = greatest(time, %(t)b) "
+    "RETURNING seq, time), "
+    "i AS (INSERT INTO {s}.log(seq, time, ns, field, ctx, data) "
+    "SELECT c.seq - %(n)b + w.ord, c.time, %(ns)b, 1, 1, w.data FROM c "
+    "CROSS JOIN unnest(%(data)b::bytea[]) WITH ORDINALITY AS w(data, ord)) "
+    "SELECT c.seq, set_config('synchronous_commit', 'off', true) FROM c"
+)
+_ORDERED_BARRIER = "SELECT setval('{s}.barrier', 1)"
+
+
 def _prepare(library: str, schema: str) -> None:
     """What the workers write to, made before they start (no worker races on DDL)."""
     if library == "everstore":
@@ -125,12 +145,21 @@ def _prepare(library: str, schema: str) -> None:
         Store(PostgreSQL(conninfo(), schema=schema)).close()
         return
     table = _raw_table(schema)
+    seq = "bigint PRIMARY KEY" if library == "raw_ordered" else (
+        "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    )  # fmt: skip
     admin(
-        f"CREATE TABLE {table} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-        "time float8 NOT NULL, ns int4 NOT NULL, field int4 NOT NULL, ctx int4 NOT NULL, "
-        "data bytea)"
+        f"CREATE TABLE {table} (seq {seq}, time float8 NOT NULL, ns int4 NOT NULL, "
+        "field int4 NOT NULL, ctx int4 NOT NULL, data bytea)"
     )
     admin(f"CREATE INDEX ON {table} (ns, field, seq)")
+    if library == "raw_ordered":
+        admin(
+            f"CREATE TABLE {schema}.counter (id boolean PRIMARY KEY DEFAULT true CHECK (id), "
+            "seq bigint NOT NULL, time float8 NOT NULL) WITH (fillfactor = 20)"
+        )
+        admin(f"INSERT INTO {schema}.counter(seq, time) VALUES (0, 0)")
+        admin(f"CREATE SEQUENCE {schema}.barrier")
 
 
 def _count(library: str, schema: str) -> int:
@@ -279,10 +308,44 @@ def _raw_worker(mode: str, schema: str, index: int, count: int) -> float:
     return end
 
 
+def _raw_ordered_worker(mode: str, schema: str, index: int, count: int) -> float:
+    import psycopg
+
+    from everstore import default_codec
+
+    blobs = [default_codec.encode(i) for i in range(count)]
+    write = _ORDERED_WRITE.format(s=schema)
+    barrier = _ORDERED_BARRIER.format(s=schema)
+    ns = index + 1
+    conn = psycopg.connect(conninfo(), autocommit=True)
+
+    def commit(rows: list[bytes]) -> None:
+        with conn.pipeline() as pipeline:
+            conn.execute(write, {"n": len(rows), "t": time.time(), "ns": ns, "data": rows})
+            pipeline.sync()
+            conn.execute(barrier)
+
+    commit([default_codec.encode(-1)])  # untimed
+    _wait_for_go()
+    size = 1 if mode == "single" else TXN_SIZE
+    for first in range(0, count, size):
+        commit(blobs[first : first + size])
+    end = perf()
+    conn.close()
+    return end
+
+
+_WORKERS = {
+    "everstore": _everstore_worker,
+    "raw": _raw_worker,
+    "raw_ordered": _raw_ordered_worker,
+}
+
+
 def worker_main(library: str, mode: str, schema: str, index: int, count: int) -> None:
     """One writer: connect, write once untimed, say ready, write ``count`` times once
     the parent says go, and print the moment it finished as JSON."""
-    run = _everstore_worker if library == "everstore" else _raw_worker
+    run = _WORKERS[library]
     end = run(mode, schema, index, count)
     print(json.dumps({"end": end}), flush=True)
 

@@ -1184,7 +1184,8 @@ WRITERS_GOAL_FROM = 4
 WRITERS_RAW_SHARE = 0.8
 WRITERS_TABLE_HEADER = (
     "| # | writers | commits | everstore writes/s | raw psycopg writes/s | everstore / raw "
-    "| everstore growth vs 1 | raw growth vs 1 | goal | result |"
+    "| everstore growth vs 1 | raw growth vs 1 | raw ordered writes/s (floor) "
+    "| everstore / raw ordered | goal | result |"
 )
 WRITERS_MODE_LABEL = {"single": "one per write", "txn100": "transactions of 100"}
 
@@ -1197,7 +1198,8 @@ def writers_table(
     rate with 1 writer, and issue 12's goal from WRITERS_GOAL_FROM writers on."""
     es_metrics = medians.get("pg_writers/everstore", {})
     raw_metrics = medians.get("pg_writers/raw", {})
-    lines = [WRITERS_TABLE_HEADER, "|---|--:|---|" + "--:|" * 5 + "---|---|"]
+    ordered_metrics = medians.get("pg_writers/raw_ordered", {})
+    lines = [WRITERS_TABLE_HEADER, "|---|--:|---|" + "--:|" * 7 + "---|---|"]
     rows: list[dict[str, Any]] = []
     share = WRITERS_RAW_SHARE
     for number, mode in enumerate(pg_writers_workloads.MODES, 1):
@@ -1206,8 +1208,10 @@ def writers_table(
         for letter, writers in zip("abcdefgh", ws.writers, strict=False):
             name = pg_writers_workloads.metric(mode, writers)
             es, raw = es_metrics.get(name), raw_metrics.get(name)
+            ordered = ordered_metrics.get(name)
             if es is None and raw is None:
                 continue
+            vs_ordered = None if es is None or not ordered else es / ordered
             es_growth = None if es is None or not es1 else es / es1
             raw_growth = None if raw is None or not raw1 else raw / raw1
             vs_raw = None if es is None or not raw else es / raw
@@ -1224,12 +1228,14 @@ def writers_table(
             lines.append(
                 f"| {key} | {writers} | {WRITERS_MODE_LABEL[mode]} | {rate(es)} | {rate(raw)} "
                 f"| {times(vs_raw)} | {times(es_growth)} | {times(raw_growth)} "
+                f"| {rate(ordered)} | {times(vs_ordered)} "
                 f"| {' ; '.join(goals) or '—'} | {' ; '.join(verdicts) or '—'} |"
             )
             rows.append({
                 "table": "pg_writers", "key": key, "writers": writers, "mode": mode,
                 "everstore_per_s": es, "raw_per_s": raw, "everstore_vs_raw": vs_raw,
                 "everstore_growth": es_growth, "raw_growth": raw_growth,
+                "raw_ordered_per_s": ordered, "everstore_vs_raw_ordered": vs_ordered,
                 "goals": goals, "results": verdicts,
             })  # fmt: skip
     return "\n".join(lines), rows

@@ -127,6 +127,20 @@ class PgServer:
             raise RuntimeError(f"cannot restart a server given by {ENV_VAR}")
         self._pg_ctl("restart", "-m", "fast", "-w", "-l", str(self.log_file))
 
+    def crash(self) -> None:
+        """``pg_ctl stop -m immediate``: every server process quits at once, without a
+        checkpoint or a flush of the WAL buffers, as in a crash. :meth:`start` brings
+        it back (after recovery from the WAL on disk)."""
+        if not self.owned:
+            raise RuntimeError(f"cannot crash a server given by {ENV_VAR}")
+        self._pg_ctl("stop", "-m", "immediate", "-w")
+
+    def start(self) -> None:
+        """``pg_ctl start`` after :meth:`crash`."""
+        if not self.owned:
+            raise RuntimeError(f"cannot start a server given by {ENV_VAR}")
+        self._pg_ctl("start", "-w", "-l", str(self.log_file))
+
     def stop(self) -> None:
         """Stop the server (if this session started it) and remove its folder."""
         if self.root is None:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from everstore import BackendError, SchemaError, Store, StoreClosedError
-from everstore.backends.base import SCHEMA_VERSION
+from everstore.backends.postgresql.schema import SCHEMA_VERSION
 from everstore.log import Write
 from pg_server import Location, PgServer, drop_schema, fresh_schema, raw_connection
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from everstore import SchemaError, Store, StoreClosedError
-from everstore.backends.base import SCHEMA_VERSION
+from everstore.backends.postgresql.schema import SCHEMA_VERSION
 from pg_server import Location, raw_connection
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed")
@@ -85,7 +85,7 @@ def test_a_0_1_0_schema_is_migrated_on_open(
 ) -> None:
     backend = opened()
     backend.open()
-    assert meta_version(*v1_location) == str(SCHEMA_VERSION) == "3"
+    assert meta_version(*v1_location) == str(SCHEMA_VERSION) == "4"
     assert has_blob_table(*v1_location)
 
 
@@ -188,7 +188,7 @@ def test_migrate_false_refuses_an_old_schema_and_leaves_it(
     with pytest.raises(SchemaError) as caught:
         backend.open()
     message = str(caught.value)
-    assert "version 1" in message and "needs version 3" in message
+    assert "version 1" in message and "needs version 4" in message
     assert "migrate=True" in message
     assert meta_version(*v1_location) == "1"
     assert not has_blob_table(*v1_location)
@@ -229,7 +229,7 @@ def test_opening_twice_migrates_once(
     assert errors == []
     again = opened()
     again.open()  # a migrated schema is just opened
-    assert meta_version(*v1_location) == "3"
+    assert meta_version(*v1_location) == "4"
     assert backends[0].last_seq() == 12
     with raw_connection(v1_location[0]) as conn:
         triggers = conn.execute(

@@ -575,7 +575,13 @@ class Engine(Transacting, Lending):
                 current = self._token_fn() == token
                 seq, when = self.backend.append_one(ns.path, field, data, context, self.clock())
                 if seq != self._applied + 1:
-                    self._catch_up_locked()  # others wrote in between: read theirs and ours
+                    # Others wrote in between: theirs and ours are read in seq order,
+                    # at once if hooks wait for them, else by the next read (a loop of
+                    # writes then reads nothing back).
+                    if self._hooks:
+                        self._catch_up_locked()
+                    else:
+                        self._token = _STALE
                     return
                 log = ns.fields.get(field)
                 if hint is MISSING or log is None or log.by_value is not None or self._hooks:
@@ -655,11 +661,13 @@ class Engine(Transacting, Lending):
                             self._run_hooks(ns, field, False)
                     if current:
                         self._settle_token(token, len(assigned))
-                else:
+                elif self._hooks or any(type(item[4]) is Loan for item in items):
                     # Others committed in between: our loans' changes are read back
                     # from the log with theirs, in seq order, like anyone's.
                     self._before_replay(items)
                     self._catch_up_locked()
+                else:
+                    self._token = _STALE  # others committed in between: see write()
             except BaseException:
                 self._token = _STALE  # see write(): the next read re-reads the tail
                 self._give_back(items)  # and applies whatever of ours was committed

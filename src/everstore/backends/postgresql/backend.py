@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...errors import BackendError, SchemaError, StoreClosedError
 from ...log import Fact, Write
 from ..base import TAIL_BASE, TAIL_PER_EXPECTATION, Backend, Expectation, conflict
-from .listener import KEEPALIVES, PEERS, Feed, Listener, StoreKey
+from .listener import KEEPALIVES, PEERS, Feed, Listener, Listening, StoreKey
 from .schema import TABLES, Place, ensure_schema, render_sql
 from .wire import (
     BYTEA_ARRAY_OID,
     INT4_ARRAY_OID,
     ByteaArray,
+    FlushUnconfirmed,
     Int4Array,
     OneWriteCommit,
     array_dumper,
@@ -172,6 +173,8 @@ class PostgreSQL(Backend):
         #: the log (see _commit_error)
         self._one_write = OneWriteCommit(psycopg, self._feed.bump)
         self._resolved_schema: str | None = None
+        #: whether commits wait for their WAL flush (the barrier; see open)
+        self._durable = True
         self._readers = 0
         self._read_token: Callable[[], Hashable] = functools.partial(
             operator.getitem, self._feed.box, 1
@@ -225,9 +228,13 @@ class PostgreSQL(Backend):
                 self._resolved_schema = schema
                 place = Place(schema, self.prefix, self._where)
                 self._sql = render_sql(psycopg, conn, place, self.channel, self._feed.tag)
-                self._one_write.use(self._sql["append_ids_one"])
                 ensure_schema(psycopg, conn, place, self._sql, migrate=self.migrate)
-                Listener.listen(psycopg, conn, self.channel)
+                self._durable = self._waits_for_flush(conn)
+                self._one_write.use(
+                    self._sql["append_ids_one"], self._sql["barrier"] if self._durable else None
+                )
+                listening = Listening(self.channel, self._sql["arm"], self._sql["counter_state"])
+                Listener.listen(psycopg, conn, listening)
             except psycopg.Error as exc:
                 conn.close()
                 raise BackendError(
@@ -238,13 +245,22 @@ class PostgreSQL(Backend):
                 raise
             feed = self._feed
             feed.bump()  # LISTEN is established: anything earlier is in last_seq()
-            listener = Listener(psycopg, conn, self._listener_conninfo, self.channel, feed)
+            listener = Listener(psycopg, conn, self._listener_conninfo, listening, feed)
             try:
                 pool = self._make_pool()
             except BaseException:
                 listener.stop()
                 raise
-            listener.start()
+            try:
+                listener.start()  # arms the counter first: the next commit notifies
+            except psycopg.Error as exc:
+                _shutdown(listener, pool)
+                raise BackendError(
+                    f"PostgreSQL error on {self._where}: {error_text(exc)}"
+                ) from None
+            except BaseException:
+                _shutdown(listener, pool)
+                raise
             self._listener = listener
             self._pool = pool
             self._finalizer = weakref.finalize(self, _shutdown, listener, pool)
@@ -288,6 +304,15 @@ class PostgreSQL(Backend):
         )
         pool.open(wait=False)
         return pool
+
+    def _waits_for_flush(self, conn: Connection[Any]) -> bool:
+        """Whether commits must wait for their WAL flush: the pool's sessions do
+        unless ``synchronous_commit`` is off for them (by our option, or by the
+        server's setting when we keep it)."""
+        if self.synchronous_commit is not None:
+            return self.synchronous_commit
+        row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+        return row is None or row[0] != "off"
 
     def close(self) -> None:
         with self._lock:
@@ -501,9 +526,39 @@ class PostgreSQL(Backend):
         try:
             with self._pooled() as conn:
                 row: tuple[Any, ...] | None = conn.execute(self._sql[kind], params).fetchone()
+                if row is not None:
+                    self._wait_for_flush(conn)
         except self._psycopg.Error as exc:
             raise self._commit_error(exc, count, ())  # noqa: B904 (the cause is set)
+        except FlushUnconfirmed as exc:
+            raise self._unconfirmed(exc, count)  # noqa: B904 (the cause is set)
         return row
+
+    def _wait_for_flush(self, conn: Connection[Any]) -> None:
+        """After a commit on ``conn`` (made without waiting for its WAL flush, so that
+        the counter row's lock was released at once): wait for the flush, with the
+        barrier statement, unless commits need not wait (synchronous_commit off).
+
+        :raises FlushUnconfirmed: if the barrier fails
+        """
+        if self._durable:
+            try:
+                conn.execute(self._sql["barrier"])
+            except self._psycopg.Error as exc:
+                raise FlushUnconfirmed(error_text(exc)) from exc
+
+    def _unconfirmed(self, exc: FlushUnconfirmed, count: int) -> BackendError:
+        """What a commit whose flush could not be waited for raises."""
+        # Our own commit, which the Store will not apply: every Store of this backend
+        # must look at the log on its next read.
+        self._feed.bump()
+        error = BackendError(
+            f"{count} write(s) were committed on {self._where}, but waiting for their "
+            f"WAL flush failed (the server flushes it within wal_writer_delay unless it "
+            f"crashes first): {exc}"
+        )
+        error.__cause__ = exc.__cause__
+        return error
 
     def append_one(
         self, namespace: str, field: str, data: bytes | None, context: str, time: float
@@ -526,6 +581,8 @@ class PostgreSQL(Backend):
                 return self._one_write.run(conn, time, ns, field_id, ctx, data)
         except self._psycopg.Error as exc:
             raise self._commit_error(exc, 1, ())  # noqa: B904 (the cause is set)
+        except FlushUnconfirmed as exc:
+            raise self._unconfirmed(exc, 1)  # noqa: B904 (the cause is set)
 
     def _commit_by_name(
         self, writes: Sequence[Write], expect: Sequence[Expectation]
@@ -570,13 +627,16 @@ class PostgreSQL(Backend):
     def _execute_commit(
         self, kind: str, params: Any, count: int, expect: Sequence[Expectation]
     ) -> tuple[Any, ...]:
-        """One statement, so one transaction and one round trip."""
+        """One statement, so one transaction (and the barrier after it)."""
         query = self._sql[kind]
         try:
             with self._pooled() as conn:
                 row: tuple[Any, ...] | None = conn.execute(query, params).fetchone()
+                self._wait_for_flush(conn)
         except self._psycopg.Error as exc:
             raise self._commit_error(exc, count, expect)  # noqa: B904 (the cause is set)
+        except FlushUnconfirmed as exc:
+            raise self._unconfirmed(exc, count)  # noqa: B904 (the cause is set)
         if row is None:  # pragma: no cover - the statements always return a row
             raise BackendError(f"PostgreSQL returned nothing for a commit on {self._where}")
         return row

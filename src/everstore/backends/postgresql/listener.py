@@ -1,8 +1,10 @@
-"""The change feed: a LISTEN thread counting the store's notifications.
+"""The change feed: a LISTEN thread that learns of other writers' commits.
 
-Every commit notifies the store's channel; each backend counts what arrives, so that
-a Store's per-read check is a memory read (see docs/postgresql.md, "Change
-notification"). Nothing here imports psycopg: the backend passes the module in.
+A commit notifies the store's channel only when a listener armed the counter row; a
+woken listener lets writes go unannounced for :data:`HINT_INTERVAL`, then re-arms the
+counter and reads its seq, so that a Store's per-read check stays a memory read
+while notifications are coalesced (see docs/postgresql.md, "Change notification").
+Nothing here imports psycopg: the backend passes the module in.
 """
 
 from __future__ import annotations
@@ -13,15 +15,30 @@ import select
 import threading
 import weakref
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from psycopg import Connection
 
-__all__ = ["HEARTBEAT", "KEEPALIVES", "PEERS", "Feed", "Listener", "PeerFeeds"]
+__all__ = [
+    "HEARTBEAT",
+    "HINT_INTERVAL",
+    "KEEPALIVES",
+    "PEERS",
+    "Feed",
+    "Listener",
+    "Listening",
+    "PeerFeeds",
+]
 
 #: seconds of silence after which the listener checks that its connection is alive
+#: (and re-arms the counter, should a notification have been lost)
 HEARTBEAT = 20.0
+#: seconds a woken listener lets commits go without notifications before it re-arms
+#: the counter: while writers keep committing, the store sends about one
+#: notification per interval whatever their number, and other processes see a
+#: commit within about this long
+HINT_INTERVAL = 0.02
 
 #: libpq keepalives for the listener, so that a vanished server is noticed over TCP
 KEEPALIVES = {
@@ -33,6 +50,17 @@ KEEPALIVES = {
 
 #: a store, as this process tells stores apart: (conninfo, schema, prefix)
 StoreKey = tuple[str, str, str]
+
+
+class Listening(NamedTuple):
+    """What a listener sends: the store's channel and two statements."""
+
+    #: the LISTEN/NOTIFY channel
+    channel: str
+    #: arms the counter row; returns its seq if it was not armed yet
+    arm: str
+    #: reads the counter row's seq and whether it is armed
+    state: str
 
 
 class Feed:
@@ -93,50 +121,83 @@ class Feed:
 
 
 class Listener:
-    """A daemon thread LISTENing on one dedicated connection, counting notifications."""
+    """A daemon thread LISTENing on one dedicated connection, arming the counter row
+    and bumping the feed when other writers committed."""
 
     def __init__(
         self,
         psycopg: ModuleType,
         conn: Connection[Any] | None,
         conninfo: str,
-        channel: str,
+        sql: Listening,
         feed: Feed,
     ) -> None:
         self._psycopg = psycopg
         self._conn = conn
         self._conninfo = conninfo
-        self._channel = channel
+        self._sql = sql
         self._feed = feed
+        #: the highest seq this listener knows of (notified, or read when arming)
+        self._known = 0
+        #: a notification came during one of our statements: re-arm
+        self._woken = False
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self._thread = threading.Thread(
-            target=self._run, name=f"everstore-listen-{channel}", daemon=True
+            target=self._run, name=f"everstore-listen-{sql.channel}", daemon=True
         )
 
     def start(self) -> None:
-        """Start the thread (on the connection given, if any)."""
+        """Start the thread (on the connection given, if any, which :meth:`listen`
+        prepared)."""
         if self._conn is not None:
             self._conn.add_notify_handler(self._on_notify)
+            self._known = self.arm(self._conn, self._sql)
         self._thread.start()
 
     @staticmethod
-    def listen(psycopg: ModuleType, conn: Connection[Any], channel: str) -> None:
-        """Run ``LISTEN channel`` on ``conn``.
+    def listen(psycopg: ModuleType, conn: Connection[Any], sql: Listening) -> None:
+        """Run ``LISTEN channel`` on ``conn`` and make its commits (the arming of the
+        counter) skip the WAL flush: losing one in a crash only costs a wake-up.
 
         :param psycopg: the psycopg module
         :param conn: an autocommit connection
-        :param channel: the store's channel
+        :param sql: the store's channel and statements
         :raises psycopg.Error: if the server refuses
         """
-        conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+        conn.execute("SET synchronous_commit = off")
+        conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(sql.channel)))
+
+    @staticmethod
+    def arm(conn: Connection[Any], sql: Listening) -> int:
+        """Make sure the next commit notifies, and read the seq of the latest one.
+
+        Armed already (by another process's listener, most often), in the snapshot
+        that read it: every commit before that arming is in the seq read, and every
+        commit after it notifies, or follows one that did. Not armed: the arming
+        waits for the counter row, so its seq is the latest; when it finds the row
+        armed meanwhile, the seq is read again, in a snapshot taken after that
+        arming committed.
+
+        :param conn: a connection LISTENing on the store's channel
+        :param sql: the store's statements
+        :return: the latest commit's seq
+        :raises psycopg.Error: on a database error
+        """
+        row = conn.execute(sql.state).fetchone()
+        if row is None:
+            return 0
+        if not row[1]:
+            row = conn.execute(sql.arm).fetchone() or conn.execute(sql.state).fetchone()
+        return 0 if row is None else int(row[0])
 
     def _connect(self) -> Connection[Any]:
         psycopg = self._psycopg
         conn: Connection[Any] = psycopg.connect(self._conninfo, autocommit=True)
         try:
-            self.listen(psycopg, conn, self._channel)
+            self.listen(psycopg, conn, self._sql)
             conn.add_notify_handler(self._on_notify)
+            self._known = self.arm(conn, self._sql)
         except BaseException:
             conn.close()
             raise
@@ -157,18 +218,21 @@ class Listener:
                     continue
                 delay = 0.1
                 self._conn = conn
-                self._feed.reset()  # notifications may have been missed meanwhile
+                self._feed.reset()  # commits may have been missed meanwhile
             try:
-                ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [], HEARTBEAT)
-                if self._wake_r in ready:
+                if not self._woken:
+                    ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [], HEARTBEAT)
+                    if self._wake_r in ready:
+                        break
+                    if ready and not self._drain(conn):
+                        continue
+                    # Woken by a notification, or silent for long (then re-arming
+                    # costs nothing and covers a notification that was lost).
+                if self._sleep(HINT_INTERVAL):
                     break
-                if not ready:
-                    # Silence: make sure the server is still there (a dead peer that
-                    # sent no FIN would otherwise make us deaf without knowing).
-                    # Notifications arriving meanwhile go to the handler.
-                    conn.execute("SELECT 1")
-                    continue
+                self._woken = False
                 self._drain(conn)
+                self._check(self.arm(conn, self._sql))
             except (psycopg.Error, OSError, ValueError):
                 self._close(conn)
                 conn = self._conn = None
@@ -176,12 +240,17 @@ class Listener:
         self._close(conn)
         self._conn = None
 
-    def _drain(self, conn: Connection[Any]) -> None:
-        """Hand the notifications waiting on the socket to the feed.
+    def _check(self, seq: int) -> None:
+        """Bump the feed if ``seq`` is news."""
+        if seq > self._known:
+            self._known = seq
+            self._feed.bump()
 
-        Straight through libpq: this runs after every commit of every writer,
-        including our own process's, and psycopg's ``notifies()`` generator cost
-        several times as much, holding the GIL the writer needs back.
+    def _drain(self, conn: Connection[Any]) -> bool:
+        """Hand the notifications waiting on the socket to the feed; True if any.
+
+        Straight through libpq: psycopg's ``notifies()`` generator cost several times
+        as much, holding the GIL a writer of this process needs back.
         """
         pgconn = conn.pgconn
         pgconn.consume_input()  # raises if the server closed the connection
@@ -191,11 +260,21 @@ class Listener:
             payloads.append(notify.extra.decode())
             notify = pgconn.notifies()
         if payloads:
-            self._feed.notified(payloads)
+            self._notified(payloads)
+        return bool(payloads)
 
     def _on_notify(self, notify: Any) -> None:
-        """Notifications psycopg received during a statement (the heartbeat)."""
-        self._feed.notified([notify.payload])
+        """Notifications psycopg received during one of our statements: the commit
+        that sent it may have used up our arming."""
+        self._woken = True
+        self._notified([notify.payload])
+
+    def _notified(self, payloads: list[str]) -> None:
+        for payload in payloads:
+            seq, _, _ = payload.partition(" ")
+            if seq.isdigit():
+                self._known = max(self._known, int(seq))
+        self._feed.notified(payloads)
 
     def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stopped; True if stopped."""

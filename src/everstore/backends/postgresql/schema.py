@@ -15,16 +15,20 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...errors import SchemaError
-from ..base import SCHEMA_VERSION
 from .wire import error_text
 
 if TYPE_CHECKING:
     from psycopg import Connection
 
-__all__ = ["MIGRATIONS", "TABLES", "Place", "ensure_schema", "render_sql"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "Place", "ensure_schema", "render_sql"]
 
-#: table-name suffixes; every one of them is checked for foreign tables
-TABLES = ("meta", "log", "namespaces", "fields", "contexts", "counter", "blobs")
+#: the version of the layout this release writes (PostgreSQL's own; versions up to 3
+#: are shared with SQLite's numbering, see docs/postgresql.md)
+SCHEMA_VERSION = 4
+
+#: relation-name suffixes (``barrier`` is a sequence); every one of them is checked
+#: for foreign relations
+TABLES = ("meta", "log", "namespaces", "fields", "contexts", "counter", "blobs", "barrier")
 
 
 class Place(NamedTuple):
@@ -55,6 +59,7 @@ DECLARE
   cnt integer := cardinality(p_ns);
   failed bigint;
   actual bigint;
+  wake boolean;
 BEGIN
   IF cnt IS NULL OR cnt = 0 THEN
     RAISE EXCEPTION 'everstore: nothing to append' USING ERRCODE = 'invalid_parameter_value';
@@ -95,15 +100,20 @@ BEGIN
         USING ERRCODE = 'EV409', DETAIL = failed::text, HINT = actual::text;
     END IF;
   END IF;
-  -- 4. Seqs and times, the counter, the notification; the commit follows at once.
+  -- 4. Seqs and times, the counter; a notification only if a listener armed the
+  --    counter (docs/postgresql.md, "Change notification"). The commit follows at once.
   INSERT INTO {t_log}(seq, time, ns, field, ctx, data)
     SELECT first_seq + w.ord, greatest(base_time, max(w.t) OVER (ORDER BY w.ord)),
            w.ns, w.field, w.ctx, w.data
     FROM unnest(ns_ids, field_ids, ctx_ids, p_data, p_time)
          WITH ORDINALITY AS w(ns, field, ctx, data, t, ord);
   UPDATE {t_counter} SET seq = first_seq + cnt,
-    time = greatest(base_time, (SELECT max(x) FROM unnest(p_time) AS x));
-  PERFORM pg_notify({channel}, (first_seq + cnt)::text || ' ' || coalesce(p_tag, ''));
+    time = greatest(base_time, (SELECT max(x) FROM unnest(p_time) AS x)),
+    notified = armed, armed = false
+    RETURNING notified INTO wake;
+  IF wake THEN
+    PERFORM pg_notify({channel}, (first_seq + cnt)::text || ' ' || coalesce(p_tag, ''));
+  END IF;
 END
 """
 )
@@ -192,6 +202,18 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # 2 -> 3: SQLite rebuilt its blob table; nothing changes here
     2: [],
+    # 3 -> 4: commits without a lock held through their flush, notifications only
+    # when a listener asks for one (docs/postgresql.md, "The commit step")
+    3: [
+        "ALTER TABLE {t_counter} ADD COLUMN armed boolean NOT NULL DEFAULT false, "
+        "ADD COLUMN notified boolean NOT NULL DEFAULT false",
+        "CREATE SEQUENCE {t_barrier}",
+        # An AFTER trigger's WHEN is checked on the new row as it is written; a
+        # BEFORE trigger first locked the row again (one more WAL record per commit).
+        "DROP TRIGGER no_rewind ON {t_counter}",
+        "CREATE TRIGGER no_rewind AFTER UPDATE ON {t_counter} FOR EACH ROW "
+        "WHEN (NEW.seq < OLD.seq OR NEW.time < OLD.time) EXECUTE FUNCTION {f_no_rewind}()",
+    ],
 }
 
 #: The functions, as this release defines them. A migration re-creates them (their
@@ -301,15 +323,38 @@ def render_sql(
     render = _renderer(psycopg, conn, place)
     q: dict[str, str] = {f"table_{s}": render(f"{{t_{s}}}") for s in TABLES}
     q["schema"] = sql.Identifier(place.schema).as_string(conn)
-    returning = "SELECT first_seq, base_time, ns_ids, field_ids, ctx_ids FROM {f_append}"
+    # Every commit runs with synchronous_commit off, so that the counter row's lock is
+    # released without waiting for the WAL flush; the backend then waits for the
+    # flush with the ``barrier`` statement, outside the lock (see "The commit step").
+    no_wait = "set_config('synchronous_commit', 'off', true)"
+    returning = (
+        f"SELECT f.first_seq, f.base_time, f.ns_ids, f.field_ids, f.ctx_ids, {no_wait} "
+        "FROM {f_append}"
+    )
     q["append"] = render(
-        returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], %b::text)"
+        returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], %b::text) AS f"
     )
     q["append_expect"] = render(
         returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], "
-        "%b::text, %b::text[], %b::text[], %b::int8[])"
+        "%b::text, %b::text[], %b::text[], %b::int8[]) AS f"
     )
-    notified = {"channel": sql.Literal(channel), "tag": sql.Literal(" " + tag)}
+    # A commit's setval writes WAL and takes a transaction id, so its commit waits
+    # for the WAL to be flushed up to it, hence up to the write committed before it
+    # on the same connection; it locks nothing anyone else waits for.
+    q["barrier"] = render("SELECT setval({barrier}, 1)", barrier=sql.Literal(render("{t_barrier}")))
+    # A listener asks the next commit to notify (docs/postgresql.md, "Change
+    # notification"); a row back means it armed the counter, else one was armed.
+    q["arm"] = render("UPDATE {t_counter} SET armed = true WHERE NOT armed RETURNING seq")
+    # The notification only when a listener armed the counter; then the commit
+    # without waiting for its flush (the barrier does, after the lock is released).
+    after_commit_step = (
+        "CASE WHEN c.notified THEN pg_notify({channel}, c.seq || {tag}) END, {no_wait} FROM c"
+    )
+    step = {
+        "channel": sql.Literal(channel),
+        "tag": sql.Literal(" " + tag),
+        "no_wait": sql.SQL(no_wait),
+    }
     # The hot paths: every name already interned (ids cached), one time for all
     # writes (what the Store sends), no condition. One statement: the UPDATE locks
     # the counter row and, having waited for it, reads its latest committed
@@ -317,22 +362,23 @@ def render_sql(
     # The hottest of them, for one write, is prepared and run through libpq
     # directly (see wire.OneWriteCommit), hence libpq's $n placeholders.
     q["append_ids_one"] = render(
-        "WITH c AS (UPDATE {t_counter} SET seq = seq + 1, time = greatest(time, $1::float8) "
-        "RETURNING seq, time), "
+        "WITH c AS (UPDATE {t_counter} SET seq = seq + 1, time = greatest(time, $1::float8), "
+        "notified = armed, armed = false RETURNING seq, time, notified), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
         "SELECT c.seq, c.time, $2::int4, $3::int4, $4::int4, $5::bytea FROM c) "
-        "SELECT c.seq - 1, c.time, pg_notify({channel}, c.seq || {tag}) FROM c",
-        **notified,
+        "SELECT c.seq - 1, c.time, " + after_commit_step,
+        **step,
     )
     q["append_ids"] = render(
         "WITH c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
-        "time = greatest(time, %(t)b::float8) RETURNING seq, time), "
+        "time = greatest(time, %(t)b::float8), notified = armed, armed = false "
+        "RETURNING seq, time, notified), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
         "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
         "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "
         "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)) "
-        "SELECT c.seq - %(n)b::int8, c.time, pg_notify({channel}, c.seq || {tag}) FROM c",
-        **notified,
+        "SELECT c.seq - %(n)b::int8, c.time, " + after_commit_step,
+        **step,
     )
     # append_ids, for expectations found true at or after seq %(since)s (see
     # Backend.append_checked): the facts after it, in the statement's snapshot, must
@@ -349,18 +395,19 @@ def render_sql(
         "%(eseq)b::int8[]) AS e(ns, field, seq) ON l.ns = e.ns AND l.field = e.field "
         "WHERE l.seq > %(since)b::int8 AND l.seq <= %(upto)b::int8 AND l.seq > e.seq LIMIT 1), "
         "c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
-        "time = greatest(time, %(t)b::float8) "
+        "time = greatest(time, %(t)b::float8), notified = armed, armed = false "
         "WHERE seq = (SELECT seq FROM s) AND seq <= %(upto)b::int8 "
         "AND NOT EXISTS (SELECT 1 FROM bad) "
-        "RETURNING seq, time), "
+        "RETURNING seq, time, notified), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
         "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
         "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "
         "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)) "
-        "SELECT c.seq - %(n)b::int8, c.time, pg_notify({channel}, c.seq || {tag}) FROM c",
-        **notified,
+        "SELECT c.seq - %(n)b::int8, c.time, " + after_commit_step,
+        **step,
     )
     q["last_seq"] = render("SELECT seq FROM {t_counter}")
+    q["counter_state"] = render("SELECT seq, armed FROM {t_counter}")
     q["facts_since"] = render(
         "SELECT seq, time, ns, field, ctx, data FROM {t_log} WHERE seq > %b "
         "ORDER BY seq LIMIT %b::int8"

@@ -27,6 +27,7 @@ __all__ = [
     "CANCEL_TIMEOUT",
     "INT4_ARRAY_OID",
     "ByteaArray",
+    "FlushUnconfirmed",
     "Int4Array",
     "OneWriteCommit",
     "array_dumper",
@@ -49,6 +50,7 @@ BYTEA_OID = 17
 BYTEA_ARRAY_OID = 1001
 
 _ONE_WRITE_STATEMENT = b"everstore_append_one"
+_BARRIER_STATEMENT = b"everstore_barrier"
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 _BINARY_5 = [1, 1, 1, 1, 1]
 _PACK_F8 = struct.Struct(">d").pack
@@ -256,6 +258,10 @@ def is_alive(conn: Connection[Any]) -> bool:
     return True
 
 
+class FlushUnconfirmed(Exception):
+    """A commit was made, but the wait for its WAL flush failed (the cause is set)."""
+
+
 class OneWriteCommit:
     """The hot path of every assignment: one write whose names are interned, run as
     a prepared statement straight through libpq, with binary parameters and results.
@@ -266,11 +272,13 @@ class OneWriteCommit:
 
     The statement takes ``$1`` time (float8), ``$2``-``$4`` the ids of namespace,
     field and context (int4), ``$5`` the data (bytea, NULL for a tombstone), and
-    returns the seq before the write and the commit's time.
+    returns the seq before the write and the commit's time. With a barrier, the
+    barrier statement follows it in the same round trip, in its own transaction
+    (libpq's pipeline mode, a sync after each).
     """
 
     def __init__(self, psycopg: ModuleType, interrupted: Callable[[], None]) -> None:
-        """Nothing is sent before :meth:`use` gave the statement's SQL.
+        """Nothing is sent before :meth:`use` gave the statements' SQL.
 
         :param psycopg: the psycopg module
         :param interrupted: called when Ctrl-C cancelled a commit (see wait_result)
@@ -278,62 +286,174 @@ class OneWriteCommit:
         self._psycopg = psycopg
         self._interrupted = interrupted
         self._query = b""
-        #: the connections on which the statement is prepared
+        self._barrier: bytes | None = None
+        #: the connections on which the statements are prepared
         self._prepared: weakref.WeakSet[Connection[Any]] = weakref.WeakSet()
 
-    def use(self, query: str) -> None:
-        """Set the statement's SQL (known once the backend has opened).
+    def use(self, query: str, barrier: str | None = None) -> None:
+        """Set the statements' SQL (known once the backend has opened).
 
-        :param query: the SQL, with libpq's ``$n`` placeholders
+        :param query: the write's SQL, with libpq's ``$n`` placeholders
+        :param barrier: a statement, without parameters, to run after the write's
+            commit in its own transaction (the wait for the write's WAL flush), or
+            None
         """
         self._query = query.encode()
+        self._barrier = None if barrier is None else barrier.encode()
         self._prepared = weakref.WeakSet()
 
     def run(
         self, conn: Connection[Any], when: float, ns: int, field: int, ctx: int, data: bytes | None
     ) -> tuple[int, float]:
-        """Commit one write on ``conn`` (in autocommit mode).
+        """Commit one write on ``conn`` (in autocommit mode), then run the barrier.
 
         :return: ``(seq before the write, commit time)``
-        :raises psycopg.Error: as psycopg would raise it
-        :raises KeyboardInterrupt: after cancelling the statement on the server
+        :raises psycopg.Error: as psycopg would raise it (nothing was committed, or it
+            is unknown whether it was, if the connection broke)
+        :raises FlushUnconfirmed: if the write committed but the barrier failed
+        :raises KeyboardInterrupt: after cancelling the statements on the server
         """
         params = [_PACK_F8(when), _PACK_I4(ns), _PACK_I4(field), _PACK_I4(ctx), data]
         result = self._execute(conn, params)
         return _UNPACK_I8(result.get_value(0, 0))[0], _UNPACK_F8(result.get_value(0, 1))[0]
 
     def _execute(self, conn: Connection[Any], params: list[bytes | None]) -> Any:
-        """Run the statement on ``conn``, preparing it first if this connection has
-        not; a failure becomes the psycopg error psycopg would raise."""
-        pgconn = conn.pgconn
+        """Run the statements on ``conn``, preparing them first if this connection
+        has not; a failure becomes the psycopg error psycopg would raise.
+
+        A ``prepare_threshold`` of None means the user asked psycopg never to prepare
+        (as behind pgbouncer in transaction mode, where a prepared statement may be
+        on another server connection): the statements are then sent whole, unnamed.
+        """
+        named = conn.prepare_threshold is not None
         pq = self._psycopg.pq
-        if conn.prepare_threshold is None:
-            # The user asked psycopg never to prepare (as behind pgbouncer in
-            # transaction mode, where a prepared statement may be on another server
-            # connection): send the statement itself, unnamed.
-            pgconn.send_query_params(self._query, params, param_formats=_BINARY_5, result_format=1)
-            result = wait_result(conn, self._interrupted)
-            if result.status == pq.ExecStatus.TUPLES_OK:
-                return result
-            raise result_error(self._psycopg, pgconn, result)
         for attempt in (1, 2):
-            if conn not in self._prepared:
-                pgconn.send_prepare(_ONE_WRITE_STATEMENT, self._query)
-                prepared = wait_result(conn, self._interrupted)
-                if prepared.status != pq.ExecStatus.COMMAND_OK:
-                    raise result_error(self._psycopg, pgconn, prepared)
-                self._prepared.add(conn)
-            # A None parameter is sent as NULL (a tombstone).
-            pgconn.send_query_prepared(_ONE_WRITE_STATEMENT, params, _BINARY_5, 1)
-            result = wait_result(conn, self._interrupted)
-            if result.status == pq.ExecStatus.TUPLES_OK:
-                return result
-            if (
-                attempt == 1
-                and result.error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT
-            ):
+            if named and conn not in self._prepared:
+                self._prepare(conn)
+            write, barrier = self._send(conn, params, named)
+            if write.status == pq.ExecStatus.TUPLES_OK:
+                if barrier is not None and barrier.status != pq.ExecStatus.TUPLES_OK:
+                    self._barrier_failed(conn, barrier, named)
+                return write
+            if attempt == 1 and named and _sqlstate(pq, write) == _NO_SUCH_STATEMENT:
                 # Someone ran DEALLOCATE on this session (nothing was executed).
                 self._prepared.discard(conn)
                 continue
-            raise result_error(self._psycopg, pgconn, result)
+            raise result_error(self._psycopg, conn.pgconn, write)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _prepare(self, conn: Connection[Any]) -> None:
+        pq = self._psycopg.pq
+        statements = [(_ONE_WRITE_STATEMENT, self._query)]
+        if self._barrier is not None:
+            statements.append((_BARRIER_STATEMENT, self._barrier))
+        for name, query in statements:
+            conn.pgconn.send_prepare(name, query)
+            prepared = wait_result(conn, self._interrupted)
+            if prepared.status != pq.ExecStatus.COMMAND_OK:
+                raise result_error(self._psycopg, conn.pgconn, prepared)
+        self._prepared.add(conn)
+
+    def _send(
+        self, conn: Connection[Any], params: list[bytes | None], named: bool
+    ) -> tuple[Any, Any]:
+        """Send the write (and the barrier) and return their first results."""
+        pgconn = conn.pgconn
+        if self._barrier is None:
+            self._send_write(pgconn, params, named)
+            return wait_result(conn, self._interrupted), None
+        pgconn.enter_pipeline_mode()
+        try:
+            self._send_write(pgconn, params, named)
+            # The barrier after a sync: its own transaction, in the same round trip.
+            pgconn.pipeline_sync()
+            if named:
+                pgconn.send_query_prepared(_BARRIER_STATEMENT, None, None, 1)
+            else:
+                pgconn.send_query_params(self._barrier, None, result_format=1)
+            pgconn.pipeline_sync()
+            write, barrier = self._pipeline_results(conn)
+        finally:
+            self._leave_pipeline(conn)
+        return write, barrier
+
+    def _send_write(self, pgconn: Any, params: list[bytes | None], named: bool) -> None:
+        if named:
+            pgconn.send_query_prepared(_ONE_WRITE_STATEMENT, params, _BINARY_5, 1)
+        else:
+            pgconn.send_query_params(self._query, params, param_formats=_BINARY_5, result_format=1)
+
+    def _pipeline_results(self, conn: Connection[Any]) -> list[Any]:
+        """The first result of each of the two pipelined transactions; on Ctrl-C,
+        both are cancelled (see wait_result) and waited for."""
+        firsts: list[Any] = []
+        try:
+            self._collect(conn.pgconn, firsts, None)
+        except KeyboardInterrupt:
+            try:
+                conn.cancel_safe(timeout=CANCEL_TIMEOUT)
+                self._collect(conn.pgconn, firsts, time.monotonic() + CANCEL_TIMEOUT)
+            except BaseException:  # a second Ctrl-C too, or no answer: give it up
+                conn.close()
+            finally:
+                self._interrupted()
+            raise
+        return firsts
+
+    def _collect(self, pgconn: Any, firsts: list[Any], deadline: float | None) -> None:
+        """Read results until two pipeline syncs came, appending the first result
+        before each to ``firsts`` (resumable after an interrupt)."""
+        pq = self._psycopg.pq
+        fd = pgconn.socket
+        while pgconn.flush():
+            select.select([], [fd], [])
+        current = None
+        while len(firsts) < 2:
+            while pgconn.is_busy():
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError("PostgreSQL did not answer in time")
+                if select.select([fd], [], [], timeout)[0]:
+                    pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                if pgconn.status != pq.ConnStatus.OK:
+                    raise self._psycopg.OperationalError("the connection was lost")
+                continue
+            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                firsts.append(current)
+                current = None
+            elif current is None:
+                current = result
+
+    def _leave_pipeline(self, conn: Connection[Any]) -> None:
+        """Back to normal mode; a connection that cannot be is closed (results left
+        unread: an error broke off the reading)."""
+        if conn.closed:
+            return
+        pgconn = conn.pgconn
+        try:
+            if pgconn.pipeline_status != self._psycopg.pq.PipelineStatus.OFF:
+                pgconn.exit_pipeline_mode()
+        except Exception:
+            conn.close()
+
+    def _barrier_failed(self, conn: Connection[Any], barrier: Any, named: bool) -> None:
+        """The write committed; its barrier did not run. Once more, unnamed (it may
+        have been deallocated); failing again is FlushUnconfirmed."""
+        pgconn = conn.pgconn
+        assert self._barrier is not None
+        if named and _sqlstate(self._psycopg.pq, barrier) == _NO_SUCH_STATEMENT:
+            self._prepared.discard(conn)
+            pgconn.send_query_params(self._barrier, None, result_format=1)
+            again = wait_result(conn, self._interrupted)
+            if again.status == self._psycopg.pq.ExecStatus.TUPLES_OK:
+                return
+            barrier = again
+        cause = result_error(self._psycopg, pgconn, barrier)
+        raise FlushUnconfirmed(error_text(cause)) from cause
+
+
+def _sqlstate(pq: ModuleType, result: Any) -> bytes | None:
+    sqlstate: bytes | None = result.error_field(pq.DiagnosticField.SQLSTATE)
+    return sqlstate
