@@ -51,6 +51,8 @@ BYTEA_ARRAY_OID = 1001
 
 _ONE_WRITE_STATEMENT = b"everstore_append_one"
 _BARRIER_STATEMENT = b"everstore_barrier"
+_BEGIN_STATEMENT = b"everstore_begin"
+_COMMIT_STATEMENT = b"everstore_commit"
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 _BINARY_5 = [1, 1, 1, 1, 1]
 _PACK_F8 = struct.Struct(">d").pack
@@ -330,11 +332,20 @@ class OneWriteCommit:
         for attempt in (1, 2):
             if named and conn not in self._prepared:
                 self._prepare(conn)
-            write, barrier = self._send(conn, params, named)
-            if write.status == pq.ExecStatus.TUPLES_OK:
-                if barrier is not None and barrier.status != pq.ExecStatus.TUPLES_OK:
-                    self._barrier_failed(conn, barrier, named)
+            if self._barrier is None:
+                self._send(conn.pgconn, _ONE_WRITE_STATEMENT, self._query, params, named)
+                write = wait_result(conn, self._interrupted)
+                commit = barrier = None
+            else:
+                begin, write, commit, barrier = self._pipeline(conn, params, named)
+                if begin is None or begin.status != pq.ExecStatus.COMMAND_OK:
+                    write = begin  # the first failure: the others were not run
+            if write is not None and write.status == pq.ExecStatus.TUPLES_OK:
+                if self._barrier is not None:
+                    self._check_commit(conn, commit, barrier, named)
                 return write
+            if write is None:
+                raise self._psycopg.OperationalError("the connection was lost")
             if attempt == 1 and named and _sqlstate(pq, write) == _NO_SUCH_STATEMENT:
                 # Someone ran DEALLOCATE on this session (nothing was executed).
                 self._prepared.discard(conn)
@@ -346,7 +357,11 @@ class OneWriteCommit:
         pq = self._psycopg.pq
         statements = [(_ONE_WRITE_STATEMENT, self._query)]
         if self._barrier is not None:
-            statements.append((_BARRIER_STATEMENT, self._barrier))
+            statements += [
+                (_BEGIN_STATEMENT, b"BEGIN"),
+                (_COMMIT_STATEMENT, b"COMMIT"),
+                (_BARRIER_STATEMENT, self._barrier),
+            ]
         for name, query in statements:
             conn.pgconn.send_prepare(name, query)
             prepared = wait_result(conn, self._interrupted)
@@ -354,61 +369,68 @@ class OneWriteCommit:
                 raise result_error(self._psycopg, conn.pgconn, prepared)
         self._prepared.add(conn)
 
+    @staticmethod
     def _send(
+        pgconn: Any, name: bytes, query: bytes, params: list[bytes | None] | None, named: bool
+    ) -> None:
+        if named:
+            pgconn.send_query_prepared(name, params, _BINARY_5 if params else None, 1)
+        else:
+            formats = _BINARY_5 if params else None
+            pgconn.send_query_params(query, params, param_formats=formats, result_format=1)
+
+    def _pipeline(
         self, conn: Connection[Any], params: list[bytes | None], named: bool
-    ) -> tuple[Any, Any]:
-        """Send the write (and the barrier) and return their first results."""
+    ) -> list[Any]:
+        """``BEGIN``, the write, ``COMMIT`` (the write's transaction, which does not
+        wait for its flush), then the barrier in a transaction of its own, all before
+        one sync: the server sends every answer at once, after the barrier's flush.
+
+        :return: the first result of ``BEGIN``, the write, ``COMMIT`` and the barrier
+            (None for one that never answered)
+        """
+        assert self._barrier is not None
         pgconn = conn.pgconn
-        if self._barrier is None:
-            self._send_write(pgconn, params, named)
-            return wait_result(conn, self._interrupted), None
         pgconn.enter_pipeline_mode()
         try:
-            self._send_write(pgconn, params, named)
-            # The barrier after a sync: its own transaction, in the same round trip.
+            self._send(pgconn, _BEGIN_STATEMENT, b"BEGIN", None, named)
+            self._send(pgconn, _ONE_WRITE_STATEMENT, self._query, params, named)
+            self._send(pgconn, _COMMIT_STATEMENT, b"COMMIT", None, named)
+            self._send(pgconn, _BARRIER_STATEMENT, self._barrier, None, named)
             pgconn.pipeline_sync()
-            if named:
-                pgconn.send_query_prepared(_BARRIER_STATEMENT, None, None, 1)
-            else:
-                pgconn.send_query_params(self._barrier, None, result_format=1)
-            pgconn.pipeline_sync()
-            write, barrier = self._pipeline_results(conn)
+            results = self._pipeline_results(conn)
         finally:
             self._leave_pipeline(conn)
-        return write, barrier
-
-    def _send_write(self, pgconn: Any, params: list[bytes | None], named: bool) -> None:
-        if named:
-            pgconn.send_query_prepared(_ONE_WRITE_STATEMENT, params, _BINARY_5, 1)
-        else:
-            pgconn.send_query_params(self._query, params, param_formats=_BINARY_5, result_format=1)
+        results += [None] * (4 - len(results))
+        return results
 
     def _pipeline_results(self, conn: Connection[Any]) -> list[Any]:
-        """The first result of each of the two pipelined transactions; on Ctrl-C,
-        both are cancelled (see wait_result) and waited for."""
-        firsts: list[Any] = []
+        """The first result of each statement sent before the sync; on Ctrl-C, they
+        are cancelled (see wait_result) and waited for."""
+        results: list[Any] = []
         try:
-            self._collect(conn.pgconn, firsts, None)
+            self._collect(conn.pgconn, results, None)
         except KeyboardInterrupt:
             try:
                 conn.cancel_safe(timeout=CANCEL_TIMEOUT)
-                self._collect(conn.pgconn, firsts, time.monotonic() + CANCEL_TIMEOUT)
+                self._collect(conn.pgconn, results, time.monotonic() + CANCEL_TIMEOUT)
             except BaseException:  # a second Ctrl-C too, or no answer: give it up
                 conn.close()
             finally:
                 self._interrupted()
             raise
-        return firsts
+        return results
 
-    def _collect(self, pgconn: Any, firsts: list[Any], deadline: float | None) -> None:
-        """Read results until two pipeline syncs came, appending the first result
-        before each to ``firsts`` (resumable after an interrupt)."""
+    def _collect(self, pgconn: Any, results: list[Any], deadline: float | None) -> None:
+        """Read results until the pipeline's sync, appending each statement's first
+        result to ``results`` (resumable after an interrupt)."""
         pq = self._psycopg.pq
         fd = pgconn.socket
         while pgconn.flush():
             select.select([], [fd], [])
+        sync = pq.ExecStatus.PIPELINE_SYNC
         current = None
-        while len(firsts) < 2:
+        while True:
             while pgconn.is_busy():
                 timeout = None if deadline is None else deadline - time.monotonic()
                 if timeout is not None and timeout <= 0:
@@ -416,41 +438,53 @@ class OneWriteCommit:
                 if select.select([fd], [], [], timeout)[0]:
                     pgconn.consume_input()
             result = pgconn.get_result()
-            if result is None:
+            if result is None:  # the end of one statement's results
                 if pgconn.status != pq.ConnStatus.OK:
                     raise self._psycopg.OperationalError("the connection was lost")
-                continue
-            if result.status == pq.ExecStatus.PIPELINE_SYNC:
-                firsts.append(current)
+                results.append(current)
                 current = None
+            elif result.status == sync:
+                return
             elif current is None:
                 current = result
 
     def _leave_pipeline(self, conn: Connection[Any]) -> None:
-        """Back to normal mode; a connection that cannot be is closed (results left
-        unread: an error broke off the reading)."""
+        """Back to normal mode, out of any transaction a failed statement left open
+        (rolled back); a connection that cannot be is closed."""
         if conn.closed:
             return
         pgconn = conn.pgconn
+        pq = self._psycopg.pq
         try:
-            if pgconn.pipeline_status != self._psycopg.pq.PipelineStatus.OFF:
+            if pgconn.pipeline_status != pq.PipelineStatus.OFF:
                 pgconn.exit_pipeline_mode()
+            if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                pgconn.exec_(b"ROLLBACK")
         except Exception:
             conn.close()
 
-    def _barrier_failed(self, conn: Connection[Any], barrier: Any, named: bool) -> None:
-        """The write committed; its barrier did not run. Once more, unnamed (it may
-        have been deallocated); failing again is FlushUnconfirmed."""
+    def _check_commit(self, conn: Connection[Any], commit: Any, barrier: Any, named: bool) -> None:
+        """The write ran: its ``COMMIT`` must have succeeded (else nothing was
+        committed), then the barrier (else FlushUnconfirmed, after one more try,
+        unnamed: it may have been deallocated)."""
+        pq = self._psycopg.pq
         pgconn = conn.pgconn
+        if commit is None or commit.status != pq.ExecStatus.COMMAND_OK:
+            raise result_error(self._psycopg, pgconn, commit)
+        if barrier is not None and barrier.status == pq.ExecStatus.TUPLES_OK:
+            return
         assert self._barrier is not None
-        if named and _sqlstate(self._psycopg.pq, barrier) == _NO_SUCH_STATEMENT:
+        if barrier is not None and named and _sqlstate(pq, barrier) == _NO_SUCH_STATEMENT:
             self._prepared.discard(conn)
-            pgconn.send_query_params(self._barrier, None, result_format=1)
-            again = wait_result(conn, self._interrupted)
-            if again.status == self._psycopg.pq.ExecStatus.TUPLES_OK:
+            self._send(pgconn, _BARRIER_STATEMENT, self._barrier, None, False)
+            barrier = wait_result(conn, self._interrupted)
+            if barrier.status == pq.ExecStatus.TUPLES_OK:
                 return
-            barrier = again
-        cause = result_error(self._psycopg, pgconn, barrier)
+        cause = (
+            self._psycopg.OperationalError("the connection was lost")
+            if barrier is None
+            else result_error(self._psycopg, pgconn, barrier)
+        )
         raise FlushUnconfirmed(error_text(cause)) from cause
 
 
