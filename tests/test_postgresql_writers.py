@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import pytest
 from children import child, expect_clean_exit, expect_line, start_together
 from everstore import Store
 from everstore.backends.postgresql import PostgreSQL
+from everstore.errors import BackendError
 from pg_server import Location, PgServer, raw_connection
 
 WRITERS = 8
@@ -44,6 +46,7 @@ DEADLINE = 300.0
 WRITER = r"""
 import os, sys
 from everstore import Store
+from everstore.errors import BackendError
 from everstore.backends.postgresql import PostgreSQL
 
 conninfo, schema, index, count, acks = sys.argv[1:6]
@@ -68,6 +71,7 @@ print("done", flush=True)
 FOLLOWER = r"""
 import json, os, select, sys
 from everstore import Store
+from everstore.errors import BackendError
 from everstore.backends.postgresql import PostgreSQL
 
 conninfo, schema, output = sys.argv[1:4]
@@ -280,3 +284,37 @@ def _children(
         yield [
             stack.enter_context(child(script, *args, deadline=DEADLINE)) for script, args in specs
         ]
+
+
+def test_a_commit_whose_flush_is_not_confirmed_says_it_was_committed(location: Location) -> None:
+    conninfo, schema = location
+    Store(PostgreSQL(conninfo, schema=schema)).close()
+    # A role that may write the store but not set the barrier's sequence (setval
+    # needs UPDATE on it): every commit is made, and its barrier refused.
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    with raw_connection(conninfo) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        conn.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        conn.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        with Store(PostgreSQL(f"{conninfo} user={role}", schema=schema)) as store:
+            s = store.storage("flush")
+            # New names: the general commit, then the barrier as a second statement.
+            with pytest.raises(BackendError, match=r"1 write\(s\) were committed .* WAL flush"):
+                s.x = 1
+            # Interned names: the one-write pipeline.
+            with pytest.raises(BackendError, match=r"1 write\(s\) were committed .* WAL flush"):
+                s.x = 2
+            with (
+                pytest.raises(BackendError, match=r"2 write\(s\) were committed"),
+                store.transaction(),
+            ):
+                s.y = 3
+                s.z = 4
+            assert (s.x, s.y, s.z) == (2, 3, 4)
+            assert [value.data for value in s.__history__()["x"]] == [1, 2]
+    finally:
+        with raw_connection(conninfo) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')

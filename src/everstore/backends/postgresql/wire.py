@@ -275,8 +275,9 @@ class OneWriteCommit:
     The statement takes ``$1`` time (float8), ``$2``-``$4`` the ids of namespace,
     field and context (int4), ``$5`` the data (bytea, NULL for a tombstone), and
     returns the seq before the write and the commit's time. With a barrier, the
-    barrier statement follows it in the same round trip, in its own transaction
-    (libpq's pipeline mode, a sync after each).
+    write runs between ``BEGIN`` and ``COMMIT`` and the barrier after them, in a
+    transaction of its own, all in one round trip (libpq's pipeline mode, one sync;
+    see "The commit step and its flush" in docs/postgresql.md).
     """
 
     def __init__(self, psycopg: ModuleType, interrupted: Callable[[], None]) -> None:
