@@ -893,8 +893,11 @@ def print_writers_context(info: dict[str, Any], ws: pg_writers_workloads.Writers
         f" a Store per process, `s.x = i` on a namespace of its own; raw psycopg"
         f" {info['psycopg']}: autocommit INSERT into a table with everstore's log columns,"
         f" an identity seq and the (ns, field, seq) index (transactions: executemany in"
-        f" BEGIN/COMMIT); total writes/s from go to the last writer's end; growth: the"
-        f" rate / the same library's rate with 1 writer"
+        f" BEGIN/COMMIT); raw ordered (the floor of a commit-ordered log): libpq"
+        f" through psycopg's pgconn, a counter-row UPDATE and the INSERT in one"
+        f" statement committed without waiting for the flush, then a setval barrier"
+        f" that waits for it, in one pipeline; total writes/s from go to the last"
+        f" writer's end; growth: the rate / the same library's rate with 1 writer"
     )
 
 

@@ -25,6 +25,8 @@ psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not insta
 from everstore.backends.postgresql import PostgreSQL  # noqa: E402
 
 DUMP = Path(__file__).resolve().parent / "data" / "pg-schema-0.1.0.sql"
+#: a version-3 store (tests/data/make_v3_fixture.py), the layout before version 4
+V3_DUMP = Path(__file__).resolve().parent / "data" / "pg-schema-v3.sql"
 
 #: the log of the 0.1.0 store: (seq, time, namespace, field, context line, data as hex)
 V1_LOG = [
@@ -43,10 +45,11 @@ V1_LOG = [
 ]
 
 
-def load_v1(conninfo: str, schema: str) -> None:
-    """Load the 0.1.0 dump into ``schema`` (which must not exist), as psql would."""
-    lines = [line for line in DUMP.read_text().splitlines() if not line.startswith("\\")]
-    script = re.sub(r"\bv1\b", schema, "\n".join(lines))
+def load_v1(conninfo: str, schema: str, dump: Path = DUMP, name: str = "v1") -> None:
+    """Load the 0.1.0 dump (or another, whose schema is ``name``) into ``schema``
+    (which must not exist), as psql would."""
+    lines = [line for line in dump.read_text().splitlines() if not line.startswith("\\")]
+    script = re.sub(rf"\b{name}\b", schema, "\n".join(lines))
     with raw_connection(conninfo) as conn:
         conn.execute(script)
 
@@ -343,3 +346,65 @@ def test_blobs_need_an_open_backend(opened: Callable[..., PostgreSQL]) -> None:
         backend.get_blob(blob("x")[0])
     with pytest.raises(StoreClosedError):
         backend.put_blobs([blob("x")])
+
+
+# -- migration from schema version 3 (commits notified every time) -------------------------
+
+
+@pytest.fixture
+def v3_location(location: Location) -> Location:
+    """The test's schema, holding a store of schema version 3."""
+    load_v1(*location, dump=V3_DUMP, name="v3")
+    return location
+
+
+def _counter_layout(conninfo: str, schema: str) -> tuple[list[str], bool, str]:
+    """The counter's columns, whether the barrier exists, and when no_rewind fires."""
+    with raw_connection(conninfo) as conn:
+        columns = [
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = 'everstore_counter' ORDER BY ordinal_position",
+                (schema,),
+            )
+        ]
+        barrier = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".everstore_barrier',))
+        trigger = conn.execute(
+            "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger AS t WHERE t.tgname = 'no_rewind' "
+            "AND t.tgrelid = to_regclass(%s)",
+            (f'"{schema}".everstore_counter',),
+        ).fetchone()[0]
+        return columns, barrier.fetchone()[0] is not None, trigger
+
+
+def test_a_version_3_store_is_migrated_to_version_4_on_open(
+    v3_location: Location, opened: Callable[..., PostgreSQL]
+) -> None:
+    assert meta_version(*v3_location) == "3"
+    columns, barrier, trigger = _counter_layout(*v3_location)
+    assert (columns, barrier) == (["id", "seq", "time"], False)
+    assert " BEFORE UPDATE " in trigger
+    with Store(opened()) as store:
+        alice = store.storage("game", "alice")
+        assert (alice.name, alice.round, alice.pair) == ("Alice", 2, (1, "a"))
+        assert [v.seq for v in alice.__history__()["score"]] == [3, 5, 10]
+        alice.round = 3  # the new commit step, with its barrier
+        assert [v.data for v in alice.__history__()["round"]] == [1, 2, 3]
+        assert alice.__history__()["round"][-1].seq == 13
+    assert meta_version(*v3_location) == "4"
+    columns, barrier, trigger = _counter_layout(*v3_location)
+    assert (columns, barrier) == (["id", "seq", "time", "armed", "notified"], True)
+    assert " AFTER UPDATE " in trigger
+
+
+def test_migrate_false_refuses_a_version_3_store_and_leaves_it(
+    v3_location: Location, opened: Callable[..., PostgreSQL]
+) -> None:
+    with pytest.raises(SchemaError) as refused:
+        opened(migrate=False).open()
+    message = str(refused.value)
+    assert "version 3" in message and "needs version 4" in message
+    assert "migrate=True" in message
+    assert meta_version(*v3_location) == "3"
+    assert _counter_layout(*v3_location)[:2] == (["id", "seq", "time"], False)
