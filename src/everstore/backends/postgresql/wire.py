@@ -37,7 +37,9 @@ __all__ = [
     "error_text",
     "is_alive",
     "result_error",
+    "send_all",
     "wait_answer",
+    "wait_readable",
     "wait_result",
 ]
 
@@ -172,19 +174,37 @@ def wait_answer(pgconn: Any, deadline: float | None = None) -> Any:
     :return: libpq's first result of the statement
     :raises TimeoutError: when the deadline passed first
     """
-    fd = pgconn.socket
+    send_all(pgconn)
+    wait_readable(pgconn, deadline)
+    result = pgconn.get_result()
+    while pgconn.get_result() is not None:
+        pass
+    return result
+
+
+def send_all(pgconn: Any) -> None:
+    """Send what libpq still holds (waiting for the socket to take it).
+
+    :param pgconn: psycopg's libpq connection
+    """
     while pgconn.flush():
-        select.select([], [fd], [])
+        select.select([], [pgconn.socket], [])
+
+
+def wait_readable(pgconn: Any, deadline: float | None) -> None:
+    """Read from the socket until libpq holds a result (or the end of one).
+
+    :param pgconn: psycopg's libpq connection
+    :param deadline: a ``time.monotonic()`` value after which to give up, or None
+    :raises TimeoutError: when the deadline passed first
+    """
+    fd = pgconn.socket
     while pgconn.is_busy():
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is not None and timeout <= 0:
             raise TimeoutError("PostgreSQL did not answer in time")
         if select.select([fd], [], [], timeout)[0]:
             pgconn.consume_input()
-    result = pgconn.get_result()
-    while pgconn.get_result() is not None:
-        pass
-    return result
 
 
 def wait_result(conn: Connection[Any], interrupted: Callable[[], None]) -> Any:
@@ -426,18 +446,11 @@ class OneWriteCommit:
         """Read results until the pipeline's sync, appending each statement's first
         result to ``results`` (resumable after an interrupt)."""
         pq = self._psycopg.pq
-        fd = pgconn.socket
-        while pgconn.flush():
-            select.select([], [fd], [])
+        send_all(pgconn)
         sync = pq.ExecStatus.PIPELINE_SYNC
         current = None
         while True:
-            while pgconn.is_busy():
-                timeout = None if deadline is None else deadline - time.monotonic()
-                if timeout is not None and timeout <= 0:
-                    raise TimeoutError("PostgreSQL did not answer in time")
-                if select.select([fd], [], [], timeout)[0]:
-                    pgconn.consume_input()
+            wait_readable(pgconn, deadline)
             result = pgconn.get_result()
             if result is None:  # the end of one statement's results
                 if pgconn.status != pq.ConnStatus.OK:
