@@ -318,3 +318,28 @@ def test_a_commit_whose_flush_is_not_confirmed_says_it_was_committed(location: L
         with raw_connection(conninfo) as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_the_last_commits_of_a_burst_reach_another_store(location: Location) -> None:
+    # Coalesced notifications leave most commits of a burst unannounced; the reader's
+    # listener must still learn of the last ones (it re-arms and reads the counter),
+    # well before its 20 s heartbeat. Another conninfo: this process does not wake
+    # the reader itself, as it wakes the backends of a store it knows.
+    conninfo, schema = location
+    reader_backend = PostgreSQL(f"{conninfo} application_name=reader", schema=schema)
+    with Store(PostgreSQL(conninfo, schema=schema)) as writer, Store(reader_backend) as reader:
+        written = writer.storage("burst")
+        read = reader.storage("burst")
+        written.n = -1
+        for round_ in range(3):
+            last = round_ * 1_000 + 999
+            for n in range(round_ * 1_000, last + 1):
+                written.n = n
+                # The reader keeps up with what it was told, so the burst's
+                # unannounced tail is what it still has to learn at the end.
+                read.__fields__()
+            while True:
+                token = reader_backend.change_token()
+                if getattr(read, "n", None) == last:
+                    break
+                assert reader_backend.wait_for_change(token, 10), f"round {round_}: never told"

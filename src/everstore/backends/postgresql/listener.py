@@ -17,6 +17,8 @@ import weakref
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .wire import result_error, wait_answer
+
 if TYPE_CHECKING:
     from psycopg import Connection
 
@@ -152,7 +154,8 @@ class Listener:
         prepared)."""
         if self._conn is not None:
             self._conn.add_notify_handler(self._on_notify)
-            self._known = self.arm(self._conn, self._sql)
+            self._known = self.arm(self._conn)
+            self._woken = self._drain(self._conn)
         self._thread.start()
 
     @staticmethod
@@ -168,8 +171,7 @@ class Listener:
         conn.execute("SET synchronous_commit = off")
         conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(sql.channel)))
 
-    @staticmethod
-    def arm(conn: Connection[Any], sql: Listening) -> int:
+    def arm(self, conn: Connection[Any]) -> int:
         """Make sure the next commit notifies, and read the seq of the latest one.
 
         Armed already (by another process's listener, most often), in the snapshot
@@ -177,19 +179,31 @@ class Listener:
         commit after it notifies, or follows one that did. Not armed: the arming
         waits for the counter row, so its seq is the latest; when it finds the row
         armed meanwhile, the seq is read again, in a snapshot taken after that
-        arming committed.
+        arming committed. Straight through libpq (this runs every HINT_INTERVAL in
+        every process while writers commit); notifications that arrive meanwhile
+        wait on the connection for :meth:`_drain`.
 
         :param conn: a connection LISTENing on the store's channel
-        :param sql: the store's statements
         :return: the latest commit's seq
         :raises psycopg.Error: on a database error
         """
-        row = conn.execute(sql.state).fetchone()
+        row = self._ask(conn, self._sql.state)
         if row is None:
             return 0
-        if not row[1]:
-            row = conn.execute(sql.arm).fetchone() or conn.execute(sql.state).fetchone()
+        if row[1] != b"t":
+            row = self._ask(conn, self._sql.arm) or self._ask(conn, self._sql.state)
         return 0 if row is None else int(row[0])
+
+    def _ask(self, conn: Connection[Any], query: str) -> tuple[bytes, ...] | None:
+        """The first row of ``query``'s answer, as text, or None."""
+        pgconn = conn.pgconn
+        pgconn.send_query_params(query.encode(), None)
+        result = wait_answer(pgconn)
+        if result.status != self._psycopg.pq.ExecStatus.TUPLES_OK:
+            raise result_error(self._psycopg, pgconn, result)
+        if not result.ntuples:
+            return None
+        return tuple(result.get_value(0, column) for column in range(result.nfields))
 
     def _connect(self) -> Connection[Any]:
         psycopg = self._psycopg
@@ -197,7 +211,8 @@ class Listener:
         try:
             self.listen(psycopg, conn, self._sql)
             conn.add_notify_handler(self._on_notify)
-            self._known = self.arm(conn, self._sql)
+            self._known = self.arm(conn)
+            self._woken = self._drain(conn)
         except BaseException:
             conn.close()
             raise
@@ -232,7 +247,9 @@ class Listener:
                     break
                 self._woken = False
                 self._drain(conn)
-                self._check(self.arm(conn, self._sql))
+                self._check(self.arm(conn))
+                # Those that came while arming: the commit that sent one used it up.
+                self._woken = self._drain(conn)
             except (psycopg.Error, OSError, ValueError):
                 self._close(conn)
                 conn = self._conn = None
