@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo docs test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/everstore demo
+
+# docs/cli.md is generated from the command's --help texts (tests/test_cli_docs.py
+# fails when it is out of date)
+docs: $(VENV)/.installed
+	$(BIN)/python -m everstore.cli.docs > docs/cli.md
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
