@@ -3,6 +3,8 @@ built here, with stdout captured (not a terminal, so the output is plain)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import math
 import signal
@@ -17,6 +19,7 @@ import pytest
 
 from everstore import PostgreSQL, Sqlite3, Store
 from everstore.cli import main
+from everstore.cli.output import Output, jsonable, relative_time
 from everstore.cli.targets import CliError, parse_moment, parse_namespace
 
 Capture = pytest.CaptureFixture[str]
@@ -393,3 +396,29 @@ def test_log_show_and_diff_on_postgresql(location: tuple[str, str], capsys: Capt
     assert _out(capsys, ["ls", url, *on_pg]).splitlines() == ["config", "game/alice", "game/bob"]
     changes = _json_lines(capsys, ["diff", url, str(seqs["middle"]), str(seqs["last"]), *on_pg])
     assert len(changes) == 4
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def test_relative_times_and_json_values() -> None:
+    assert relative_time(100.0, 112.5) == "12s ago"
+    assert relative_time(0.0, 300.0) == "5m ago"
+    assert relative_time(0.0, 3 * 3600.0) == "3h ago"
+    assert relative_time(0.0, 2 * 86400.0) == "2d ago"
+    assert relative_time(10.0, 5.0) == "in the future"
+    assert jsonable({1: {"a", "b"}, "t": (1, b"\x01"), "d": dt.date(2026, 1, 31)}) == {
+        "1": ["a", "b"],
+        "t": [1, "01"],
+        "d": "2026-01-31",
+    }
+
+
+def test_a_terminal_gets_a_rich_table_with_relative_times() -> None:
+    stream = io.StringIO()
+    out = Output(stream, styled=True)
+    out.table(("SEQ", "WHEN"), [["7", out.when(out.now - 90)]], right=(0,), title="log")
+    text = stream.getvalue()
+    assert "log" in text and "SEQ" in text and "1m ago" in text
+    plain = Output(io.StringIO())  # not a terminal: plain, ISO times
+    assert not plain.styled and plain.when(1e9).startswith("2001-09-0")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, TextIO
 
 from .output import rich_available
-from .targets import CliError, open_target
+from .targets import CliError, open_target, sqlite_file
 
 __all__ = ["export", "import_"]
 
@@ -90,6 +91,7 @@ def import_(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         raise CliError(f"cannot read {args.file!r}: {exc.strerror}") from exc
+    created = _new_file(args.target)
     try:
         with (
             open_target(args.target, schema=args.schema, create=True) as store,
@@ -101,11 +103,23 @@ def import_(args: argparse.Namespace) -> int:
                 )
             except (portable.StoreNotEmptyError, portable.ImportFormatError) as exc:
                 raise CliError(_import_message(exc, args)) from exc
+    except BaseException:
+        if created is not None:  # a failed import into a new file leaves no file
+            for name in (created, created + "-wal", created + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
+        raise
     finally:
         if source is not sys.stdin:
             source.close()
     print(f"imported {count} facts into {args.target}", file=sys.stderr)
     return 0
+
+
+def _new_file(target: str) -> str | None:
+    """The SQLite file an import would create, or None when it exists or is no file."""
+    path = sqlite_file(target)
+    return path if path is not None and not os.path.exists(path) else None
 
 
 def _import_message(exc: Any, args: argparse.Namespace) -> str:
