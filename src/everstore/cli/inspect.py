@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import math
 import os
-from collections import Counter, deque
-from collections.abc import Iterable
+from collections import Counter
 from typing import Any
 
 from ..engine import Change
@@ -101,18 +101,12 @@ def log(args: argparse.Namespace, out: Output) -> int:
             return _follow(store, cursor, wanted, args, out)
         cursor = 0 if since is None else _start_cursor(store, since)
         end = min([store.last_seq, *(_end_seq(store, moment) for moment in ends)])
-        newest_first = not args.oldest
-        found: deque[Change] = deque(maxlen=args.limit if newest_first else None)
-        if cursor < end:
-            for change in store.follow(cursor, timeout=0):
-                if change.seq > end:
-                    break
-                if not wanted(change):
-                    continue
-                found.append(change)
-                if not newest_first and args.limit is not None and len(found) >= args.limit:
-                    break
-        changes: Iterable[Change] = reversed(found) if newest_first else found
+        batch = min(args.limit or 1000, 1000)
+        selected = filter(
+            wanted, store.changes(cursor, end, newest_first=not args.oldest, batch=batch)
+        )
+        # a list: a table is aligned over all its rows
+        changes = list(itertools.islice(selected, args.limit))
         if args.json:
             for change in changes:
                 out.json(_change_json(change))

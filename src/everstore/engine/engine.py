@@ -29,7 +29,14 @@ from ..errors import (
 )
 from ..log import Fact, Value, Write
 from .contexts import caller_context
-from .feed import Change, Subscription, check_follow_arguments, facts_after
+from .feed import (
+    Change,
+    Subscription,
+    check_changes_arguments,
+    check_follow_arguments,
+    facts_after,
+    facts_between,
+)
 from .fieldlog import (
     DATA,
     MISSING,
@@ -375,6 +382,42 @@ class Engine(Transacting, Lending):
         """
         check_follow_arguments(since, timeout, batch)
         facts = facts_after(self.backend, self.check_open, since, timeout, batch)
+        return map(self._change, facts)
+
+    def changes(
+        self,
+        after: int = 0,
+        upto: int | None = None,
+        *,
+        newest_first: bool = False,
+        batch: int = 1000,
+    ) -> Iterator[Change]:
+        """The facts with a seq above ``after`` and up to ``upto`` (default: the last
+        seq now), in seq order or, with ``newest_first``, from ``upto`` down; never
+        waits. Stopping early reads no further: the newest ten of a long log cost
+        one ``batch``-sized read.
+
+        >>> from everstore import Store
+        >>> store = Store()
+        >>> doc = store.storage("doc")
+        >>> doc.v = 1; doc.v = 2; doc.v = 3
+        >>> [c.data for c in store.changes(newest_first=True)]
+        [3, 2, 1]
+        >>> [c.seq for c in store.changes(1, 2)]
+        [2]
+
+        :param after: only facts with a seq above it (0: from the first)
+        :param upto: only facts with a seq up to it (None: up to :attr:`last_seq`)
+        :param newest_first: yield the highest seq first
+        :param batch: how many facts to read from the backend at a time
+        :return: an iterator of :class:`Change`
+        :raises TypeError: for an ``after``, ``upto`` or ``batch`` of the wrong kind
+        :raises StoreClosedError: when the Engine is closed
+        """
+        check_changes_arguments(after, upto, batch)
+        self.check_open()
+        end = self.last_seq if upto is None else upto
+        facts = facts_between(self.backend, after, end, newest_first, batch)
         return map(self._change, facts)
 
     def subscribe(

@@ -11,7 +11,14 @@ from typing import Any, NamedTuple
 from ..backends.base import Backend
 from ..log import Fact
 
-__all__ = ["Change", "Subscription", "check_follow_arguments", "facts_after"]
+__all__ = [
+    "Change",
+    "Subscription",
+    "check_changes_arguments",
+    "check_follow_arguments",
+    "facts_after",
+    "facts_between",
+]
 
 #: how long a follower waits at most before it checks that its Engine is still open
 _FOLLOW_SLICE = 0.25
@@ -65,6 +72,46 @@ def facts_after(
             continue
         if not _wait_for_change(backend, check_open, token, timeout):
             return
+
+
+def check_changes_arguments(after: object, upto: object, batch: object) -> None:
+    """Refuse changes() arguments that are not seqs or a batch size.
+
+    :raises TypeError: naming the argument that is wrong
+    """
+    if type(after) is not int or after < 0:
+        raise TypeError(f"changes(after=...) needs a seq, an int >= 0, got {after!r}")
+    if upto is not None and (type(upto) is not int or upto < 0):
+        raise TypeError(f"changes(upto=...) needs None or a seq, an int >= 0, got {upto!r}")
+    if type(batch) is not int or batch < 1:
+        raise TypeError(f"changes(batch=...) needs an int >= 1, got {batch!r}")
+
+
+def facts_between(
+    backend: Backend, after: int, upto: int, newest_first: bool, batch: int
+) -> Iterator[Fact]:
+    """The committed facts with ``after < seq <= upto``, in seq order or newest first,
+    read ``batch`` at a time: newest first costs what is read, not the whole log."""
+    if not newest_first:
+        cursor = after
+        while cursor < upto:
+            facts = backend.facts_since(cursor, batch)
+            for fact in facts:
+                if fact.seq > upto:
+                    return
+                yield fact
+                cursor = fact.seq
+            if len(facts) < batch:
+                return
+        return
+    high = upto
+    while high > after:
+        low = max(after, high - batch)
+        # seqs are distinct ints, so the (high - low) facts after ``low`` hold every
+        # fact up to ``high`` (fewer when seqs have gaps)
+        window = [fact for fact in backend.facts_since(low, high - low) if fact.seq <= high]
+        yield from reversed(window)
+        high = low
 
 
 def _wait_for_change(
