@@ -10,6 +10,7 @@ import itertools
 import math
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..engine import Change
@@ -101,7 +102,9 @@ def log(args: argparse.Namespace, out: Output) -> int:
             return _follow(store, cursor, wanted, args, out)
         cursor = 0 if since is None else _start_cursor(store, since)
         end = min([store.last_seq, *(_end_seq(store, moment) for moment in ends)])
-        batch = min(args.limit or 1000, 1000)
+        # unfiltered, the newest N are the last N facts: one read of N
+        filtered = bool(prefix or fields)
+        batch = 1000 if filtered or args.limit is None else min(args.limit, 1000)
         selected = filter(
             wanted, store.changes(cursor, end, newest_first=not args.oldest, batch=batch)
         )
@@ -118,7 +121,7 @@ def log(args: argparse.Namespace, out: Output) -> int:
 def _follow(
     store: Store,
     cursor: int,
-    wanted: Any,
+    wanted: Callable[[Change], bool],
     args: argparse.Namespace,
     out: Output,
 ) -> int:
