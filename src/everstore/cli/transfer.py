@@ -57,21 +57,27 @@ def export(args: argparse.Namespace) -> int:
     portable = _portable()
     with open_target(args.source, schema=args.schema) as store:
         total = store.last_seq
+        to_file = args.output not in (None, "-")
         try:
             target: TextIO = (
-                sys.stdout if args.output in (None, "-") else open(args.output, "w")  # noqa: SIM115
+                open(args.output, "w", encoding="utf-8") if to_file else sys.stdout  # noqa: SIM115
             )
         except OSError as exc:
             raise CliError(f"cannot write {args.output!r}: {exc.strerror}") from exc
         try:
             with _progress("exporting", total) as progress:
                 count: int = portable.export_facts(store, target, progress=progress)
+        except BaseException:
+            if to_file:  # an export that did not finish leaves no half file
+                target.close()
+                os.remove(args.output)
+            raise
         finally:
-            if target is not sys.stdout:
+            if to_file:
                 target.close()
             else:
                 target.flush()
-    if args.output not in (None, "-"):
+    if to_file:
         print(f"exported {count} facts to {args.output}", file=sys.stderr)
     return 0
 
