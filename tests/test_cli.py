@@ -235,6 +235,25 @@ def test_log_follow_streams_facts_as_they_commit(game: str, capsys: Capture) -> 
     assert [(r["seq"], r["value"]) for r in records] == [(9, 0), (10, 1), (11, 2)]
 
 
+def test_log_follow_starts_from_now_without_since(game: str, capsys: Capture) -> None:
+    codes: list[int] = []
+    follower = threading.Thread(
+        target=lambda: codes.append(main(["log", game, "--follow", "--limit", "1", "--json"]))
+    )
+    follower.start()
+    with Store(Sqlite3(game)) as writer:
+        written = 0
+        # it has started when it shows a fact; until then, each write may come first
+        while follower.is_alive() and written < 10_000:
+            writer.storage("live").n = written
+            written += 1
+            follower.join(0.05)
+    follower.join()
+    assert codes == [0]
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["namespace"] == "live" and record["seq"] > 8  # none of the older facts
+
+
 def test_log_follow_ends_cleanly_on_ctrl_c(game: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "everstore", "log", game, "--follow", "--since", "9"],
