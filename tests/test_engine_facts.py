@@ -158,3 +158,27 @@ def test_append_facts_refuses_inside_a_transaction(store: Store) -> None:
 def test_append_facts_of_nothing(store: Store) -> None:
     assert store.append_facts([]) == []
     assert store.last_seq == 0
+
+
+def test_blobs_lists_the_blob_table_page_by_page(store: Store) -> None:
+    assert store.blobs() == []
+    datas = [bytes([i]) * i for i in range(1, 8)]
+    digests = store.put_blobs(datas)
+    expected = sorted(zip(digests, datas, strict=True))
+    assert store.blobs() == expected
+    pages = []
+    after = ""
+    while page := store.blobs(after, limit=3):
+        pages.append(page)
+        after = page[-1][0]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [pair for p in pages for pair in p] == expected
+    assert store.blobs(expected[-1][0]) == []
+
+
+@pytest.mark.parametrize(
+    ("after", "limit"), [("ab", 1), ("z" * 64, 1), (None, 1), ("", 0), ("", 1.5)]
+)
+def test_blobs_refuses_bad_arguments(store: Store, after: object, limit: object) -> None:
+    with pytest.raises(ValueError):
+        store.blobs(after, limit)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ seq, time, namespace, field, data bytes and context.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -64,6 +65,12 @@ def _fill(store: Store) -> None:
     store.storage("log").long = "x" * 100_000  # a large value
     rng = random.Random(7)
     store.storage("rng").state = rng
+    # blobs, named by digest from facts (as the versions layer does), one of 1 MB
+    big = random.Random(3).randbytes(1 << 20)
+    with store.transaction():
+        digests = store.put_blobs([b"small blob", big])
+        store.storage("files").names = digests
+    store.put_blob(b"a blob no fact names")
     # bytes no codec made, that are not UTF-8: carried as they are
     store.append_facts([Write("opaque", "blob", b"\x80\x81 not utf-8", "m.f:1", store.clock())])
 
@@ -121,6 +128,10 @@ def test_round_trip_sqlite_postgresql_sqlite(tmp_path: Path, location: Location)
             assert history[0] == first.storage("game", "player1").__history__()["score"][0]
             assert store.storage("shop", "cart", "2").total == 13
             assert len(store.storage("log").long) == 100_000
+            assert store.blobs(limit=10) == first.blobs(limit=10)
+            assert len(store.blobs(limit=10)) == 3
+            with store.storage("files") as files:
+                assert store.get_blob(files.names[1]) == first.get_blob(files.names[1])
 
 
 def test_round_trip_from_every_backend(store: Store) -> None:
@@ -128,6 +139,16 @@ def test_round_trip_from_every_backend(store: Store) -> None:
     target = Store(Memory())
     import_facts(target, io.StringIO(_export(store)))
     assert _rows(target) == _rows(store)
+    assert target.blobs() == store.blobs()
+
+
+def test_blob_lines_come_between_the_header_and_the_facts() -> None:
+    source = Store()
+    source.storage("a").x = 1
+    digest = source.put_blob(b"\x00\xffbytes")
+    lines = [json.loads(line) for line in _export(source).splitlines()]
+    assert lines[1] == {"blob": digest, "data": "AP9ieXRlcw=="}
+    assert lines[2]["seq"] == 1 and len(lines) == 3
 
 
 def test_the_header(store: Store) -> None:
@@ -216,11 +237,15 @@ def test_a_bad_last_line_after_many_batches_imports_nothing(tmp_path: Path) -> N
 
 
 def _good_lines() -> list[str]:
+    """A header, then three facts (lines 2 to 4)."""
     source = Store()
     ns = source.namespace(("a", "b"))
     for i in range(3):
         source.write(ns, "x", i, "m.f:1")
     return _export(source).splitlines(keepends=True)
+
+
+_BLOB = json.dumps({"blob": hashlib.sha256(b"x").hexdigest(), "data": "eA=="}) + "\n"
 
 
 def _set(line: str, key: str, value: object) -> str:
@@ -294,6 +319,20 @@ _BAD: dict[str, tuple[Callable[[list[str]], list[str]], str]] = {
         lambda ls: [*ls[:-1], ls[-1][: len(ls[-1]) // 2]],
         "line 4: not a JSON",
     ),
+    "blob after a fact": (lambda ls: [*ls[:2], _BLOB, *ls[2:]], "line 3: a blob line after"),
+    "blob digest mismatch": (
+        lambda ls: [ls[0], _set(_BLOB, "data", "eQ=="), *ls[1:]],
+        "line 2: the blob's data does not have",
+    ),
+    "blob digest in capitals": (
+        lambda ls: [ls[0], _set(_BLOB, "blob", hashlib.sha256(b"x").hexdigest().upper()), *ls[1:]],
+        "line 2: 'blob' is a digest",
+    ),
+    "blob data not base64": (
+        lambda ls: [ls[0], _set(_BLOB, "data", "e A"), *ls[1:]],
+        "line 2: 'data' is not base64",
+    ),
+    "blob without data": (lambda ls: [ls[0], _drop(_BLOB, "data"), *ls[1:]], "line 2: a blob's"),
     "a fact too many": (
         lambda ls: [*ls, _set(_set(ls[-1], "seq", 4), "time", 1e10)],
         "line 5: the header announces 3 facts",
@@ -320,8 +359,12 @@ def test_import_format_error_is_a_value_error() -> None:
 def test_good_lines_do_import() -> None:
     # the base the bad cases mutate is itself a valid stream (with or without newlines)
     target = Store()
-    assert import_facts(target, [line.rstrip("\n") for line in _good_lines()]) == 3
+    lines = _good_lines()
+    assert import_facts(target, [line.rstrip("\n") for line in lines]) == 3
     assert target.storage("a", "b").x == 2
+    with_blob = Store()
+    assert import_facts(with_blob, [lines[0], _BLOB, *lines[1:]]) == 3
+    assert with_blob.get_blob(hashlib.sha256(b"x").hexdigest()) == b"x"
 
 
 def test_another_writer_during_the_import_is_reported() -> None:
@@ -347,7 +390,7 @@ _json_values = st.recursive(
 )
 _keys = st.sampled_from(
     ["seq", "time", "namespace", "field", "context", "data", "encoding", "format", "version",
-     "source", "facts", "last_seq", "everstore"]
+     "source", "facts", "last_seq", "everstore", "blob"]
 )  # fmt: skip
 _objects = st.dictionaries(_keys, _json_values, max_size=13).map(json.dumps)
 _header = st.builds(
@@ -371,3 +414,4 @@ def test_fuzz_only_typed_errors_come_out(lines: list[str], prefilled: bool) -> N
         import_facts(target, lines)
     except (ImportFormatError, StoreNotEmptyError):
         assert _rows(target) == before
+        assert target.blobs() == []

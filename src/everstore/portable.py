@@ -3,7 +3,8 @@
 The stream (docs/export-format.md) is a header line, then one JSON object per fact in
 seq order, carrying each fact exactly as the backend stores it: seq, time, namespace,
 field, the codec's bytes (never decoded: a tombstone, a delta, a custom type's bytes
-go through unchanged) and the code location that wrote it. Importing an export into
+go through unchanged) and the code location that wrote it; before the facts, the
+blob table's blobs (content-addressed bytes that facts name by digest). Importing an export into
 an empty store of any backend gives back the same log, fact for fact: the same seqs,
 times, contexts and bytes. That is how a store moves between SQLite and PostgreSQL.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -51,6 +53,10 @@ VERSION = 1
 EXPORT_PAGE = 5000
 #: facts committed per append while importing (each batch is one atomic commit)
 IMPORT_BATCH = 5000
+#: blobs read from the store per query while exporting
+EXPORT_BLOB_PAGE = 100
+#: bytes of blobs stored per write while importing
+IMPORT_BLOB_BYTES = 8 << 20
 
 #: the keys every fact line has (``encoding`` too, unless ``data`` is null)
 _FACT_KEYS = ("seq", "time", "namespace", "field", "context", "data")
@@ -62,13 +68,14 @@ _dumps = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", "
 def export_facts(
     store: Store, out: TextIO, *, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Write every fact of ``store`` to ``out``: a header line, then one JSON object
-    per fact, in seq order (docs/export-format.md). The facts are those up to the
-    store's last seq when the export starts; facts committed meanwhile are left for
-    a later export. The stream is ASCII (every other character is escaped).
+    """Write every fact of ``store`` to ``out``: a header line, a line per stored
+    blob, then one JSON object per fact, in seq order (docs/export-format.md). The
+    facts are those up to the store's last seq when the export starts; facts
+    committed meanwhile are left for a later export. The stream is ASCII (every
+    other character is escaped).
 
-    Reads the log in pages of :data:`EXPORT_PAGE` facts (one query each); memory is
-    one page.
+    Reads the log in pages of :data:`EXPORT_PAGE` facts (one query each), the blobs
+    in pages of :data:`EXPORT_BLOB_PAGE`; memory is one page.
 
     :param store: the store to export (any backend); it is only read
     :param out: a text stream (standard output, a file opened for writing)
@@ -88,6 +95,9 @@ def export_facts(
         "everstore": __version__,
     }
     out.write(_dumps(header) + "\n")
+    # After the last seq was taken: every blob a fact up to it names is stored by now
+    # (a blob is stored with, or before, the facts that name it).
+    _export_blobs(store, out)
     written = 0
     while written < high:
         page = store.facts(written, min(EXPORT_PAGE, high - written))
@@ -108,6 +118,27 @@ def export_facts(
     if progress is not None and not high:
         progress(0)
     return written
+
+
+def _export_blobs(store: Store, out: TextIO) -> int:
+    """Write one line per stored blob, in digest order; return how many."""
+    count = 0
+    after = ""
+    while True:
+        try:
+            page = store.blobs(after, EXPORT_BLOB_PAGE)
+        except NotImplementedError:  # a backend without a blob table holds none
+            return count
+        if not page:
+            return count
+        out.write(
+            "".join(
+                _dumps({"blob": digest, "data": base64.b64encode(data).decode("ascii")}) + "\n"
+                for digest, data in page
+            )
+        )
+        count += len(page)
+        after = page[-1][0]
 
 
 def _fact_line(fact: Fact) -> str:
@@ -152,7 +183,8 @@ def import_facts(
 
     The whole stream is read and checked first (held in memory, about the size of
     its facts): a bad stream raises :class:`ImportFormatError` and imports nothing.
-    Then the facts are committed in batches of :data:`IMPORT_BATCH`, each atomic. If
+    Then the blobs are stored (content-addressed: one already there is kept), and the
+    facts committed in batches of :data:`IMPORT_BATCH`, each atomic. If
     the backend fails in the middle (a lost connection), the batches committed before
     stay and the error says how many facts they hold; import into a fresh store again.
 
@@ -174,7 +206,7 @@ def import_facts(
             f"the store holds {offset} facts: import into an empty store, or pass "
             "into_nonempty=True to append after them (their seqs then shift)"
         )
-    writes, seqs = _read_stream(source)
+    blobs, writes, seqs = _read_stream(source)
     imported = 0
     try:
         if store.last_seq != offset:
@@ -187,6 +219,7 @@ def import_facts(
                 "another writer committed to the store while the stream was read: "
                 "the imported seqs would not follow its last one; nothing was imported"
             )
+        _import_blobs(store, blobs)
         for start in range(0, len(writes), IMPORT_BATCH):
             batch = writes[start : start + IMPORT_BATCH]
             assigned = store.append_facts(batch)
@@ -210,14 +243,29 @@ def import_facts(
     return imported
 
 
-def _read_stream(source: Iterable[str]) -> tuple[list[Write], list[int]]:
-    """The writes of every fact in ``source`` and their seqs in the stream.
+def _import_blobs(store: Store, blobs: list[bytes]) -> None:
+    """Store ``blobs`` in writes of about :data:`IMPORT_BLOB_BYTES` each."""
+    batch: list[bytes] = []
+    size = 0
+    for data in blobs:
+        batch.append(data)
+        size += len(data)
+        if size >= IMPORT_BLOB_BYTES:
+            store.put_blobs(batch)
+            batch, size = [], 0
+    if batch:
+        store.put_blobs(batch)
+
+
+def _read_stream(source: Iterable[str]) -> tuple[list[bytes], list[Write], list[int]]:
+    """The blobs in ``source``, the writes of its facts and their seqs in the stream.
 
     :raises ImportFormatError: at the first line that is wrong
     """
     lines = iter(source)
     number = 0
     header: dict[str, Any] | None = None
+    blobs: list[bytes] = []
     writes: list[Write] = []
     seqs: list[int] = []
     last_time = -math.inf
@@ -229,6 +277,11 @@ def _read_stream(source: Iterable[str]) -> tuple[list[Write], list[int]]:
         if header is None:
             header = _check_header(number, obj)
             announced = header["facts"]
+            continue
+        if "blob" in obj:
+            if writes:
+                raise ImportFormatError(f"line {number}: a blob line after a fact line")
+            blobs.append(_check_blob(number, obj))
             continue
         seq = len(writes) + 1
         if seq > announced:
@@ -246,7 +299,7 @@ def _read_stream(source: Iterable[str]) -> tuple[list[Write], list[int]]:
             f"line {number + 1}: the stream ends after {len(writes)} facts, the header "
             f"announces {announced}: it was truncated"
         )
-    return writes, seqs
+    return blobs, writes, seqs
 
 
 def _parse(number: int, line: str) -> dict[str, Any]:
@@ -334,6 +387,25 @@ def _check_fact(number: int, obj: dict[str, Any], seq: int, last_time: float) ->
         if not _encodable(text):
             raise ImportFormatError(f"line {number}: {key!r} holds a lone surrogate")
     return Write(path, field, _data(number, obj), context, when)
+
+
+def _check_blob(number: int, obj: dict[str, Any]) -> bytes:
+    digest, text = obj["blob"], obj.get("data")
+    if type(digest) is not str or len(digest) != 64 or digest != digest.lower():
+        raise ImportFormatError(
+            f"line {number}: 'blob' is a digest, 64 lowercase hex characters, got {digest!r}"
+        )
+    if type(text) is not str:
+        raise ImportFormatError(f"line {number}: a blob's 'data' is a base64 str, got {text!r}")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImportFormatError(f"line {number}: 'data' is not base64 ({exc})") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ImportFormatError(
+            f"line {number}: the blob's data does not have the SHA-256 digest {digest}"
+        )
+    return data
 
 
 def _data(number: int, obj: dict[str, Any]) -> bytes | None:

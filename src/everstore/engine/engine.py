@@ -625,6 +625,34 @@ class Engine(Transacting, Lending):
             raise MissingBlobError(f"no blob is stored under {digest}")
         return data
 
+    def blobs(self, after: str = "", limit: int = 1000) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` stored blobs whose digest (64 hex characters) sorts after
+        ``after`` (``""``: from the first), as ``(digest, data)`` pairs in digest
+        order: the whole blob table, page by page, as an export reads it. Blobs a
+        transaction of the calling thread holds until its commit are not listed.
+
+        >>> store = Engine()
+        >>> digests = store.put_blobs([b"a", b"b"])
+        >>> [(d[:8], data) for d, data in store.blobs()]
+        [('3e23e816', b'b'), ('ca978112', b'a')]
+        >>> [d[:8] for d, _ in store.blobs(after=digests[1], limit=1)]
+        ['ca978112']
+
+        :raises ValueError: if ``after`` is not "" or 64 hex characters, or ``limit``
+            not an int >= 1
+        :raises StoreClosedError: if the Engine is closed
+        """
+        if type(limit) is not int or limit < 1:
+            raise ValueError(f"blobs(limit=...) needs an int >= 1, got {limit!r}")
+        if type(after) is not str or (after and len(after) != 64):
+            raise ValueError(f"a blob digest is 64 hex characters, got {after!r}")
+        try:
+            start = bytes.fromhex(after)
+        except ValueError:
+            raise ValueError(f"a blob digest is 64 hex characters, got {after!r}") from None
+        self.check_open()
+        return [(key.hex(), data) for key, data in self.backend.blobs_after(start, limit)]
+
     # -- writing ------------------------------------------------------------------
 
     def write(self, ns: Namespace, field: str, value: Any, context: str | None = None) -> None:
