@@ -281,6 +281,10 @@ _BAD: dict[str, tuple[Callable[[list[str]], list[str]], str]] = {
     "missing data": (lambda ls: [*ls[:3], _drop(ls[3], "data")], "line 4: .*'data'"),
     "seq is a str": (lambda ls: [ls[0], _set(ls[1], "seq", "1"), *ls[2:]], "line 2: 'seq'"),
     "time is a str": (lambda ls: [ls[0], _set(ls[1], "time", "now"), *ls[2:]], "line 2: 'time'"),
+    "time beyond a float": (
+        lambda ls: [ls[0], _set(ls[1], "time", 10**400), *ls[2:]],
+        "line 2: 'time'",
+    ),
     "time is a bool": (lambda ls: [ls[0], _set(ls[1], "time", True), *ls[2:]], "line 2: 'time'"),
     "namespace is a str": (
         lambda ls: [ls[0], _set(ls[1], "namespace", "a/b"), *ls[2:]],
@@ -415,3 +419,32 @@ def test_fuzz_only_typed_errors_come_out(lines: list[str], prefilled: bool) -> N
     except (ImportFormatError, StoreNotEmptyError):
         assert _rows(target) == before
         assert target.blobs() == []
+
+
+_FIELD_KEYS = st.sampled_from(
+    ["seq", "time", "namespace", "field", "context", "data", "encoding", "format", "version",
+     "facts", "last_seq", "blob"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), _FIELD_KEYS, _json_values | st.integers()),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_fuzz_a_valid_stream_with_values_changed(changes: list[tuple[int, str, object]]) -> None:
+    lines = _good_lines()
+    for index, key, value in changes:
+        obj = json.loads(lines[index % len(lines)])
+        obj[key] = value
+        lines[index % len(lines)] = json.dumps(obj) + "\n"
+    target = Store(Memory())
+    try:
+        count = import_facts(target, lines)
+    except ImportFormatError:
+        assert target.last_seq == 0 and target.blobs() == []
+    else:
+        assert count == target.last_seq == 3

@@ -361,10 +361,9 @@ def _check_fact(number: int, obj: dict[str, Any], seq: int, last_time: float) ->
             f"line {number}: seq {got} where seq {seq} comes next (seqs go 1, 2, 3, ... "
             "with no gap, in order)"
         )
-    when = obj["time"]
-    if type(when) not in (int, float) or not math.isfinite(when):
-        raise ImportFormatError(f"line {number}: 'time' is a finite number, got {when!r}")
-    when = float(when)
+    when = _seconds(obj["time"])
+    if when is None:
+        raise ImportFormatError(f"line {number}: 'time' is a finite number, got {obj['time']!r}")
     if when < last_time:
         raise ImportFormatError(
             f"line {number}: time {when!r} is before the previous fact's {last_time!r} "
@@ -387,6 +386,17 @@ def _check_fact(number: int, obj: dict[str, Any], seq: int, last_time: float) ->
         if not _encodable(text):
             raise ImportFormatError(f"line {number}: {key!r} holds a lone surrogate")
     return Write(path, field, _data(number, obj), context, when)
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as a finite float, or None if it is no such number."""
+    if type(value) is not int and type(value) is not float:
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _check_blob(number: int, obj: dict[str, Any]) -> bytes:
