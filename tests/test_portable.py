@@ -381,15 +381,25 @@ def test_another_writer_during_the_import_is_reported() -> None:
     def intrude(done: int) -> None:
         target.storage("other").y = done
 
-    with pytest.raises(ConflictError, match=f"{IMPORT_BATCH} facts of {total} were imported"):
+    with pytest.raises(ConflictError, match=f"{total} of the stream's {total} facts are commit"):
         import_facts(target, io.StringIO(_export(source)), progress=intrude)
+    # ours, the intruder's, then our last batch after it
+    assert [f.namespace for f in target.facts()][IMPORT_BATCH - 1 : IMPORT_BATCH + 2] == [
+        "n",
+        "other",
+        "n",
+    ]
+
+
+def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    )
 
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
+    _containers,
     max_leaves=8,
 )
 _keys = st.sampled_from(

@@ -197,7 +197,7 @@ def import_facts(
         False (checked before the stream is read; nothing is written)
     :raises ImportFormatError: naming the line and what is wrong with it
     :raises ConflictError: if another writer committed to ``store`` during the import
-        (the batches committed before stay; the message says how many facts)
+        (the batches committed stay; the message says how many facts they hold)
     :raises BackendError: if the backend fails (as for ConflictError)
     """
     offset = store.last_seq
@@ -223,19 +223,19 @@ def import_facts(
         for start in range(0, len(writes), IMPORT_BATCH):
             batch = writes[start : start + IMPORT_BATCH]
             assigned = store.append_facts(batch)
+            imported += len(batch)
             for (seq, _), wanted in zip(assigned, seqs[start : start + IMPORT_BATCH], strict=True):
                 if seq != wanted + offset:
                     raise ConflictError(
                         f"the fact with seq {wanted} in the stream was given seq {seq}, not "
                         f"{wanted + offset}: another writer committed during the import"
                     )
-            imported += len(batch)
             if progress is not None:
                 progress(imported)
     except EverstoreError as exc:
         if imported:
             raise type(exc)(
-                f"{exc} ({imported} facts of {len(writes)} were imported before)"
+                f"{exc} ({imported} of the stream's {len(writes)} facts are committed)"
             ) from exc
         raise
     if progress is not None and not writes:
