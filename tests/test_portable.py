@@ -134,6 +134,28 @@ def test_round_trip_sqlite_postgresql_sqlite(tmp_path: Path, location: Location)
                 assert store.get_blob(files.names[1]) == first.get_blob(files.names[1])
 
 
+def test_a_versions_store_moves_to_postgresql(tmp_path: Path, location: Location) -> None:
+    # The versions layer keeps its versions in the blob table: they move with the facts.
+    from everstore.backends.postgresql import PostgreSQL
+    from everstore.versions import DbEngine
+
+    conninfo, schema = location
+    with Store(Sqlite3(tmp_path / "v.db")) as first:
+        engine = DbEngine(store=first)
+        engine.init("acme")
+        old = engine.save("acme", "ann", "config", {"theme": "dark", "rows": list(range(500))})
+        engine.save("acme", "bob", "config", {"theme": "light"})
+        engine.put("acme", "ann", "users", "bob", {"name": "Bob", "avatar": b"\x89PNG" * 100})
+        exported = _export(first)
+        assert first.blobs()  # what the versions layer needs besides the facts
+    with Store(PostgreSQL(conninfo, schema=schema)) as moved:
+        import_facts(moved, io.StringIO(exported))
+        engine = DbEngine(store=moved)
+        assert engine.load("acme", "config") == {"theme": "light"}
+        assert engine.load("acme", "config", old)["rows"] == list(range(500))
+        assert engine.get("acme", "users", "bob")["avatar"] == b"\x89PNG" * 100
+
+
 def test_round_trip_from_every_backend(store: Store) -> None:
     _fill(store)
     target = Store(Memory())
