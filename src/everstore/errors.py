@@ -60,11 +60,22 @@ class MissingBlobError(EverstoreError, KeyError):
     """No blob is stored under the digest asked for."""
 
 
+class ImportFormatError(EverstoreError, ValueError):
+    """An import stream is not a valid export (the message names the line and what is
+    wrong); nothing of it was imported."""
+
+
+class StoreNotEmptyError(EverstoreError):
+    """An import was asked into a store that already holds facts, without
+    ``into_nonempty=True``; nothing was imported."""
+
+
 __all__ = [
     "BackendError",
     "ConflictError",
     "DecodeError",
     "EverstoreError",
+    "ImportFormatError",
     "InvalidNameError",
     "MissingBlobError",
     "MissingFieldError",
@@ -73,5 +84,6 @@ __all__ = [
     "ReservedNameError",
     "SchemaError",
     "StoreClosedError",
+    "StoreNotEmptyError",
     "UnsupportedValueError",
 ]

@@ -192,6 +192,12 @@ class Backend(abc.ABC):
         """The bytes stored under ``digest`` (32 bytes), or None if there are none."""
         raise NotImplementedError(f"{type(self).__name__} has no blob table")
 
+    def blobs_after(self, digest: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` stored ``(digest, data)`` pairs whose digest sorts after
+        ``digest`` (``b""``: from the first), in digest order (bytewise): the blob
+        table page by page, as an export reads it."""
+        raise NotImplementedError(f"{type(self).__name__} has no blob table")
+
     def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
         """Block until :meth:`change_token` differs from ``token`` or ``timeout``
         seconds pass; True if it changed. Used by followers, never by reads.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
 import operator
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -179,6 +180,12 @@ class Memory(Backend):
 
     def get_blob(self, digest: bytes) -> bytes | None:
         return self._blobs.get(digest)
+
+    def blobs_after(self, digest: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        with self._lock:
+            after = bytes(digest)
+            page = heapq.nsmallest(limit, (key for key in self._blobs if key > after))
+            return [(key, self._blobs[key]) for key in page]
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,6 +22,7 @@ from ..backends.memory import Memory
 from ..codec import Codec, default_codec
 from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES
 from ..errors import (
+    InvalidNameError,
     MissingBlobError,
     MissingFieldError,
     MutableAccessError,
@@ -78,6 +80,25 @@ _as_write = functools.partial(tuple.__new__, Write)
 def _encoded_entry(fact: Fact) -> Entry:
     """The cache entry of a committed fact holding an encoded container."""
     return (fact.time, False, Raw(fact.data), fact.context, fact.seq)  # type: ignore[arg-type]
+
+
+def _checked_write(write: object) -> Write:
+    """``write`` if it is a :class:`Write` the log can store, else the error."""
+    if not isinstance(write, Write):
+        raise TypeError(f"append_facts() takes Write tuples, got {write!r}")
+    namespace, field, data, context, when = write
+    if type(namespace) is not str:
+        raise TypeError(f"a Write's namespace is an 'a/b' str, got {namespace!r}")
+    namespace_path(tuple(namespace.split("/")))
+    if type(field) is not str or not field or "\x00" in field:
+        raise InvalidNameError(f"a field is a non-empty str without NUL, got {field!r}")
+    if data is not None and type(data) is not bytes:
+        raise TypeError(f"a Write's data is bytes or None, got {type(data).__name__}")
+    if type(context) is not str or "\x00" in context:
+        raise TypeError(f"a Write's context is a str without NUL, got {context!r}")
+    if type(when) is not float or not math.isfinite(when):
+        raise TypeError(f"a Write's time is a finite float, got {when!r}")
+    return write
 
 
 #: larger than any seq: "no upper bound"
@@ -442,6 +463,93 @@ class Engine(Transacting, Lending):
             value = self.codec.decode(data)
         return Change(fact.seq, fact.time, parts, fact.field, data is None, value, fact.context)
 
+    # -- raw facts: export and import --------------------------------------------------
+
+    def facts(self, since: int = 0, limit: int | None = None) -> list[Fact]:
+        """The committed facts with a seq above ``since``, in seq order (at most
+        ``limit`` of them), as the backend stores them: ``data`` is the codec's bytes
+        (None for a tombstone; a delta is not rebuilt), ``namespace`` the ``a/b`` path.
+
+        What an export reads, page by page (:func:`everstore.portable.export_facts`);
+        :meth:`follow` is the decoded, waiting form. One query; O(limit).
+
+        >>> store = Engine()
+        >>> store.write(store.namespace(("doc",)), "title", "a", "m.f:1")
+        >>> [(f.seq, f.namespace, f.field, f.data, f.context) for f in store.facts()]
+        [(1, 'doc', 'title', b'"a"', 'm.f:1')]
+
+        :raises TypeError: for a ``since`` or ``limit`` that is not an int >= 0 (>= 1)
+        :raises StoreClosedError: if the Engine is closed
+        """
+        if type(since) is not int or since < 0:
+            raise TypeError(f"facts(since=...) needs a seq, an int >= 0, got {since!r}")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise TypeError(f"facts(limit=...) needs None or an int >= 1, got {limit!r}")
+        self.check_open()
+        return self.backend.facts_since(since, limit)
+
+    def append_facts(self, writes: Sequence[Write]) -> list[tuple[int, float]]:
+        """Commit ``writes`` as they are, atomically, in one append: their encoded
+        ``data`` (None: a tombstone), ``context`` and ``time`` are stored unchanged,
+        except that the backend raises a time below the log's latest to it (time never
+        decreases along the log). Returns ``(seq, time)`` of each, in order: the
+        backend gives them the seqs after the log's last, one apart unless another
+        writer commits at the same moment. What an import writes
+        (:func:`everstore.portable.import_facts`); layers write values with
+        :meth:`write`.
+
+        The cache stays current: facts of namespaces this Engine has loaded are
+        applied as if another process had written them (fact hooks see them).
+
+        >>> from everstore.log import Write
+        >>> store = Engine()
+        >>> store.append_facts([Write("doc", "title", b'"a"', "m.f:1", 5.0)])
+        [(1, 5.0)]
+        >>> store.read(store.namespace(("doc",)), "title")
+        'a'
+
+        :raises TypeError: if a write is not a :class:`~everstore.log.Write` of str
+            names, bytes or None data, a str context and a finite float time
+        :raises InvalidNameError: for a namespace path or field that is not a name
+        :raises RuntimeError: inside a transaction of the calling thread (these writes
+            would not be part of it)
+        :raises StoreClosedError: if the Engine is closed
+        """
+        checked = [_checked_write(write) for write in writes]
+        if self.open_transactions and self.in_transaction():
+            raise RuntimeError(
+                "append_facts() commits at once: call it outside 'with store.transaction():'"
+            )
+        if not checked:
+            return []
+        with self._lock:
+            self.check_open()
+            token = self._token
+            current = self._token_fn() == token
+            try:
+                assigned = self.backend.append(checked)
+                first = assigned[0][0]
+                contiguous = (
+                    first == self._applied + 1 and assigned[-1][0] == first + len(assigned) - 1
+                )
+                by_path = self._by_path
+                untouched = not any(
+                    write.namespace in by_path or (self._watched and self._watches(write.namespace))
+                    for write in checked
+                )
+                if contiguous and untouched:
+                    # None of them is cached here: nothing to apply, the position moves on.
+                    self._applied = assigned[-1][0]
+                    if current:
+                        self._settle_token(token, len(assigned))
+                else:
+                    # Applied in seq order from the log, with anyone else's.
+                    self._catch_up_locked()
+            except BaseException:
+                self._token = _STALE  # the next read re-reads the tail (see write())
+                raise
+        return assigned
+
     # -- the fact hook ------------------------------------------------------------------
 
     def add_fact_hook(self, hook: FactHook) -> Callable[[], None]:
@@ -559,6 +667,34 @@ class Engine(Transacting, Lending):
         if data is None:
             raise MissingBlobError(f"no blob is stored under {digest}")
         return data
+
+    def blobs(self, after: str = "", limit: int = 1000) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` stored blobs whose digest (64 hex characters) sorts after
+        ``after`` (``""``: from the first), as ``(digest, data)`` pairs in digest
+        order: the whole blob table, page by page, as an export reads it. Blobs a
+        transaction of the calling thread holds until its commit are not listed.
+
+        >>> store = Engine()
+        >>> digests = store.put_blobs([b"a", b"b"])
+        >>> [(d[:8], data) for d, data in store.blobs()]
+        [('3e23e816', b'b'), ('ca978112', b'a')]
+        >>> [d[:8] for d, _ in store.blobs(after=digests[1], limit=1)]
+        ['ca978112']
+
+        :raises ValueError: if ``after`` is not "" or 64 hex characters, or ``limit``
+            not an int >= 1
+        :raises StoreClosedError: if the Engine is closed
+        """
+        if type(limit) is not int or limit < 1:
+            raise ValueError(f"blobs(limit=...) needs an int >= 1, got {limit!r}")
+        if type(after) is not str or (after and len(after) != 64):
+            raise ValueError(f"a blob digest is 64 hex characters, got {after!r}")
+        try:
+            start = bytes.fromhex(after)
+        except ValueError:
+            raise ValueError(f"a blob digest is 64 hex characters, got {after!r}") from None
+        self.check_open()
+        return [(key.hex(), data) for key, data in self.backend.blobs_after(start, limit)]
 
     # -- writing ------------------------------------------------------------------
 

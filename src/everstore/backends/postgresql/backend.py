@@ -853,6 +853,20 @@ class PostgreSQL(Backend):
 
         return self._read(work)
 
+    def blobs_after(self, digest: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` blobs after ``digest``, in digest order (one range scan
+        of the primary key).
+
+        :raises BackendError: if the database cannot be reached
+        """
+        after = bytes(digest)
+
+        def work(conn: Connection[Any]) -> list[tuple[bytes, bytes]]:
+            rows = conn.execute(self._sql["blobs_after"], (after, limit), binary=True).fetchall()
+            return [(bytes(key), bytes(data)) for key, data in rows]
+
+        return self._read(work)
+
     # -- inspection -----------------------------------------------------------------
 
     @property

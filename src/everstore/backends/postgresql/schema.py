@@ -447,6 +447,9 @@ def render_sql(
         "ON CONFLICT (digest) DO NOTHING"
     )
     q["get_blob"] = render("SELECT data FROM {t_blobs} WHERE digest = %b")
+    q["blobs_after"] = render(
+        "SELECT digest, data FROM {t_blobs} WHERE digest > %b ORDER BY digest LIMIT %b"
+    )
     q["version"] = render("SELECT value FROM {t_meta} WHERE key = 'schema_version'")
     q.update(_schema_scripts(psycopg, render, channel))
     return q

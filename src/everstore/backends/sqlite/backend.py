@@ -210,6 +210,9 @@ class Sqlite3(Backend):
         # digest already stored is skipped by the table's no_replace trigger.
         self._insert_blob = f"INSERT INTO {p}_blobs(digest, data) VALUES (?, ?)"
         self._select_blob = f"SELECT data FROM {p}_blobs WHERE digest = ?"
+        self._blobs_after = (
+            f"SELECT digest, data FROM {p}_blobs WHERE digest > ? ORDER BY digest LIMIT ?"
+        )
         #: (seq, time) of the last row this object wrote; see append_one
         self._own_last: tuple[int, float] = (-1, 0.0)
 
@@ -578,6 +581,13 @@ class Sqlite3(Backend):
         with self._using() as conn:
             row = conn.execute(self._select_blob, (bytes(digest),)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def blobs_after(self, digest: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` blobs after ``digest``, in digest order (the digest's
+        unique index: one range scan)."""
+        with self._using() as conn:
+            rows = conn.execute(self._blobs_after, (bytes(digest), limit)).fetchall()
+        return [(bytes(key), bytes(data)) for key, data in rows]
 
     def _insert_rows(self, conn: sqlite3.Connection, params: list[Any]) -> None:
         """Insert rows of six columns given flat, in statements of up to 128 rows.
