@@ -274,7 +274,11 @@ def _wait(driver: Any) -> Any:
 def _texts(driver: Any, selector: str) -> list[str]:
     # read in one script: the page re-renders while it loads, and elements found one
     # call earlier may be gone by the next
-    script = "return Array.from(document.querySelectorAll(arguments[0]), n => n.innerText.trim())"
+    # (an SVG element has no innerText: its textContent then)
+    script = (
+        "return Array.from(document.querySelectorAll(arguments[0]),"
+        " n => (n.innerText ?? n.textContent).trim())"
+    )
     return list(driver.execute_script(script, selector))
 
 
@@ -291,6 +295,7 @@ def _shot(driver: Any, tmp_path: Path, name: str) -> Path:
 def test_browser_clicks_through_every_view(site: Site, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
 
     driver = browser
     wait = _wait(driver)
@@ -324,6 +329,9 @@ def test_browser_clicks_through_every_view(site: Site, browser: Any, tmp_path: P
     assert len(driver.find_elements(By.CSS_SELECTOR, "#plot polyline")) == 1
     assert len(driver.find_elements(By.CSS_SELECTOR, "#plot circle")) == 5
     _shot(driver, tmp_path, "history")
+    Select(driver.find_element(By.ID, "plot-axis")).select_by_value("version")
+    wait.until(lambda d: _shows(d, "#plot text", "seq 1"))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#plot circle")) == 5
 
     # as of a seq: the namespace as it was at the mark
     driver.find_element(By.ID, "back-ns").click()

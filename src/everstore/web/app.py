@@ -34,7 +34,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 SHOWN_CHARS = 300  # a value's text is cut there in lists (a page of huge values stays small)
 PLOT_POINTS = 400  # at most this many points of a numeric history are plotted
-DIFF_SCAN = 100_000  # facts one diff request reads at most before it answers with a cursor
+DIFF_SCAN = 20_000  # facts one diff request reads at most before it answers with a cursor
 
 
 class BadRequest(Exception):

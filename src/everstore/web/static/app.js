@@ -196,7 +196,7 @@ async function showNamespace(params) {
   await load();
 }
 
-function plot(points) {
+function plot(points, byVersion) {
   const width = 720, height = 200, pad = 40;
   const svgNs = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(svgNs, "svg");
@@ -211,7 +211,9 @@ function plot(points) {
     svg.append(node);
     return node;
   };
-  const xs = points.map((p) => p.time), ys = points.map((p) => p.value);
+  // x is the time of each write, or (byVersion) its rank among the plotted writes
+  const xOf = (p, i) => (byVersion ? i : p.time);
+  const xs = points.map(xOf), ys = points.map((p) => p.value);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   const sx = (x) => pad + (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0)) * (width - 2 * pad);
   const sy = (y) => height - pad / 2 - (y1 === y0 ? 0.5 : (y - y0) / (y1 - y0)) * (height - pad);
@@ -219,16 +221,25 @@ function plot(points) {
   add("line", { x1: pad, y1: pad / 2, x2: pad, y2: height - pad / 2 });
   add("text", { x: 2, y: pad / 2 + 4 }, String(y1));
   add("text", { x: 2, y: height - pad / 2 }, String(y0));
-  add("text", { x: pad, y: height - 4 }, when(x0));
-  add("text", { x: width - pad, y: height - 4, "text-anchor": "end" }, when(x1));
+  const first = points[0], last = points[points.length - 1];
+  add("text", { x: pad, y: height - 4 }, byVersion ? `seq ${first.seq}` : when(first.time));
+  add("text", { x: width - pad, y: height - 4, "text-anchor": "end" },
+    byVersion ? `seq ${last.seq}` : when(last.time));
   // a step line: a value holds until the next write
   const path = [];
   points.forEach((p, i) => {
-    if (i > 0) path.push(`${sx(p.time)},${sy(points[i - 1].value)}`);
-    path.push(`${sx(p.time)},${sy(p.value)}`);
+    if (i > 0) path.push(`${sx(xOf(p, i))},${sy(points[i - 1].value)}`);
+    path.push(`${sx(xOf(p, i))},${sy(p.value)}`);
   });
   add("polyline", { points: path.join(" ") });
-  if (points.length <= 60) points.forEach((p) => add("circle", { cx: sx(p.time), cy: sy(p.value), r: 2.5 }));
+  if (points.length <= 60) {
+    points.forEach((p, i) => {
+      const dot = add("circle", { cx: sx(xOf(p, i)), cy: sy(p.value), r: 2.5 });
+      const tip = document.createElementNS(svgNs, "title");
+      tip.textContent = `seq ${p.seq}: ${p.value}`;
+      dot.append(tip);
+    });
+  }
   return svg;
 }
 
@@ -244,7 +255,13 @@ async function showField(params) {
   async function load() {
     const page = await api("history", { ns: parts, field, seq, offset });
     note.textContent = `${page.total} versions, newest first` + (seq === null ? "" : ` (up to seq ${seq})`);
-    if (offset === 0 && page.points.length > 0) plotBox.replaceChildren(plot(page.points));
+    if (offset === 0 && page.points.length > 0) {
+      const axis = el("select", { id: "plot-axis" },
+        el("option", { value: "time" }, "x: time"), el("option", { value: "version" }, "x: version"));
+      const draw = () => plotBox.replaceChildren(plot(page.points, axis.value === "version"), axis);
+      axis.addEventListener("change", draw);
+      draw();
+    }
     for (const row of page.rows) {
       body.append(el("tr", { class: row.deleted ? "deleted" : null },
         el("td", { class: "num" }, row.seq),
