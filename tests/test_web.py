@@ -128,9 +128,14 @@ def test_namespaces_come_in_pages_and_filter(site: Site) -> None:
     assert first["items"][1]["parts"] == ["game", "alice"]
     second = get(site, "/api/namespaces", limit=3, after=first["next"])
     assert [item["name"] for item in second["items"]] == ["game/carol", "users/ann", "users/bob"]
+    assert first["total"] is None  # a page is read without counting them all
     found = get(site, "/api/namespaces", q="ALI")
     assert [item["name"] for item in found["items"]] == ["game/alice"]
     assert found["next"] is None
+    assert found["total"] == 6 + ZONE
+    searched = get(site, "/api/namespaces", q="zone/", limit=50)
+    more = get(site, "/api/namespaces", q="zone/", limit=50, after=searched["next"])
+    assert len(searched["items"]) + len(more["items"]) == ZONE and more["next"] is None
     zone = get(site, "/api/namespaces", ns="zone", limit=500)
     assert len(zone["items"]) == ZONE
 

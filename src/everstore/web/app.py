@@ -193,26 +193,37 @@ class _Api:
 
     def namespaces(self, request: Request) -> dict[str, Any]:
         """Namespace names in order, ``limit`` after the name ``after``, those containing
-        ``q`` (case-insensitive) only when given, as they were at ``seq`` when given."""
+        ``q`` (case-insensitive) only when given, as they were at ``seq`` when given.
+
+        Without ``q`` a page is one paged read of the store (``total`` is then None);
+        a search walks the whole sorted list, read once and kept while the store and
+        the ``seq`` stay the same (``total`` counts it)."""
         last, seq = self._seq(request)
         limit = _limit(request)
         query = request.query_params.get("q", "").strip().lower()
         after = request.query_params.get("after", "")
-        names = self._names_of(_parts(request, required=False), seq, last)
-        start = bisect.bisect_right(names, after) if after else 0
-        page: list[str] = []
-        position = start
-        while position < len(names) and len(page) <= limit:
-            name = names[position]
-            if not query or query in name.lower():
-                page.append(name)
-            position += 1
+        prefix = _parts(request, required=False)
+        total: int | None = None
+        if not query:
+            after_parts = tuple(after.split("/")) if after else None
+            found = self.store.namespaces(prefix, seq=seq, after=after_parts, limit=limit + 1)
+            page = ["/".join(parts) for parts in found]
+        else:
+            names = self._names_of(prefix, seq, last)
+            total = len(names)
+            page = []
+            position = bisect.bisect_right(names, after) if after else 0
+            while position < len(names) and len(page) <= limit:
+                name = names[position]
+                if query in name.lower():
+                    page.append(name)
+                position += 1
         more = len(page) > limit
         page = page[:limit]
         return {
             "seq": seq,
             "last_seq": last,
-            "total": len(names),
+            "total": total,
             "items": [{"name": name, "parts": name.split("/")} for name in page],
             "next": page[-1] if more else None,
         }

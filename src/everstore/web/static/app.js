@@ -139,7 +139,8 @@ async function showNamespaces(params) {
   async function load(reset) {
     if (reset) { list.replaceChildren(); after = ""; }
     const page = await api("namespaces", { q: search.value, after, seq });
-    count.textContent = `${page.total} namespaces in the store${seq === null ? "" : " at seq " + seq}`;
+    const at = seq === null ? "" : ` at seq ${seq}`;
+    count.textContent = page.total === null ? `sorted by name${at}` : `searching ${page.total} namespaces${at}`;
     for (const item of page.items) {
       list.append(el("tr", {}, el("td", {}, el("a", { href: nsLink(item.parts, seq), class: "ns-link" }, item.name))));
     }
