@@ -10,7 +10,9 @@ Screenshots of every view go to the test run's temporary folder.
 from __future__ import annotations
 
 import json
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -242,6 +244,33 @@ def test_importing_everstore_does_not_import_starlette() -> None:
     code = "import sys, everstore; print('starlette' in sys.modules, 'uvicorn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_serve_runs_until_interrupted_then_closes_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "served.db"
+    with Store(Sqlite3(path)) as store:
+        store.storage("doc").title = "hello"
+    code = f"from everstore.web import serve; serve({str(path)!r}, port=0)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "serve() printed no address within 60 s"
+        line = proc.stdout.readline()
+        assert line.startswith(f"everstore: serving {path} on http://127.0.0.1:"), line
+        url = line.split(" on ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/namespaces", timeout=30) as response:
+            assert json.loads(response.read())["items"] == [{"name": "doc", "parts": ["doc"]}]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with Store(Sqlite3(path)) as again:  # closed cleanly: the file opens and reads
+        assert again.storage("doc").title == "hello"
 
 
 # -- in a browser -------------------------------------------------------------------------
