@@ -440,7 +440,7 @@ def render_sql(
         'ORDER BY n.name COLLATE "C"'
     )
     q["namespaces_after"] = render(
-        "SELECT n.name FROM {t_namespaces} AS n WHERE n.name COLLATE \"C\" > %(after)s AND "
+        'SELECT n.name FROM {t_namespaces} AS n WHERE n.name COLLATE "C" > %(after)s AND '
         "(%(p)s = '' OR n.name = %(p)s OR starts_with(n.name, %(p)s || '/')) AND "
         "EXISTS (SELECT 1 FROM {t_log} AS l WHERE l.ns = n.id AND l.seq <= %(upto)s) "
         'ORDER BY n.name COLLATE "C" LIMIT %(limit)s'
