@@ -216,6 +216,14 @@ def test_diff_lists_added_changed_and_deleted_fields(site: Site) -> None:
     assert [c["field"] for c in rest["changes"]] == ["score", "nickname", "theme"]
 
 
+def test_seq_at_turns_a_time_into_the_seq_then(site: Site) -> None:
+    info = get(site, "/api/info")
+    assert get(site, "/api/seq_at", time=0)["seq"] == 0
+    assert get(site, "/api/seq_at", time=info["last_time"])["seq"] == info["last_seq"]
+    code, body = status_of(site, "/api/seq_at", time="noon")
+    assert code == 400 and "time" in body["error"]
+
+
 def test_bad_parameters_get_a_400_with_a_reason(site: Site) -> None:
     code, body = status_of(site, "/api/namespaces", limit="many")
     assert code == 400 and "limit" in body["error"]
