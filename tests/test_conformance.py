@@ -481,6 +481,92 @@ def test_namespaces_refuses_a_str_prefix(store: Store) -> None:
     assert store.namespaces(("game",)) == [("game", "p1")]
 
 
+def _paged(store: Store, size: int, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every namespace under ``prefix``, read ``size`` at a time with after= and limit=."""
+    found: list[tuple[str, ...]] = []
+    while True:
+        page = store.namespaces(prefix, after=found[-1] if found else None, limit=size)
+        assert len(page) <= size
+        found += page
+        if len(page) < size:
+            return found
+
+
+def test_namespaces_come_in_pages(store: Store) -> None:
+    for parts in [("b",), ("a", "x"), ("a.b",), ("a",), ("a", "y", "z"), ("c", "1"), ("a0",)]:
+        store.storage(*parts).v = 1
+    store.storage("empty")  # touched, never written: not listed
+    everything = store.namespaces()
+    # sorted by path: "a.b" < "a/x" < "a0", though ("a", "x") < ("a.b",) as tuples
+    assert everything == [
+        ("a",),
+        ("a.b",),
+        ("a", "x"),
+        ("a", "y", "z"),
+        ("a0",),
+        ("b",),
+        ("c", "1"),
+    ]
+    for size in (1, 2, 3, 7, 100):
+        assert _paged(store, size) == everything
+    assert store.namespaces(after=("a", "x"), limit=2) == [("a", "y", "z"), ("a0",)]
+    assert store.namespaces(after=("a", "w")) == everything[2:]  # need not exist
+    assert store.namespaces(limit=0) == []
+    assert store.namespaces(("a",), after=("a",), limit=5) == [("a", "x"), ("a", "y", "z")]
+    assert _paged(store, 2, ("a",)) == store.namespaces(("a",))
+
+
+def test_namespaces_pages_as_of_a_seq(store: Store) -> None:
+    store.storage("m").v = 1
+    store.storage("k").v = 1
+    then = store.last_seq
+    store.storage("l").v = 1
+    store.storage("a").v = 1
+    assert store.namespaces(seq=then, limit=1) == [("k",)]
+    assert store.namespaces(seq=then, after=("k",), limit=5) == [("m",)]
+    assert store.namespaces(after=("k",), limit=5) == [("l",), ("m",)]
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"after": "game"}, TypeError),
+        ({"limit": "10"}, TypeError),
+        ({"limit": True}, TypeError),
+        ({"limit": -1}, ValueError),
+        ({"after": ("",)}, InvalidNameError),
+    ],
+)
+def test_namespaces_refuses_bad_pages(
+    store: Store, options: dict[str, object], error: type[Exception]
+) -> None:
+    store.storage("game").x = 1
+    with pytest.raises(error):
+        store.namespaces(**options)  # type: ignore[arg-type]
+    assert store.namespaces() == [("game",)]
+
+
+def test_the_default_namespace_pages_agree_with_each_backends_own(
+    make_backend: Callable[[], Backend],
+) -> None:
+    # a third-party backend inherits Backend.namespaces_after: both must agree
+    store = Store(make_backend())
+    for parts in [("b",), ("a", "x"), ("a.b",), ("a",), ("c", "1")]:
+        store.storage(*parts).v = 1
+    backend = store.backend
+    for prefix, upto, after, limit in [
+        ("", None, "", None),
+        ("", None, "a", 2),
+        ("a", None, "", 1),
+        ("", 2, "", None),
+        ("", None, "a/x", None),
+        ("", None, "", 0),
+    ]:
+        own = backend.namespaces_after(prefix, upto, after, limit)
+        assert own == Backend.namespaces_after(backend, prefix, upto, after, limit)
+    store.close()
+
+
 def test_a_store_cannot_be_pickled(store: Store) -> None:
     store.storage("doc").x = 1
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):

@@ -9,6 +9,7 @@ bytes, or None for a tombstone.
 from __future__ import annotations
 
 import abc
+import bisect
 import time as _time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
@@ -164,6 +165,20 @@ class Backend(abc.ABC):
     def namespaces(self, prefix: str, upto_seq: int | None = None) -> list[str]:
         """Namespaces (as ``a/b`` paths) equal to or under ``prefix`` that hold at
         least one fact with a seq up to ``upto_seq`` (all facts when None), sorted."""
+
+    def namespaces_after(
+        self, prefix: str, upto_seq: int | None, after: str, limit: int | None
+    ) -> list[str]:
+        """One page of :meth:`namespaces`: those of its paths that sort after the path
+        ``after`` (all when it is ``""``), at most ``limit`` of them (all when None).
+
+        This default lists :meth:`namespaces` and cuts the page out of it: correct,
+        but it reads every name; backends override it with a read of the page only.
+        """
+        paths = self.namespaces(prefix, upto_seq)
+        start = bisect.bisect_right(paths, after) if after else 0
+        stop = len(paths) if limit is None else start + limit
+        return paths[start:stop]
 
     @abc.abstractmethod
     def seq_at_time(self, when: float) -> int:

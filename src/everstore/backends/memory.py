@@ -231,6 +231,20 @@ class Memory(Backend):
                 if upto_seq is None or self._by_namespace[path][0][0] <= upto_seq
             ]
 
+    def namespaces_after(
+        self, prefix: str, upto_seq: int | None, after: str, limit: int | None
+    ) -> list[str]:
+        with self._lock:
+            self._index()
+            paths = self._paths_under(prefix)
+            found: list[str] = []
+            for path in paths[bisect.bisect_right(paths, after) if after else 0 :]:
+                if limit is not None and len(found) >= limit:
+                    break
+                if upto_seq is None or self._by_namespace[path][0][0] <= upto_seq:
+                    found.append(path)
+            return found
+
     def _paths_under(self, prefix: str) -> list[str]:
         """The indexed paths equal to or under ``prefix``, sorted (under the lock)."""
         if not prefix:

@@ -340,18 +340,39 @@ class Engine(Transacting, Lending):
         return loaded
 
     def namespaces(
-        self, prefix: Sequence[str] = (), *, seq: int | None = None
+        self,
+        prefix: Sequence[str] = (),
+        *,
+        seq: int | None = None,
+        after: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, ...]]:
         """Namespaces that hold at least one fact (with a seq up to ``seq``, when
-        given), equal to or under ``prefix``, sorted.
+        given), equal to or under ``prefix``, sorted by their path (the parts joined
+        with ``/``).
+
+        ``after`` and ``limit`` read one page: only the namespaces whose path sorts
+        after ``after``'s (which need not exist), at most ``limit`` of them. Paging with
+        the last namespace of each page as the next ``after`` walks the whole list; on
+        SQLite and PostgreSQL a page costs a read of that page, not of every name.
 
         >>> store = Engine()
         >>> store.write(store.namespace(("game", "p1")), "x", 1)
         >>> store.write(store.namespace(("game", "p2")), "x", 1)
         >>> store.namespaces(("game",))
         [('game', 'p1'), ('game', 'p2')]
+        >>> store.namespaces(after=("game", "p1"), limit=10)
+        [('game', 'p2')]
 
-        :raises TypeError: if ``prefix`` is a str rather than a tuple of parts
+        :param prefix: the namespace to list under, as a tuple of parts (``()``: all)
+        :param seq: list the namespaces as they were at this seq
+        :param after: start after this namespace, as a tuple of parts
+        :param limit: at most this many (an int >= 0)
+        :return: the namespaces as tuples of parts
+        :raises TypeError: if ``prefix`` or ``after`` is a str rather than a tuple of
+            parts, or ``limit`` is not an int
+        :raises ValueError: for a negative ``limit``
+        :raises InvalidNameError: if ``prefix`` or ``after`` is not a valid namespace
         """
         self.check_open()
         if isinstance(prefix, str):
@@ -359,8 +380,22 @@ class Engine(Transacting, Lending):
                 f"namespaces() takes the prefix as a tuple of parts, like ({prefix!r},), "
                 f"not the str {prefix!r}"
             )
+        if isinstance(after, str):
+            raise TypeError(
+                f"namespaces() takes after= as a tuple of parts, like ({after!r},), "
+                f"not the str {after!r}"
+            )
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"namespaces(limit=...) needs an int, got {limit!r}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"namespaces(limit=...) needs an int >= 0, got {limit}")
         prefix_path = namespace_path(tuple(prefix)) if prefix else ""
-        return [tuple(path.split("/")) for path in self.backend.namespaces(prefix_path, seq)]
+        if after is None and limit is None:
+            paths = self.backend.namespaces(prefix_path, seq)
+        else:
+            after_path = namespace_path(tuple(after)) if after else ""
+            paths = self.backend.namespaces_after(prefix_path, seq, after_path, limit)
+        return [tuple(path.split("/")) for path in paths]
 
     # -- positions in the log ---------------------------------------------------------
 

@@ -801,6 +801,22 @@ class PostgreSQL(Backend):
 
         return self._read(work)
 
+    def namespaces_after(
+        self, prefix: str, upto_seq: int | None, after: str, limit: int | None
+    ) -> list[str]:
+        params = {
+            "p": prefix,
+            "upto": upto_seq if upto_seq is not None else 2**62,
+            "after": after,
+            "limit": limit,  # NULL: LIMIT ALL
+        }
+
+        def work(conn: Connection[Any]) -> list[str]:
+            rows = conn.execute(self._sql["namespaces_after"], params).fetchall()
+            return [row[0] for row in rows]
+
+        return self._read(work)
+
     def seq_at_time(self, when: float) -> int:
         def work(conn: Connection[Any]) -> int:
             row = conn.execute(self._sql["seq_at_time"], (float(when),)).fetchone()

@@ -439,6 +439,12 @@ def render_sql(
         "EXISTS (SELECT 1 FROM {t_log} AS l WHERE l.ns = n.id AND l.seq <= %(upto)s) "
         'ORDER BY n.name COLLATE "C"'
     )
+    q["namespaces_after"] = render(
+        'SELECT n.name FROM {t_namespaces} AS n WHERE n.name COLLATE "C" > %(after)s AND '
+        "(%(p)s = '' OR n.name = %(p)s OR starts_with(n.name, %(p)s || '/')) AND "
+        "EXISTS (SELECT 1 FROM {t_log} AS l WHERE l.ns = n.id AND l.seq <= %(upto)s) "
+        'ORDER BY n.name COLLATE "C" LIMIT %(limit)s'
+    )
     q["seq_at_time"] = render("SELECT {f_seq_at_time}(%b::float8)")
     # One statement, so atomic; a digest already stored (or twice in the batch) is
     # skipped, as content addressing allows.

@@ -779,6 +779,21 @@ class Sqlite3(Backend):
             ).fetchall()
         return [row[0] for row in rows]
 
+    def namespaces_after(
+        self, prefix: str, upto_seq: int | None, after: str, limit: int | None
+    ) -> list[str]:
+        # The names' unique index gives them in order: the page is read, not the list.
+        upto = upto_seq if upto_seq is not None else 2**62
+        with self._using() as conn:
+            rows = conn.execute(
+                f"SELECT n.name FROM {self.prefix}_namespaces AS n WHERE n.name > ? AND "
+                "(? = '' OR n.name = ? OR substr(n.name, 1, length(?) + 1) = ? || '/') AND "
+                f"EXISTS (SELECT 1 FROM {self._log} AS l WHERE l.ns = n.id AND l.seq <= ?) "
+                "ORDER BY n.name LIMIT ?",
+                (after, prefix, prefix, prefix, prefix, upto, -1 if limit is None else limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def seq_at_time(self, when: float) -> int:
         # Times never decrease in seq order, so a binary search over seq finds it in
         # O(log n) point reads without an index on time.
