@@ -1,8 +1,8 @@
 """Code locations: which line of the user's program made a write.
 
 A fact's context is ``module.function:line`` of the first frame outside everstore
-(the CLI counts as a user). Looking one up is a dictionary hit after the first time
-a given instruction writes.
+(the CLI, whose demo writes like a user, counts as one). Looking one up is a
+dictionary hit after the first time a given instruction writes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def _is_internal(frame: FrameType) -> bool:
     internal = _internal_code.get(code)
     if internal is None:
         module = frame.f_globals.get("__name__", "")
-        internal = module.startswith("everstore.") and module != "everstore.cli"
+        internal = module.startswith("everstore.") and not (
+            module == "everstore.cli" or module.startswith("everstore.cli.")
+        )
         _internal_code[code] = internal
     return internal
 
