@@ -393,7 +393,7 @@ def _url(conninfo: str) -> str:
     return f"postgresql:///{dbname}?{urlencode({k: str(v) for k, v in params.items()})}"
 
 
-def test_log_show_and_diff_on_postgresql(location: tuple[str, str], capsys: Capture) -> None:
+def test_log_show_diff_and_stats_on_postgresql(location: tuple[str, str], capsys: Capture) -> None:
     conninfo, schema = location
     with Store(PostgreSQL(conninfo, schema=schema)) as store:
         seqs = _write_game(store)
@@ -415,6 +415,9 @@ def test_log_show_and_diff_on_postgresql(location: tuple[str, str], capsys: Capt
     assert _out(capsys, ["ls", url, *on_pg]).splitlines() == ["config", "game/alice", "game/bob"]
     changes = _json_lines(capsys, ["diff", url, str(seqs["middle"]), str(seqs["last"]), *on_pg])
     assert len(changes) == 4
+    (report,) = _json_lines(capsys, ["stats", url, *on_pg])
+    assert report["facts"] == 8
+    assert isinstance(report["size_bytes"], int) and report["size_bytes"] > 0
 
 
 # -- output --------------------------------------------------------------------------------

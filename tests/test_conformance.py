@@ -979,3 +979,17 @@ def test_concurrent_changes_to_one_container_all_survive(make_backend: BackendFa
     with fresh:
         appended = [item for item in fresh.lst if isinstance(item, tuple)]
     assert sorted(appended) == [(t, i) for t in range(4) for i in range(25)]
+
+
+def test_storage_size_is_what_the_database_takes(store: Store, backend_kind: str) -> None:
+    size = store.storage_size()
+    if backend_kind == "memory":
+        assert size is None  # a log in memory takes no database
+        return
+    assert isinstance(size, int) and size > 0
+    notes = store.storage("sized")
+    with store.transaction():
+        for i in range(2_000):
+            setattr(notes, f"f{i % 50}", f"{i:>200}")
+    grown = store.storage_size()
+    assert grown is not None and grown > size + 2_000 * 200 // 2

@@ -153,6 +153,11 @@ class Backend(abc.ABC):
     def last_seq(self) -> int:
         """The highest committed seq (0 for an empty log)."""
 
+    def storage_size(self) -> int | None:
+        """Bytes the store takes in its database, or None where that has no meaning
+        (a log in memory). The default knows of no storage."""
+        return None
+
     @abc.abstractmethod
     def change_token(self) -> Hashable:
         """A cheap value that differs whenever another writer may have committed.

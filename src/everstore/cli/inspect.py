@@ -8,7 +8,6 @@ import argparse
 import datetime as dt
 import itertools
 import math
-import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ from ..engine import Change
 from ..store import Store
 from ..temporal import StoreView
 from .output import Output, jsonable
-from .targets import CliError, Moment, open_target, parse_moment, parse_namespace, sqlite_file
+from .targets import CliError, Moment, open_target, parse_moment, parse_namespace
 
 __all__ = ["diff", "history", "log", "ls", "show", "stats"]
 
@@ -346,13 +345,6 @@ def _growth(times: list[float]) -> tuple[str, list[tuple[str, int, int]]]:
     return unit, rows
 
 
-def _size(target: str) -> int | None:
-    path = sqlite_file(target)
-    if path is None:
-        return None
-    return sum(os.path.getsize(name) for name in (path, path + "-wal") if os.path.isfile(name))
-
-
 def _human_size(size: int | None) -> str:
     if size is None:
         return "n/a"
@@ -388,7 +380,7 @@ def stats(args: argparse.Namespace, out: Output) -> int:
         unit, growth = _growth(times)
         busiest = sorted(per_namespace.items(), key=lambda item: (-item[1], item[0]))
         busiest = busiest[: args.top]
-        size = _size(args.target)
+        size = store.storage_size()
         summary: dict[str, Any] = {
             "facts": len(times),
             "last_seq": view.seq,

@@ -405,6 +405,17 @@ class Engine(Transacting, Lending):
         self.sync()
         return self._applied
 
+    def storage_size(self) -> int | None:
+        """Bytes the store takes in its database: an SQLite file with its write-ahead
+        log, a PostgreSQL store's tables with their indexes; None for a log in memory.
+
+        :return: a number of bytes, or None
+        :raises StoreClosedError: if the Engine is closed
+        :raises BackendError: if the database cannot be reached
+        """
+        self.check_open()
+        return self.backend.storage_size()
+
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none).
 

@@ -766,6 +766,15 @@ class PostgreSQL(Backend):
 
         return self._read(work)
 
+    def storage_size(self) -> int | None:
+        """The bytes of the store's tables, their indexes and TOAST data."""
+
+        def work(conn: Connection[Any]) -> int:
+            row = conn.execute(self._sql["storage_size"]).fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+        return self._read(work)
+
     def last_seq(self) -> int:
         def work(conn: Connection[Any]) -> int:
             row = conn.execute(self._sql["last_seq"]).fetchone()

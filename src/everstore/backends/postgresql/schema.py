@@ -407,6 +407,12 @@ def render_sql(
         **step,
     )
     q["last_seq"] = render("SELECT seq FROM {t_counter}")
+    # The tables' bytes with their indexes and TOAST (the barrier sequence is a page).
+    tables = [render(f"{{t_{suffix}}}") for suffix in TABLES if suffix != "barrier"]
+    q["storage_size"] = render(
+        "SELECT sum(pg_total_relation_size(t)) FROM unnest({tables}::regclass[]) AS s(t)",
+        tables=sql.Literal(tables),
+    )
     q["counter_state"] = render("SELECT seq, armed FROM {t_counter}")
     q["facts_since"] = render(
         "SELECT seq, time, ns, field, ctx, data FROM {t_log} WHERE seq > %b "

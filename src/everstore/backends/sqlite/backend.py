@@ -729,6 +729,15 @@ class Sqlite3(Backend):
         row = conn.execute(f"SELECT max(seq) FROM {self._log}").fetchone()
         return int(row[0] or 0)
 
+    def storage_size(self) -> int | None:
+        """The database file's bytes with its write-ahead log's; None in memory."""
+        file = self._location.file
+        if file is None:
+            return None
+        return sum(
+            os.path.getsize(name) for name in (file, file + "-wal") if os.path.isfile(name)
+        )
+
     def last_seq(self) -> int:
         with self._using() as conn:
             return self._last_seq(conn)
