@@ -157,8 +157,9 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     stats = command(
         "stats",
         "facts, namespaces, fields, size, growth, busiest namespaces",
-        "Print how many facts, namespaces and fields the store holds, its size on\n"
-        "disk (SQLite), its growth per hour, day or month, and its busiest namespaces.",
+        "Print how many facts, namespaces and fields the store holds, its size in its\n"
+        "database (an SQLite file, PostgreSQL tables), its growth per hour, day or month,\n"
+        "and its busiest namespaces.",
     )
     stats.add_argument("--top", type=int, default=10, metavar="N", help="busiest N (default 10)")
     _add_at(stats, "the store")
