@@ -39,6 +39,7 @@ __all__ = [
     "drop_schema",
     "find_bin_dir",
     "fresh_schema",
+    "postgresql_url",
     "raw_connection",
     "start_server",
     "unavailable_reason",
@@ -273,3 +274,14 @@ if __name__ == "__main__":  # pragma: no cover - manual use
         pass
     finally:
         running.stop()
+
+
+def postgresql_url(conninfo: str) -> str:
+    """``conninfo`` as a ``postgresql://`` URL (what the ``everstore`` command takes)."""
+    from urllib.parse import quote, urlencode
+
+    import psycopg
+
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    dbname = quote(str(params.pop("dbname", "postgres")))
+    return f"postgresql:///{dbname}?{urlencode({k: str(v) for k, v in params.items()})}"

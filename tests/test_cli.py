@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -21,6 +20,7 @@ from everstore import PostgreSQL, Sqlite3, Store
 from everstore.cli import main
 from everstore.cli.output import Output, jsonable, relative_time
 from everstore.cli.targets import CliError, parse_moment, parse_namespace
+from pg_server import postgresql_url
 
 Capture = pytest.CaptureFixture[str]
 
@@ -386,18 +386,11 @@ def test_moments_and_namespaces_parse() -> None:
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _url(conninfo: str) -> str:
-    psycopg = pytest.importorskip("psycopg")
-    params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    dbname = quote(str(params.pop("dbname", "postgres")))
-    return f"postgresql:///{dbname}?{urlencode({k: str(v) for k, v in params.items()})}"
-
-
 def test_log_show_diff_and_stats_on_postgresql(location: tuple[str, str], capsys: Capture) -> None:
     conninfo, schema = location
     with Store(PostgreSQL(conninfo, schema=schema)) as store:
         seqs = _write_game(store)
-    url = _url(conninfo)
+    url = postgresql_url(conninfo)
     on_pg = ["--schema", schema]
     assert _json_lines(capsys, ["show", url, "game/alice", *on_pg]) == [
         {"name": "Alice", "score": 25, "items": ["sword"]}

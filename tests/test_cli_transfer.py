@@ -12,6 +12,8 @@ import pytest
 
 from everstore import Sqlite3, Store
 from everstore.cli import main
+from everstore.portable import export_facts
+from pg_server import postgresql_url
 
 Capture = pytest.CaptureFixture[str]
 
@@ -94,3 +96,25 @@ def test_a_bad_stream_or_missing_input_is_a_clear_error(
     assert main(["export", str(missing), "-o", str(dump)]) == 2
     assert "no store at" in capsys.readouterr().err
     assert not missing.exists() and not dump.exists()
+
+
+def test_a_store_moves_to_postgresql_and_back_fact_for_fact(
+    source: str, tmp_path: Path, location: tuple[str, str], capsys: Capture
+) -> None:
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    url, on_pg = postgresql_url(location[0]), ["--schema", location[1]]
+    there, back = tmp_path / "there.jsonl", tmp_path / "back.db"
+    assert main(["export", source, "-o", str(tmp_path / "dump.jsonl")]) == 0
+    assert main(["import", url, str(tmp_path / "dump.jsonl"), *on_pg]) == 0
+    assert main(["export", url, "-o", str(there), *on_pg]) == 0
+    assert main(["import", str(back), str(there)]) == 0
+    capsys.readouterr()
+
+    def facts(path: str) -> list[str]:
+        stream = io.StringIO()
+        with Store(Sqlite3(path)) as store:
+            export_facts(store, stream)
+        return stream.getvalue().splitlines()[1:]  # the header names the source
+
+    # Seq, time, namespace, field, the stored bytes and the code location, each fact.
+    assert facts(str(back)) == facts(source)
