@@ -346,7 +346,7 @@ class Codec:
             return orjson.loads(data)
         except DecodeError:
             raise
-        except (IndexError, KeyError, TypeError, ValueError) as exc:
+        except _DAMAGE as exc:
             raise DecodeError(f"cannot decode stored bytes {bytes(data[:40])!r}: {exc}") from None
 
     def decode_many(self, datas: list[bytes | bytearray]) -> list[Any]:
@@ -747,10 +747,24 @@ class Codec:
                 raise DecodeError(f"unknown delta operation {op!r}")
         except DecodeError:
             raise
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        except _DAMAGE as exc:
             raise DecodeError(f"cannot apply stored delta: {exc}") from None
         return base
 
+
+#: what damaged bytes make the decoder's parts raise: orjson and int() raise
+#: ValueError, Decimal an ArithmeticError (InvalidOperation), float and complex
+#: OverflowError, ZoneInfo a LookupError or (for a key naming a directory) an
+#: OSError, UUID an AttributeError for a payload that is not a string; each
+#: becomes a DecodeError
+_DAMAGE: tuple[type[Exception], ...] = (
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    OSError,
+    TypeError,
+    ValueError,
+)
 
 #: how many bytes a delta may exceed the full value by and still be preferred
 _DELTA_ALLOWANCE = 64
