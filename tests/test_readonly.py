@@ -86,7 +86,7 @@ def test_readonly_never_creates_or_migrates(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE things (x)")
     conn.commit()
     conn.close()
-    with pytest.raises(SchemaError, match="holds no everstore store"):
+    with pytest.raises(SchemaError, match="another program's SQLite database"):
         Store(Sqlite3(other, readonly=True))
     old = tmp_path / "old.db"
     shutil.copyfile(DATA / "store-0.1.0.db", old)

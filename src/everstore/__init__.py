@@ -14,6 +14,7 @@ from .engine import AppliedFact, Change, Engine, History, Namespace, Subscriptio
 from .errors import (
     BackendError,
     ConflictError,
+    CorruptStoreError,
     DecodeError,
     EverstoreError,
     InvalidNameError,
@@ -44,6 +45,7 @@ __all__ = [
     "Change",
     "Codec",
     "ConflictError",
+    "CorruptStoreError",
     "DecodeError",
     "Engine",
     "EverstoreError",

@@ -44,6 +44,12 @@ class BackendError(EverstoreError):
     """The backend failed; nothing of the failed operation was committed."""
 
 
+class CorruptStoreError(BackendError):
+    """The database file is damaged (SQLite found a page that does not parse, or the
+    file is not a database at all); the message names the file. Nothing was written
+    to it. See docs/integrity.md, "Damaged and foreign files"."""
+
+
 class StoreClosedError(EverstoreError, RuntimeError):
     """The store (or its backend) was closed."""
 
@@ -73,6 +79,7 @@ class StoreNotEmptyError(EverstoreError):
 __all__ = [
     "BackendError",
     "ConflictError",
+    "CorruptStoreError",
     "DecodeError",
     "EverstoreError",
     "ImportFormatError",

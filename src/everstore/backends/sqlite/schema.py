@@ -201,6 +201,15 @@ def _inspect(conn: sqlite3.Connection, prefix: str, path: str) -> int | None:
                 "the store lost its schema (dropped tables or a damaged file); restore it "
                 "from a backup"
             )
+        if application_id == 0 and tables and not _holds_a_store(tables):
+            # Another program's database: creating a store in it would write to a
+            # file everstore was likely pointed at by mistake (a wrong path).
+            shown = sorted(tables)[:5]
+            raise SchemaError(
+                f"{path!r} is another program's SQLite database (tables {shown}"
+                f"{', ...' if len(tables) > 5 else ''}, and no everstore store): "
+                "everstore does not add its tables to it; choose another file"
+            )
         return None
     version = _stored_version(conn, meta, path)
     missing = [
@@ -216,8 +225,24 @@ def _inspect(conn: sqlite3.Connection, prefix: str, path: str) -> int | None:
     return version
 
 
+def _holds_a_store(tables: set[str]) -> bool:
+    """True if ``tables`` hold an everstore store under some prefix (a file may hold
+    several, one a prefix; stores of 0.1.0 left the header unstamped)."""
+    return any(
+        name.endswith("_meta") and f"{name[: -len('_meta')]}_log" in tables for name in tables
+    )
+
+
 def _stored_version(conn: sqlite3.Connection, meta: str, path: str) -> int:
-    row = conn.execute(f"SELECT value FROM {meta} WHERE key = 'schema_version'").fetchone()
+    try:
+        row = conn.execute(f"SELECT value FROM {meta} WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise  # busy, locked, I/O: not about what the table is
+        raise SchemaError(
+            f"{meta} in {path!r} is not everstore's ({exc}): the file belongs to another "
+            "program, or its store was altered; choose another prefix or file"
+        ) from None
     if row is None:
         raise SchemaError(f"{meta} in {path!r} has no schema_version")
     try:
