@@ -124,8 +124,7 @@ def _files(path: Path) -> dict[str, tuple[bytes, int] | None]:
 
 def _check_error(error: Exception, path: Path) -> None:
     assert isinstance(error, TYPED), f"{type(error).__name__}: {error}"
-    if not isinstance(error, DecodeError):  # the codec does not know the file
-        assert str(path) in str(error), error
+    assert str(path) in str(error), error
 
 
 def _attempt(

@@ -22,6 +22,7 @@ from ..backends.memory import Memory
 from ..codec import Codec, default_codec
 from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES
 from ..errors import (
+    DecodeError,
     InvalidNameError,
     MissingBlobError,
     MissingFieldError,
@@ -237,7 +238,10 @@ class Engine(Transacting, Lending):
             if position in replaced:
                 self._add_encoded(ns, fact.field, _encoded_entry(fact))
                 continue
-            self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
+            try:
+                self._apply(ns, fact.seq, fact.time, fact.field, fact.data, fact.context)
+            except DecodeError as exc:
+                raise _damaged(fact, self.backend, exc) from None
             if self._hooks:
                 self._run_hooks(ns, fact.field, True)
         # Later facts of it are the catch-up's: it applies those above loaded_upto.
@@ -506,7 +510,10 @@ class Engine(Transacting, Lending):
             history = self.history(self.namespace(parts), fact.field)
             value = history.value_at(history.position(seq=fact.seq))
         else:
-            value = self.codec.decode(data)
+            try:
+                value = self.codec.decode(data)
+            except DecodeError as exc:
+                raise _damaged(fact, self.backend, exc) from None
         return Change(fact.seq, fact.time, parts, fact.field, data is None, value, fact.context)
 
     # -- raw facts: export and import --------------------------------------------------
@@ -1168,3 +1175,12 @@ class Engine(Transacting, Lending):
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
+
+
+def _damaged(fact: Fact, backend: Backend, exc: DecodeError) -> DecodeError:
+    """``exc`` saying which fact of which store it came from: the codec never sees
+    where its bytes are stored."""
+    return DecodeError(
+        f"fact {fact.seq} (field {fact.field!r} of namespace {fact.namespace!r}) in "
+        f"{backend!r} does not decode (damaged data?): {exc}"
+    )
