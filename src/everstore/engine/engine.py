@@ -706,12 +706,7 @@ class Engine(Transacting, Lending):
         :raises ValueError: if ``digest`` is not 64 hex characters
         :raises MissingBlobError: if nothing is stored under it
         """
-        if type(digest) is not str or len(digest) != 64:
-            raise ValueError(f"a blob digest is 64 hex characters, got {digest!r}")
-        try:
-            key = bytes.fromhex(digest)
-        except ValueError:
-            raise ValueError(f"a blob digest is 64 hex characters, got {digest!r}") from None
+        key = _digest_bytes(digest)
         self.check_open()
         txn = self._local.txn if self.open_transactions else None
         data = txn.blobs.get(key) if txn is not None else None
@@ -740,12 +735,7 @@ class Engine(Transacting, Lending):
         """
         if type(limit) is not int or limit < 1:
             raise ValueError(f"blobs(limit=...) needs an int >= 1, got {limit!r}")
-        if type(after) is not str or (after and len(after) != 64):
-            raise ValueError(f"a blob digest is 64 hex characters, got {after!r}")
-        try:
-            start = bytes.fromhex(after)
-        except ValueError:
-            raise ValueError(f"a blob digest is 64 hex characters, got {after!r}") from None
+        start = _digest_bytes(after) if after != "" else b""
         self.check_open()
         return [(key.hex(), data) for key, data in self.backend.blobs_after(start, limit)]
 
@@ -1184,3 +1174,16 @@ def _damaged(fact: Fact, backend: Backend, exc: DecodeError) -> DecodeError:
         f"fact {fact.seq} (field {fact.field!r} of namespace {fact.namespace!r}) in "
         f"{backend!r} does not decode (damaged data?): {exc}"
     )
+
+
+def _digest_bytes(digest: object) -> bytes:
+    """The 32 bytes of a blob digest written as 64 hex characters.
+
+    :raises ValueError: if ``digest`` is not 64 hex characters
+    """
+    if type(digest) is str and len(digest) == 64:
+        try:
+            return bytes.fromhex(digest)
+        except ValueError:
+            pass
+    raise ValueError(f"a blob digest is 64 hex characters, got {digest!r}")

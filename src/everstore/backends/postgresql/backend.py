@@ -521,15 +521,18 @@ class PostgreSQL(Backend):
                         return [(first + offset, base) for offset in range(1, len(writes) + 1)]
         return self.append(writes, expect)
 
-    def _try_commit(self, kind: str, params: Any, count: int) -> tuple[Any, ...] | None:
-        """:meth:`_execute_commit` for a statement that may write nothing (no row)."""
+    def _try_commit(
+        self, kind: str, params: Any, count: int, expect: Sequence[Expectation] = ()
+    ) -> tuple[Any, ...] | None:
+        """One statement, so one transaction, and the barrier after it when it wrote
+        (a row back); None when the statement wrote nothing."""
         try:
             with self._pooled() as conn:
                 row: tuple[Any, ...] | None = conn.execute(self._sql[kind], params).fetchone()
                 if row is not None:
                     self._wait_for_flush(conn)
         except self._psycopg.Error as exc:
-            raise self._commit_error(exc, count, ())  # noqa: B904 (the cause is set)
+            raise self._commit_error(exc, count, expect)  # noqa: B904 (the cause is set)
         except FlushUnconfirmed as exc:
             raise self._unconfirmed(exc, count)  # noqa: B904 (the cause is set)
         return row
@@ -627,16 +630,8 @@ class PostgreSQL(Backend):
     def _execute_commit(
         self, kind: str, params: Any, count: int, expect: Sequence[Expectation]
     ) -> tuple[Any, ...]:
-        """One statement, so one transaction (and the barrier after it)."""
-        query = self._sql[kind]
-        try:
-            with self._pooled() as conn:
-                row: tuple[Any, ...] | None = conn.execute(query, params).fetchone()
-                self._wait_for_flush(conn)
-        except self._psycopg.Error as exc:
-            raise self._commit_error(exc, count, expect)  # noqa: B904 (the cause is set)
-        except FlushUnconfirmed as exc:
-            raise self._unconfirmed(exc, count)  # noqa: B904 (the cause is set)
+        """:meth:`_try_commit` for a statement that always writes."""
+        row = self._try_commit(kind, params, count, expect)
         if row is None:  # pragma: no cover - the statements always return a row
             raise BackendError(f"PostgreSQL returned nothing for a commit on {self._where}")
         return row

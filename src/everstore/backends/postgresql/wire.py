@@ -224,16 +224,18 @@ def wait_result(conn: Connection[Any], interrupted: Callable[[], None]) -> Any:
     try:
         return wait_answer(conn.pgconn)
     except KeyboardInterrupt:
-        _cancel(conn, interrupted)
+        _cancel(conn, interrupted, functools.partial(wait_answer, conn.pgconn))
         raise
 
 
-def _cancel(conn: Connection[Any], interrupted: Callable[[], None]) -> None:
-    """Cancel the statement running on ``conn`` and wait for its end; a connection
-    that does not settle within seconds is closed (the pool drops it)."""
+def _cancel(
+    conn: Connection[Any], interrupted: Callable[[], None], settle: Callable[[float], object]
+) -> None:
+    """Cancel what runs on ``conn`` and wait for its end with ``settle(deadline)``; a
+    connection that does not settle within seconds is closed (the pool drops it)."""
     try:
         conn.cancel_safe(timeout=CANCEL_TIMEOUT)
-        wait_answer(conn.pgconn, time.monotonic() + CANCEL_TIMEOUT)
+        settle(time.monotonic() + CANCEL_TIMEOUT)
     except BaseException:  # a second Ctrl-C too: give the connection up
         conn.close()
     finally:
@@ -432,13 +434,8 @@ class OneWriteCommit:
         try:
             self._collect(conn.pgconn, results, None)
         except KeyboardInterrupt:
-            try:
-                conn.cancel_safe(timeout=CANCEL_TIMEOUT)
-                self._collect(conn.pgconn, results, time.monotonic() + CANCEL_TIMEOUT)
-            except BaseException:  # a second Ctrl-C too, or no answer: give it up
-                conn.close()
-            finally:
-                self._interrupted()
+            settle = functools.partial(self._collect, conn.pgconn, results)
+            _cancel(conn, self._interrupted, settle)
             raise
         return results
 
