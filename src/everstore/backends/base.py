@@ -36,8 +36,8 @@ TAIL_BASE = 64
 
 #: The version of the log schema this release writes; stored in every database.
 # 1: everstore 0.1.0; 2: adds the content-addressed blob table; 3: SQLite's blob table
-# as a rowid table (no change on PostgreSQL)
-SCHEMA_VERSION = 3
+# as a rowid table (no change on PostgreSQL); 4: SQLite's hash chain (docs/integrity.md)
+SCHEMA_VERSION = 4
 
 
 class Backend(abc.ABC):
@@ -237,6 +237,26 @@ class Backend(abc.ABC):
             _time.sleep(pause)
             pause = min(pause * 2, 0.05)
         return True
+
+    #: whether this backend keeps the hash chain of docs/integrity.md
+    chained: bool = False
+
+    def chain_links(self, after: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The chain's links of the commits whose last seq is above ``after``, in seq
+        order (at most ``limit``): ``(seq_last, link)`` with ``link`` the 32-byte
+        SHA-256 of :func:`everstore.integrity.chain_step`.
+
+        :raises NotImplementedError: the backend keeps no chain (``chained`` is False)
+        """
+        raise NotImplementedError(f"the {self.kind} backend keeps no hash chain")
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """``(seq_last, link)`` of the last commit; ``(0, 32 zero bytes)`` for an
+        empty log. Every fact up to ``seq_last`` is committed and readable.
+
+        :raises NotImplementedError: the backend keeps no chain (``chained`` is False)
+        """
+        raise NotImplementedError(f"the {self.kind} backend keeps no hash chain")
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -22,12 +22,21 @@ from ..backends.memory import Memory
 from ..codec import Codec, default_codec
 from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES
 from ..errors import (
+    BackendError,
     InvalidNameError,
     MissingBlobError,
     MissingFieldError,
     MutableAccessError,
     StoreClosedError,
     UnsupportedValueError,
+)
+from ..integrity import (
+    CHECKPOINT_HEX,
+    GENESIS,
+    VerifyReport,
+    format_checkpoint,
+    parse_checkpoint,
+    verify_log,
 )
 from ..log import Fact, Value, Write
 from .contexts import caller_context
@@ -415,6 +424,99 @@ class Engine(Transacting, Lending):
         """
         self.check_open()
         return self.backend.storage_size()
+
+    # -- integrity (docs/integrity.md) ------------------------------------------------
+
+    def _chained_backend(self) -> Backend:
+        self.check_open()
+        if not self.backend.chained:
+            raise BackendError(f"the {self.backend.kind} backend keeps no hash chain to verify")
+        return self.backend
+
+    def verify(
+        self, against: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
+        """Recompute the hash chain over the whole log and compare it with the links
+        stored beside it: the first fact changed, deleted, inserted or reordered, or
+        the log truncated, is reported with its seq. With ``against`` (a
+        :meth:`checkpoint` kept elsewhere), also check that the log still extends
+        it: a truncation or a restored older backup, chain and all, is found too.
+
+        Facts committed while it runs are left for the next call: it checks the log
+        up to the last seq when it starts.
+
+        >>> store = Engine()
+        >>> store.write(store.namespace(("doc",)), "title", "a", "m.f:1")
+        >>> kept = store.checkpoint()
+        >>> store.verify(against=kept).ok
+        True
+
+        :param against: a checkpoint, ``es1:<seq>:<hex>``
+        :param progress: called now and then with ``(facts checked, facts in all)``
+        :return: a :class:`~everstore.integrity.VerifyReport` (true when ok)
+        :raises ValueError: for an ``against`` that is not a checkpoint
+        :raises BackendError: the backend keeps no chain
+        :raises StoreClosedError: if the Engine is closed
+        """
+        checkpoint = None if against is None else parse_checkpoint(against)
+        backend = self._chained_backend()
+        # Up to the chain's head as it is now: its facts are all committed, and
+        # commits made meanwhile are left for the next call.
+        high = backend.chain_head()[0]
+        report = verify_log(_links_upto(backend, high), _facts_upto(backend, high), high, progress)
+        if report.ok:
+            report = _unchained(backend, high, report)
+        if not report.ok or checkpoint is None:
+            return report
+        if checkpoint.seq == 0:
+            found: bytes | None = GENESIS
+        else:
+            links = backend.chain_links(checkpoint.seq - 1, 1)
+            found = links[0][1] if links and links[0][0] == checkpoint.seq else None
+        if found is None and high < checkpoint.seq:
+            return VerifyReport(
+                False,
+                report.facts,
+                high + 1,
+                "truncated",
+                f"the log ends at seq {high}, before the checkpoint's seq {checkpoint.seq}: "
+                "it was truncated, or restored from an older backup",
+            )
+        if found is None or found.hex()[:CHECKPOINT_HEX] != checkpoint.digest:
+            return VerifyReport(
+                False,
+                report.facts,
+                None,
+                "changed",
+                f"the log up to seq {checkpoint.seq} is not the one the checkpoint was taken "
+                "of: its history was rewritten (and chained again)",
+            )
+        return report
+
+    def checkpoint(self, seq: int | None = None) -> str:
+        """A short digest of the log up to ``seq`` (the latest when None), to keep
+        elsewhere and give to :meth:`verify` later: ``es1:<seq>:<32 hex digits>``.
+
+        The digest is the chain's link of the commit holding ``seq``, so the
+        checkpoint's seq is that commit's last one (``seq`` itself for a commit of
+        one fact).
+
+        :raises ValueError: for a seq that is not an int from 0 to the last seq
+        :raises BackendError: the backend keeps no chain
+        :raises StoreClosedError: if the Engine is closed
+        """
+        backend = self._chained_backend()
+        high = backend.chain_head()[0]
+        if seq is None:
+            seq = high
+        if type(seq) is not int or not 0 <= seq <= high:
+            raise ValueError(f"checkpoint(seq=...) needs an int from 0 to {high}, got {seq!r}")
+        if seq == 0:
+            return format_checkpoint(0, GENESIS)
+        links = backend.chain_links(seq - 1, 1)
+        if not links:
+            raise BackendError(f"the chain has no link for seq {seq}: run verify()")
+        return format_checkpoint(*links[0])
 
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none).
@@ -1168,3 +1270,52 @@ class Engine(Transacting, Lending):
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
+
+
+#: facts (and links) verification reads per query
+_VERIFY_PAGE = 20_000
+
+
+def _facts_upto(backend: Backend, high: int) -> Iterator[Fact]:
+    seq = 0
+    while seq < high:
+        page = backend.facts_since(seq, _VERIFY_PAGE)
+        if not page:
+            return
+        for fact in page:
+            if fact.seq > high:
+                return
+            yield fact
+        seq = page[-1].seq
+
+
+def _unchained(backend: Backend, high: int, report: VerifyReport) -> VerifyReport:
+    """``report``, or an insertion if a fact after ``high`` has no link: a commit
+    made since verification began has one, read after its facts."""
+    after = backend.facts_since(high, 1)
+    if not after:
+        return report
+    links = backend.chain_links(high, 1)
+    if links and links[0][0] >= after[0].seq:
+        return report
+    seq = after[0].seq
+    return VerifyReport(
+        False,
+        report.facts,
+        seq,
+        "inserted",
+        f"the fact at seq {seq} is after the chain's last commit (seq {high}): it was inserted",
+    )
+
+
+def _links_upto(backend: Backend, high: int) -> Iterator[tuple[int, bytes]]:
+    seq = 0
+    while True:
+        page = backend.chain_links(seq, _VERIFY_PAGE)
+        if not page:
+            return
+        for link in page:
+            if link[0] > high:
+                return
+            yield link
+        seq = page[-1][0]

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ...errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
+from ...integrity import GENESIS, batch_hash, chain_step, encode_fact
 from ...log import Fact, Write
 from ..base import SCHEMA_VERSION, Backend, Expectation, conflict, scan_tail, tail_is_short
 from . import schema
@@ -158,6 +159,7 @@ class Sqlite3(Backend):
     """
 
     kind = "sqlite"
+    chained = True
 
     def __init__(
         self,
@@ -199,22 +201,18 @@ class Sqlite3(Backend):
         self._namespace_ids = self._namespaces.ids
         self._field_ids = self._fields.ids
         self._context_ids = self._contexts.ids
-        # The time clamp reads the last row in one descent of the rowid tree (ORDER BY
-        # seq DESC LIMIT 1; "WHERE seq = (SELECT max(seq) ...)" takes two).
-        self._insert_one = (
-            f"INSERT INTO {self._log}(time, ns, field, ctx, data) VALUES "
-            f"(max(?, coalesce((SELECT time FROM {self._log} ORDER BY seq DESC LIMIT 1), "
-            "0.0)), ?, ?, ?, ?)"
-        )
         # Not INSERT OR IGNORE, which would skip a bad digest (CHECK) silently: a
         # digest already stored is skipped by the table's no_replace trigger.
         self._insert_blob = f"INSERT INTO {p}_blobs(digest, data) VALUES (?, ?)"
         self._select_blob = f"SELECT data FROM {p}_blobs WHERE digest = ?"
+        self._chain_head = f"SELECT seq_last, link FROM {p}_chain ORDER BY seq_last DESC LIMIT 1"
+        self._insert_link = f"INSERT INTO {p}_chain(seq_last, link) VALUES (?, ?)"
+        self._links_after = (
+            f"SELECT seq_last, link FROM {p}_chain WHERE seq_last > ? ORDER BY seq_last LIMIT ?"
+        )
         self._blobs_after = (
             f"SELECT digest, data FROM {p}_blobs WHERE digest > ? ORDER BY digest LIMIT ?"
         )
-        #: (seq, time) of the last row this object wrote; see append_one
-        self._own_last: tuple[int, float] = (-1, 0.0)
 
     def __repr__(self) -> str:
         return f"Sqlite3({self.path!r})"
@@ -459,35 +457,12 @@ class Sqlite3(Backend):
         # lock held for ever.
         with self._lock:
             try:
-                cursor = self._write_cursor
-                if cursor is None:  # closed, or read-only
+                if self._write_cursor is None:  # closed, or read-only
                     raise self._unwritable()
-                ns = self._namespace_ids.get(namespace)
-                field_id = self._field_ids.get(field)
-                ctx = self._context_ids.get(context)
-                if not (ns and field_id and ctx):
-                    # A name this object has not met: looked up, or interned, in the
-                    # same transaction as the row, so that the write stays one commit
-                    # (which token_after_commit can prove was ours). Once per name.
-                    write = Write(namespace, field, data, context, time)
-                    return self._append_many(self.connection, [write], ())[-1]
-                # One autocommit statement: atomic, and seq and time are taken under
-                # SQLite's write lock, so they are ordered across processes.
-                cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
-                seq: int = cursor.lastrowid  # type: ignore[assignment]
-                last_seq, last_time = self._own_last
-                if seq == last_seq + 1:
-                    # The row before ours is our own last one (rows are never deleted,
-                    # so a new seq is always the largest plus one): the statement stored
-                    # max(time, its time), computed here without RETURNING's cost.
-                    if last_time > time:
-                        time = last_time
-                else:  # another connection wrote in between: read back the time
-                    time = self.connection.execute(
-                        f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
-                    ).fetchone()[0]
-                own = self._own_last = (seq, time)
-                return own
+                # One transaction of two rows, the fact and its link: the chain's
+                # head can only be read under the write lock (docs/integrity.md).
+                write = Write(namespace, field, data, context, time)
+                return self._append_many(self.connection, [write], ())[-1]
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
@@ -525,9 +500,12 @@ class Sqlite3(Backend):
             namespaces, fields, contexts = self._namespaces, self._fields, self._contexts
             params: list[Any] = []
             assigned: list[tuple[int, float]] = []
+            encoded: list[bytes] = []
+            first = seq + 1
             for namespace, field, data, context, when in writes:
                 seq += 1
                 last_time = when if when > last_time else last_time
+                encoded.append(encode_fact(namespace, field, context, data))
                 params += (
                     seq,
                     last_time,
@@ -538,6 +516,17 @@ class Sqlite3(Backend):
                 )
                 assigned.append((seq, last_time))
             self._insert_rows(conn, params)
+            if encoded:
+                # Under the write lock BEGIN IMMEDIATE took: the head is the last
+                # commit's link, and no other writer can chain in between.
+                head = conn.execute(self._chain_head).fetchone()
+                link = chain_step(
+                    GENESIS if head is None else head[1],
+                    first,
+                    [when for _, when in assigned],
+                    batch_hash(encoded),
+                )
+                conn.execute(self._insert_link, (seq, link))
             if blobs:
                 conn.executemany(self._insert_blob, _blob_rows(blobs))
             conn.execute("COMMIT")
@@ -547,7 +536,6 @@ class Sqlite3(Backend):
             # Interned names inserted inside the rolled-back transaction are gone too.
             self._forget_interned()
             raise
-        self._own_last = assigned[-1]
         return assigned
 
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
@@ -588,6 +576,18 @@ class Sqlite3(Backend):
         with self._using() as conn:
             rows = conn.execute(self._blobs_after, (bytes(digest), limit)).fetchall()
         return [(bytes(key), bytes(data)) for key, data in rows]
+
+    def chain_links(self, after: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The links of ``<prefix>_chain`` after ``after`` (one range scan)."""
+        with self._using() as conn:
+            rows = conn.execute(self._links_after, (after, -1 if limit is None else limit))
+            return [(seq, bytes(link)) for seq, link in rows.fetchall()]
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """The last row of ``<prefix>_chain`` (one descent of its tree)."""
+        with self._using() as conn:
+            row = conn.execute(self._chain_head).fetchone()
+        return (0, GENESIS) if row is None else (row[0], bytes(row[1]))
 
     def _insert_rows(self, conn: sqlite3.Connection, params: list[Any]) -> None:
         """Insert rows of six columns given flat, in statements of up to 128 rows.
@@ -734,9 +734,7 @@ class Sqlite3(Backend):
         file = self._location.file
         if file is None:
             return None
-        return sum(
-            os.path.getsize(name) for name in (file, file + "-wal") if os.path.isfile(name)
-        )
+        return sum(os.path.getsize(name) for name in (file, file + "-wal") if os.path.isfile(name))
 
     def last_seq(self) -> int:
         with self._using() as conn:

@@ -8,6 +8,9 @@ Versions (``SCHEMA_VERSION`` in :mod:`everstore.backends.base`):
 3. rebuilds ``<prefix>_blobs`` as a rowid table with a unique digest index: blobs of a
    kilobyte and more made the WITHOUT ROWID table of version 2 split a page on almost
    every insert (SQLite advises against WITHOUT ROWID for rows that large).
+4. adds ``<prefix>_chain``, the hash chain over the log (docs/integrity.md): one row
+   ``(seq_last, link)`` per commit; the migration chains the existing log once, in
+   commits of :data:`MIGRATION_BATCH` facts.
 
 A migration is one step from the version it starts at to the next; :func:`migrate`
 runs the steps in order inside the caller's transaction, so a store is at one version
@@ -21,10 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import SchemaError
+from ...integrity import GENESIS, batch_hash, chain_step, encode_fact
 from ..base import SCHEMA_VERSION
 
 __all__ = [
     "APPLICATION_ID",
+    "MIGRATION_BATCH",
     "MIGRATIONS",
     "Migration",
     "create",
@@ -41,7 +46,11 @@ _TABLES = {
     1: ("meta", "log", "namespaces", "fields", "contexts"),
     2: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
     3: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
+    4: ("meta", "log", "namespaces", "fields", "contexts", "blobs", "chain"),
 }
+
+#: how many existing facts the migration to version 4 chains as one link
+MIGRATION_BATCH = 1000
 
 
 def _refusing_triggers(p: str, tables: tuple[str, ...]) -> list[str]:
@@ -114,6 +123,40 @@ def _blob_rowid_table(p: str) -> list[str]:
     ]
 
 
+def _chain_table(p: str) -> list[str]:
+    return [
+        f"CREATE TABLE {p}_chain (seq_last INTEGER PRIMARY KEY, link BLOB NOT NULL"
+        " CHECK (length(link) = 32))",
+        *_refusing_triggers(p, ("chain",)),
+    ]
+
+
+def _chain_existing(conn: sqlite3.Connection, p: str) -> None:
+    """Chain the log as it is, in seq order, :data:`MIGRATION_BATCH` facts a link."""
+    rows = conn.execute(
+        f"SELECT l.seq, l.time, n.name, f.name, c.name, l.data FROM {p}_log l "
+        f"JOIN {p}_namespaces n ON n.id = l.ns JOIN {p}_fields f ON f.id = l.field "
+        f"JOIN {p}_contexts c ON c.id = l.ctx ORDER BY l.seq"
+    )
+    link = GENESIS
+    first = 1
+    while batch := rows.fetchmany(MIGRATION_BATCH):
+        # A log with a gap in its seqs (never written by everstore) is chained as it
+        # is: verification then reports the gap as a deleted fact.
+        times = [row[1] for row in batch]
+        if len(batch) != batch[-1][0] - first + 1:
+            # A gap: the link binds the count, so the gap shows as deleted facts.
+            times += [0.0] * (batch[-1][0] - first + 1 - len(batch))
+        link = chain_step(
+            link,
+            first,
+            times,
+            batch_hash(encode_fact(ns, fd, cx, data) for _, _, ns, fd, cx, data in batch),
+        )
+        conn.execute(f"INSERT INTO {p}_chain(seq_last, link) VALUES (?, ?)", (batch[-1][0], link))
+        first = batch[-1][0] + 1
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: from version ``start`` to ``start + 1``."""
@@ -123,12 +166,15 @@ class Migration:
     describe: str
     #: the SQL of the step, for a table prefix
     statements: Callable[[str], list[str]]
+    #: what the step computes in Python after its SQL (connection, prefix)
+    run: Callable[[sqlite3.Connection, str], None] | None = None
 
 
 #: every step, in order of the version it starts from
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "adds the content-addressed blob table", _blob_table),
     Migration(2, "rebuilds the blob table for large blobs", _blob_rowid_table),
+    Migration(3, "adds the hash chain and chains the existing log", _chain_table, _chain_existing),
 )
 
 
@@ -146,6 +192,8 @@ def migrate(conn: sqlite3.Connection, prefix: str, version: int) -> None:
         if step.start >= version:
             for statement in step.statements(prefix):
                 conn.execute(statement)
+            if step.run is not None:
+                step.run(conn, prefix)
             conn.execute(
                 f"UPDATE {prefix}_meta SET value = ? WHERE key = 'schema_version'",
                 (str(step.start + 1),),
