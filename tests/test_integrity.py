@@ -1,26 +1,25 @@
 """The hash chain (docs/integrity.md): a clean store verifies on every backend, and
-raw-SQL tampering with an SQLite file, after dropping its append-only triggers, is
-found at the right seq with the right kind; checkpoints catch truncation and older
-backups."""
+raw-SQL tampering with a real SQLite file and a real PostgreSQL schema, after
+dropping their append-only triggers, is found at the right seq with the right kind;
+checkpoints catch truncation and older backups."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from everstore import Sqlite3, Store
 from everstore.integrity import GENESIS, batch_hash, chain_step, encode_fact, parse_checkpoint
+from pg_server import raw_connection
 
 FACTS = 10
 
 
 def test_a_clean_store_verifies(store: Store) -> None:
-    if not store.backend.chained:
-        pytest.skip(f"the {store.backend.kind} backend keeps no chain yet")
     assert store.verify().ok and store.verify().facts == 0
     doc = store.storage("doc")
     for i in range(5):
@@ -42,8 +41,6 @@ def test_a_clean_store_verifies(store: Store) -> None:
 
 
 def test_a_checkpoint_inside_a_commit_names_the_commit_s_end(store: Store) -> None:
-    if not store.backend.chained:
-        pytest.skip(f"the {store.backend.kind} backend keeps no chain yet")
     doc = store.storage("doc")
     doc.x = 1
     with store.transaction():
@@ -55,138 +52,187 @@ def test_a_checkpoint_inside_a_commit_names_the_commit_s_end(store: Store) -> No
         store.verify(against="not a checkpoint")
 
 
-@pytest.fixture
-def written(tmp_path: Path) -> Iterator[Path]:
-    """An SQLite file of FACTS one-fact commits (seqs 1 to FACTS), closed."""
-    path = tmp_path / "log.db"
-    with Store(Sqlite3(path)) as store:
-        doc = store.storage("doc")
-        for i in range(FACTS):
-            setattr(doc, f"f{i % 3}", i)
-    yield path
+class Target:
+    """A store of FACTS one-fact commits (seqs 1 to FACTS) in a real database, and raw
+    SQL on it with every trigger dropped. ``{log}``, ``{chain}``, ``{contexts}``,
+    ``{counter}`` in statements name its tables."""
+
+    def __init__(self, kind: str, tmp_path: Path, location: Any) -> None:
+        self.kind = kind
+        self.path = tmp_path / "log.db"
+        self.location = location
+        with self.open() as store:
+            doc = store.storage("doc")
+            for i in range(FACTS):
+                setattr(doc, f"f{i % 3}", i)
+            backend: Any = store.backend
+            if kind == "sqlite":
+                self.names = {t: f"everstore_{t}" for t in ("log", "chain", "contexts")}
+            else:
+                self.names = {t: backend.table(t) for t in ("log", "chain", "contexts", "counter")}
+        self._drop_triggers()
+
+    def open(self) -> Store:
+        if self.kind == "sqlite":
+            return Store(Sqlite3(self.path))
+        from everstore.backends.postgresql import PostgreSQL
+
+        conninfo, schema = self.location
+        return Store(PostgreSQL(conninfo, schema=schema))
+
+    def _drop_triggers(self) -> None:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            for (name,) in rows.fetchall():
+                conn.execute(f"DROP TRIGGER {name}")
+            conn.close()
+            return
+        with raw_connection(self.location[0]) as conn:
+            for table in ("log", "chain", "counter"):
+                rows = conn.execute(
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = "
+                    f"'{self.names[table]}'::regclass"
+                ).fetchall()
+                for (name,) in rows:
+                    conn.execute(f'DROP TRIGGER "{name}" ON {self.names[table]}')
+
+    def sql(self, *statements: str) -> None:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            for statement in statements:
+                conn.execute(statement.format(**self.names))
+            conn.close()
+            return
+        with raw_connection(self.location[0]) as conn:
+            for statement in statements:
+                conn.execute(statement.format(**self.names))
+
+    def verify(self, against: str | None = None) -> tuple[int | None, str | None, bool]:
+        with self.open() as store:
+            report = store.verify(against=against)
+        return report.seq, report.kind, report.ok
+
+    def checkpoint(self, seq: int | None = None) -> str:
+        with self.open() as store:
+            return store.checkpoint(seq)
 
 
-def _raw(path: Path) -> sqlite3.Connection:
-    """A plain connection with every trigger of the store dropped."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-        conn.execute(f"DROP TRIGGER {name}")
-    return conn
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    location = request.getfixturevalue("location") if request.param == "postgresql" else None
+    return Target(request.param, tmp_path, location)
 
 
-def _tamper(path: Path, *statements: str) -> None:
-    conn = _raw(path)
-    for statement in statements:
-        conn.execute(statement)
-    conn.close()
-
-
-def _verify(path: Path, against: str | None = None) -> tuple[int | None, str | None, bool]:
-    with Store(Sqlite3(path)) as store:
-        report = store.verify(against=against)
-    return report.seq, report.kind, report.ok
-
-
-def test_the_untouched_file_verifies(written: Path) -> None:
-    assert _verify(written) == (None, None, True)
+def test_the_untouched_store_verifies(target: Target) -> None:
+    assert target.verify() == (None, None, True)
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        "UPDATE everstore_log SET data = x'31' WHERE seq = 4",
-        "UPDATE everstore_log SET time = time + 0.001 WHERE seq = 4",
-        "UPDATE everstore_log SET data = NULL WHERE seq = 4",
-        "UPDATE everstore_log SET field = (SELECT field FROM everstore_log WHERE seq = 5)"
-        " WHERE seq = 4",
+        "UPDATE {log} SET data = (SELECT data FROM {log} WHERE seq = 2) WHERE seq = 4",
+        "UPDATE {log} SET time = time + 0.001 WHERE seq = 4",
+        "UPDATE {log} SET data = NULL WHERE seq = 4",
+        "UPDATE {log} SET field = (SELECT field FROM {log} WHERE seq = 5) WHERE seq = 4",
     ],
+    ids=["data", "time", "tombstone", "field"],
 )
-def test_a_changed_fact_is_found(written: Path, change: str) -> None:
-    _tamper(written, change)
-    assert _verify(written) == (4, "changed", False)
+def test_a_changed_fact_is_found(target: Target, change: str) -> None:
+    target.sql(change)
+    assert target.verify() == (4, "changed", False)
 
 
-def test_a_changed_context_is_found(written: Path) -> None:
-    _tamper(
-        written,
-        "INSERT INTO everstore_contexts(name) VALUES ('forged.py:1')",
-        "UPDATE everstore_log SET ctx = (SELECT id FROM everstore_contexts"
-        " WHERE name = 'forged.py:1') WHERE seq = 7",
+def test_a_changed_context_is_found(target: Target) -> None:
+    target.sql(
+        "INSERT INTO {contexts}(name) VALUES ('forged.py:1')",
+        "UPDATE {log} SET ctx = (SELECT id FROM {contexts} WHERE name = 'forged.py:1')"
+        " WHERE seq = 7",
     )
-    assert _verify(written) == (7, "changed", False)
+    assert target.verify() == (7, "changed", False)
 
 
-def test_a_deleted_fact_is_found(written: Path) -> None:
-    _tamper(written, "DELETE FROM everstore_log WHERE seq = 6")
-    assert _verify(written) == (6, "deleted", False)
+def test_a_deleted_fact_is_found(target: Target) -> None:
+    target.sql("DELETE FROM {log} WHERE seq = 6")
+    assert target.verify() == (6, "deleted", False)
 
 
-def test_an_inserted_fact_is_found(written: Path) -> None:
-    _tamper(
-        written,
-        "INSERT INTO everstore_log(seq, time, ns, field, ctx, data)"
-        " SELECT seq + 1, time, ns, field, ctx, x'32' FROM everstore_log WHERE seq = 10",
+def test_an_inserted_fact_is_found(target: Target) -> None:
+    target.sql(
+        "INSERT INTO {log}(seq, time, ns, field, ctx, data)"
+        " SELECT seq + 1, time, ns, field, ctx, data FROM {log} WHERE seq = 10"
     )
-    assert _verify(written) == (FACTS + 1, "inserted", False)
+    assert target.verify() == (FACTS + 1, "inserted", False)
 
 
-def test_swapped_facts_are_found_as_reordered(written: Path) -> None:
-    _tamper(
-        written,
-        "UPDATE everstore_log SET seq = -3 WHERE seq = 3",
-        "UPDATE everstore_log SET seq = 3 WHERE seq = 8",
-        "UPDATE everstore_log SET seq = 8 WHERE seq = -3",
+def test_swapped_facts_are_found_as_reordered(target: Target) -> None:
+    target.sql(
+        "UPDATE {log} SET seq = -3 WHERE seq = 3",
+        "UPDATE {log} SET seq = 3 WHERE seq = 8",
+        "UPDATE {log} SET seq = 8 WHERE seq = -3",
     )
-    assert _verify(written) == (3, "reordered", False)
+    assert target.verify() == (3, "reordered", False)
 
 
-def test_a_truncated_log_is_found(written: Path) -> None:
-    _tamper(written, "DELETE FROM everstore_log WHERE seq > 7")
-    assert _verify(written) == (8, "truncated", False)
+def test_a_truncated_log_is_found(target: Target) -> None:
+    target.sql("DELETE FROM {log} WHERE seq > 7")
+    assert target.verify() == (8, "truncated", False)
 
 
-def test_a_truncation_of_log_and_chain_is_found_by_a_checkpoint(written: Path) -> None:
-    with Store(Sqlite3(written)) as store:
-        kept = store.checkpoint()
-    _tamper(
-        written,
-        "DELETE FROM everstore_log WHERE seq > 7",
-        "DELETE FROM everstore_chain WHERE seq_last > 7",
-    )
-    assert _verify(written) == (None, None, True)  # consistent in itself
-    assert _verify(written, against=kept) == (8, "truncated", False)
+def test_a_truncation_of_log_and_chain_is_found_by_a_checkpoint(target: Target) -> None:
+    kept = target.checkpoint()
+    target.sql("DELETE FROM {log} WHERE seq > 7", "DELETE FROM {chain} WHERE seq_last > 7")
+    if target.kind == "postgresql":
+        # the chain's head in the counter row still names seq 10
+        assert target.verify() == (8, "truncated", False)
+        target.sql(
+            "UPDATE {counter} SET seq = 7, chain = (SELECT link FROM {chain} WHERE seq_last = 7)"
+        )
+    assert target.verify() == (None, None, True)  # consistent in itself
+    assert target.verify(against=kept) == (8, "truncated", False)
 
 
-def test_an_older_backup_restored_is_found_by_a_checkpoint(written: Path, tmp_path: Path) -> None:
+def test_a_rewritten_and_rechained_log_is_found_by_a_checkpoint(target: Target) -> None:
+    kept = target.checkpoint(8)
+    target.sql("UPDATE {log} SET time = time + 0.5 WHERE seq = 2")
+    with target.open() as store:
+        facts = store.facts()
+    # the forger recomputes the whole chain, as everstore would have
+    target.sql("DELETE FROM {chain}")
+    link = GENESIS
+    rows = []
+    for fact in facts:
+        encoded = encode_fact(fact.namespace, fact.field, fact.context, fact.data)
+        link = chain_step(link, fact.seq, [fact.time], batch_hash([encoded]))
+        rows.append(
+            f"INSERT INTO {{chain}}(seq_last, link) VALUES ({fact.seq}, {_blob(target, link)})"
+        )
+    target.sql(*rows)
+    if target.kind == "postgresql":
+        target.sql(f"UPDATE {{counter}} SET chain = {_blob(target, link)}")
+    assert target.verify() == (None, None, True)
+    assert target.verify(against=kept) == (None, "changed", False)
+
+
+def _blob(target: Target, data: bytes) -> str:
+    return f"x'{data.hex()}'" if target.kind == "sqlite" else f"'\\x{data.hex()}'::bytea"
+
+
+def test_an_older_backup_restored_is_found_by_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with Store(Sqlite3(path)) as store:
+        for i in range(FACTS):
+            store.storage("doc").x = i
     backup = tmp_path / "backup.db"
-    shutil.copyfile(written, backup)
-    with Store(Sqlite3(written)) as store:
+    shutil.copyfile(path, backup)
+    with Store(Sqlite3(path)) as store:
         store.storage("doc").later = "x"
         kept = store.checkpoint()
-    shutil.copyfile(backup, written)
-    assert _verify(written) == (None, None, True)
-    assert _verify(written, against=kept) == (FACTS + 1, "truncated", False)
-
-
-def test_a_rewritten_and_rechained_log_is_found_by_a_checkpoint(written: Path) -> None:
-    with Store(Sqlite3(written)) as store:
-        kept = store.checkpoint(8)
-    conn = _raw(written)
-    conn.execute("UPDATE everstore_log SET data = x'39' WHERE seq = 2")
-    # the forger recomputes the whole chain, as everstore would have
-    rows = conn.execute(
-        "SELECT l.seq, l.time, n.name, f.name, c.name, l.data FROM everstore_log l"
-        " JOIN everstore_namespaces n ON n.id = l.ns JOIN everstore_fields f ON f.id = l.field"
-        " JOIN everstore_contexts c ON c.id = l.ctx ORDER BY l.seq"
-    ).fetchall()
-    conn.execute("DELETE FROM everstore_chain")
-    link = GENESIS
-    for seq, time, ns, field, ctx, data in rows:
-        link = chain_step(link, seq, [time], batch_hash([encode_fact(ns, field, ctx, data)]))
-        conn.execute("INSERT INTO everstore_chain VALUES (?, ?)", (seq, link))
-    conn.close()
-    assert _verify(written) == (None, None, True)
-    assert _verify(written, against=kept) == (None, "changed", False)
+    shutil.copyfile(backup, path)
+    with Store(Sqlite3(path)) as store:
+        assert store.verify().ok
+        report = store.verify(against=kept)
+    assert (report.seq, report.kind, report.ok) == (FACTS + 1, "truncated", False)
 
 
 def test_a_change_inside_a_commit_of_several_facts_names_the_commit(tmp_path: Path) -> None:
@@ -197,15 +243,20 @@ def test_a_change_inside_a_commit_of_several_facts_names_the_commit(tmp_path: Pa
         with store.transaction():
             for i in range(5):
                 setattr(doc, f"f{i}", i)
-    _tamper(path, "UPDATE everstore_log SET data = x'30' WHERE seq = 4")
-    seq, kind, ok = _verify(path)
-    assert (seq, kind, ok) == (2, "changed", False)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER everstore_log_no_update")
+    conn.execute("UPDATE everstore_log SET data = x'30' WHERE seq = 4")
+    conn.close()
+    with Store(Sqlite3(path)) as store:
+        report = store.verify()
+    assert (report.seq, report.kind, report.ok) == (2, "changed", False)
+    assert "2..6" in report.message
 
 
-def test_a_tampered_store_still_opens_and_writes(written: Path) -> None:
+def test_a_tampered_store_still_opens_and_writes(target: Target) -> None:
     # verification reports; it does not stop the store from working
-    _tamper(written, "UPDATE everstore_log SET data = x'31' WHERE seq = 4")
-    with Store(Sqlite3(written)) as store:
+    target.sql("UPDATE {log} SET time = time + 0.001 WHERE seq = 4")
+    with target.open() as store:
         store.storage("doc").more = 1
         report = store.verify()
     assert (report.seq, report.kind) == (4, "changed")

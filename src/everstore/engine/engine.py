@@ -462,8 +462,10 @@ class Engine(Transacting, Lending):
         backend = self._chained_backend()
         # Up to the chain's head as it is now: its facts are all committed, and
         # commits made meanwhile are left for the next call.
-        high = backend.chain_head()[0]
+        high, head = backend.chain_head()
         report = verify_log(_links_upto(backend, high), _facts_upto(backend, high), high, progress)
+        if report.ok:
+            report = _headless(backend, high, head, report)
         if report.ok:
             report = _unchained(backend, high, report)
         if not report.ok or checkpoint is None:
@@ -1287,6 +1289,25 @@ def _facts_upto(backend: Backend, high: int) -> Iterator[Fact]:
                 return
             yield fact
         seq = page[-1].seq
+
+
+def _headless(backend: Backend, high: int, head: bytes, report: VerifyReport) -> VerifyReport:
+    """``report``, or a truncation if the chain's head (where a backend keeps it
+    apart, as PostgreSQL's counter row) is not the last link found: log and chain
+    lost their tail together."""
+    if high == 0:
+        return report
+    found = backend.chain_links(high - 1, 1)
+    if found and found[0] == (high, head):
+        return report
+    return VerifyReport(
+        False,
+        report.facts,
+        report.facts + 1,
+        "truncated",
+        f"the chain's head names seq {high}, but the log and its chain end at seq "
+        f"{report.facts}: both were truncated",
+    )
 
 
 def _unchained(backend: Backend, high: int, report: VerifyReport) -> VerifyReport:
