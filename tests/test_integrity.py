@@ -5,6 +5,7 @@ checkpoints catch truncation and older backups."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from everstore import Sqlite3, Store
+from everstore.cli import main
 from everstore.integrity import GENESIS, batch_hash, chain_step, encode_fact, parse_checkpoint
 from pg_server import raw_connection
 
@@ -260,3 +262,30 @@ def test_a_tampered_store_still_opens_and_writes(target: Target) -> None:
         store.storage("doc").more = 1
         report = store.verify()
     assert (report.seq, report.kind) == (4, "changed")
+
+
+def test_the_verify_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cli.db"
+    with Store(Sqlite3(path)) as store:
+        for i in range(FACTS):
+            store.storage("doc").x = i
+        kept = store.checkpoint()
+    assert main(["verify", str(path)]) == 0
+    assert capsys.readouterr().out == f"ok: {FACTS} facts verify; checkpoint {kept}\n"
+    assert main(["verify", str(path), "--against", kept]) == 0
+    capsys.readouterr()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER everstore_log_no_delete")
+    conn.execute("DELETE FROM everstore_log WHERE seq = 5")
+    conn.close()
+    assert main(["verify", str(path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "ok": False,
+        "facts": 4,
+        "seq": 5,
+        "kind": "deleted",
+        "message": "the fact at seq 5 was deleted",
+        "checkpoint": None,
+    }
+    assert main(["verify", str(path), "--against", "es1:nope"]) == 2
+    assert "es1:<seq>" in capsys.readouterr().err

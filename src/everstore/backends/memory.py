@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sortedcontainers import SortedDict
 
-from ..integrity import GENESIS, batch_hash, chain_step, encode_fact
+from ..integrity import GENESIS, batch_hash, chain_step, encode_fact, single_step
 from ..log import Fact, Write
 from .base import Backend, Expectation, conflict, scan_tail, tail_is_short
 
@@ -153,10 +153,10 @@ class Memory(Backend):
             seq = len(facts) + 1
             if facts and facts[-1][1] > time:
                 time = facts[-1][1]
-            link = chain_step(
+            link = single_step(
                 self._head,
                 seq,
-                (time,),
+                time,
                 _sha256(encode_fact(namespace, field, context, data)).digest(),
             )
             facts.append((seq, time, namespace, field, data, context))

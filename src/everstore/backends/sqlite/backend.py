@@ -24,6 +24,7 @@ inside that lock, so they are gap-free and ordered across processes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sqlite3
 import threading
@@ -33,7 +34,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ...errors import BackendError, ReadOnlyError, SchemaError, StoreClosedError
-from ...integrity import GENESIS, batch_hash, chain_step, encode_fact
+from ...integrity import GENESIS, batch_hash, chain_step, encode_fact, single_step
 from ...log import Fact, Write
 from ..base import SCHEMA_VERSION, Backend, Expectation, conflict, scan_tail, tail_is_short
 from . import schema
@@ -46,6 +47,7 @@ __all__ = ["Sqlite3"]
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 _T = TypeVar("_T")
+_sha256 = hashlib.sha256
 
 #: the change token of a database no other connection can write to
 _PRIVATE_TOKEN = 0
@@ -206,6 +208,14 @@ class Sqlite3(Backend):
         self._insert_blob = f"INSERT INTO {p}_blobs(digest, data) VALUES (?, ?)"
         self._select_blob = f"SELECT data FROM {p}_blobs WHERE digest = ?"
         self._chain_head = f"SELECT seq_last, link FROM {p}_chain ORDER BY seq_last DESC LIMIT 1"
+        # One statement: the log's last seq and time and the chain's head, each read
+        # in one descent of its table's tree.
+        self._write_state = (
+            f"SELECT (SELECT seq FROM {self._log} ORDER BY seq DESC LIMIT 1), "
+            f"(SELECT time FROM {self._log} ORDER BY seq DESC LIMIT 1), "
+            f"(SELECT link FROM {p}_chain ORDER BY seq_last DESC LIMIT 1)"
+        )
+        self._insert_fact = _insert_statement(self._log, 1)
         self._insert_link = f"INSERT INTO {p}_chain(seq_last, link) VALUES (?, ?)"
         self._links_after = (
             f"SELECT seq_last, link FROM {p}_chain WHERE seq_last > ? ORDER BY seq_last LIMIT ?"
@@ -459,12 +469,49 @@ class Sqlite3(Backend):
             try:
                 if self._write_cursor is None:  # closed, or read-only
                     raise self._unwritable()
-                # One transaction of two rows, the fact and its link: the chain's
-                # head can only be read under the write lock (docs/integrity.md).
-                write = Write(namespace, field, data, context, time)
-                return self._append_many(self.connection, [write], ())[-1]
+                ns = self._namespace_ids.get(namespace)
+                field_id = self._field_ids.get(field)
+                ctx = self._context_ids.get(context)
+                if not (ns and field_id and ctx):
+                    # A name this object has not met: looked up, or interned, in the
+                    # same transaction as the row. Once per name.
+                    write = Write(namespace, field, data, context, time)
+                    return self._append_many(self.connection, [write], ())[-1]
+                return self._append_known(time, ns, field_id, ctx, data, namespace, field, context)
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    def _append_known(
+        self,
+        time: float,
+        ns: int,
+        field_id: int,
+        ctx: int,
+        data: bytes | None,
+        namespace: str,
+        field: str,
+        context: str,
+    ) -> tuple[int, float]:
+        """One write whose names are interned, with its link: one transaction of
+        two rows, the fact and its link, after one read of the log's last seq and
+        time and of the chain's head (which only the write lock makes final)."""
+        cursor = self.connection
+        try:
+            cursor.execute("BEGIN IMMEDIATE")  # inside the try: see _append_many
+            last_seq, last_time, prev = cursor.execute(self._write_state).fetchone()
+            seq = (last_seq or 0) + 1
+            if last_time is not None and last_time > time:
+                time = last_time
+            cursor.execute(self._insert_fact, (seq, time, ns, field_id, ctx, data))
+            digest = _sha256(encode_fact(namespace, field, context, data)).digest()
+            link = single_step(prev or GENESIS, seq, time, digest)
+            cursor.execute(self._insert_link, (seq, link))
+            cursor.execute("COMMIT")
+        except BaseException:
+            if cursor.in_transaction:
+                cursor.execute("ROLLBACK")
+            raise
+        return seq, time
 
     def _append_many(
         self,
