@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import itertools
 import os
 import random
@@ -341,11 +342,11 @@ def writes_sqlite_appendmuch(config: Config) -> Metrics:
 
 
 _RAW_INSERT = "INSERT INTO everstore_log(time, ns, field, ctx, data) VALUES (?, ?, ?, ?, ?)"
-#: the statement everstore's SQLite backend runs for a single write: the same INSERT,
-#: its time raised to the last row's so that time never decreases along the log
-_RAW_INSERT_CLAMPED = (
-    "INSERT INTO everstore_log(time, ns, field, ctx, data) VALUES (max(?, coalesce(("
-    "SELECT time FROM everstore_log ORDER BY seq DESC LIMIT 1), 0.0)), ?, ?, ?, ?)"
+#: the statement everstore's SQLite backend runs for a single write: the same INSERT
+#: with the seq and the chain's link (its writer knows them, and the time clamp, from
+#: its own last write; the seq's uniqueness refuses it if another writer came first)
+_RAW_INSERT_SEQ_LINK = (
+    "INSERT INTO everstore_log(seq, time, ns, field, ctx, data, link) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 _RawState = tuple[sqlite3.Connection, tuple[int, int, int], Path]
@@ -422,14 +423,15 @@ def writes_paired_everstore(config: Config) -> Metrics:
 
     * everstore: ``s.x = i``, its names interned by an untimed first write;
     * raw: ``conn.execute(INSERT)`` as row 2a's raw loop (values encoded beforehand);
-    * raw, everstore's statement: the INSERT with everstore's time clamp, run on one
-      reused cursor whose ``lastrowid`` is read, as everstore's backend does: the
-      floor of everstore's SQL, with none of its Python.
+    * raw, everstore's statement: the INSERT with seq and link (links made
+      beforehand), run on one reused cursor, as everstore's backend does: the floor
+      of everstore's SQL, with none of its Python (no hashing).
     """
     from everstore import Sqlite3, Store, default_codec
 
     n = sizes(config.quick).paired_writes
     blobs = [default_codec.encode(i) for i in range(n)]
+    links = [hashlib.sha256(blob).digest() for blob in blobs]
 
     def raw(state: _RawState) -> None:
         conn, (ns, field, ctx), _ = state
@@ -443,9 +445,10 @@ def writes_paired_everstore(config: Config) -> Metrics:
         cursor = conn.cursor()
         execute = cursor.execute
         now = time.time
+        last = conn.execute("SELECT max(seq) FROM everstore_log").fetchone()[0]
         for i in range(n):
-            execute(_RAW_INSERT_CLAMPED, (now(), ns, field, ctx, blobs[i]))
-            cursor.lastrowid  # noqa: B018
+            seq = last + 1 + i
+            execute(_RAW_INSERT_SEQ_LINK, (seq, now(), ns, field, ctx, blobs[i], links[i]))
 
     with scratch_dir(config) as directory:
         names = _Counter(directory, "paired")

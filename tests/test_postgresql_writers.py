@@ -199,6 +199,10 @@ def test_writers_followers_kills_and_a_long_transaction(
 
     # One total order: seqs 1..N, times never decreasing.
     assert [fact[0] for fact in log] == list(range(1, len(log) + 1))
+    # and one hash chain over it, through the writers' races and kills
+    with Store(PostgreSQL(location[0], schema=location[1])) as store:
+        report = store.verify()
+    assert report.ok and report.facts == len(log), report
     times = [fact[1] for fact in log]
     assert times == sorted(times)
     # Both followers saw exactly that sequence, each fact once.

@@ -120,6 +120,9 @@ def test_processes_writing_one_file_never_collide(tmp_path: Path) -> None:
 
     store = Store(Sqlite3(path))
     facts = check_log_order(store)
+    # the four writers' commits interleaved into one chain that verifies
+    report = store.verify()
+    assert report.ok and report.facts == store.last_seq
     txns = [i for i in range(count) if i % 5 == 4]
     singles = [i for i in range(count) if i % 5 != 4]
     assert len(facts) == len(names) * (len(singles) * 3 + len(txns) * 6)

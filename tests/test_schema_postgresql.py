@@ -88,7 +88,7 @@ def test_a_0_1_0_schema_is_migrated_on_open(
 ) -> None:
     backend = opened()
     backend.open()
-    assert meta_version(*v1_location) == str(SCHEMA_VERSION) == "4"
+    assert meta_version(*v1_location) == str(SCHEMA_VERSION) == "5"
     assert has_blob_table(*v1_location)
 
 
@@ -108,6 +108,11 @@ def test_every_0_1_0_fact_keeps_its_seq_time_and_context(
     assert backend.last_seq() == 12
     assert backend.seq_at_time(1796108019.0142558) == 4
     assert backend.namespaces("game") == ["game/alice", "game/bob"]
+    # the migration chained the existing log: it verifies, and goes on verifying
+    with Store(backend) as store:
+        assert store.verify().ok and store.verify().facts == 12
+        store.storage("game", "alice").round = 9
+        assert store.verify().ok and store.verify().facts == 13
 
 
 def test_0_1_0_values_and_histories_read_right(
@@ -191,7 +196,7 @@ def test_migrate_false_refuses_an_old_schema_and_leaves_it(
     with pytest.raises(SchemaError) as caught:
         backend.open()
     message = str(caught.value)
-    assert "version 1" in message and "needs version 4" in message
+    assert "version 1" in message and "needs version 5" in message
     assert "migrate=True" in message
     assert meta_version(*v1_location) == "1"
     assert not has_blob_table(*v1_location)
@@ -232,7 +237,7 @@ def test_opening_twice_migrates_once(
     assert errors == []
     again = opened()
     again.open()  # a migrated schema is just opened
-    assert meta_version(*v1_location) == "4"
+    assert meta_version(*v1_location) == "5"
     assert backends[0].last_seq() == 12
     with raw_connection(v1_location[0]) as conn:
         triggers = conn.execute(
@@ -378,7 +383,7 @@ def _counter_layout(conninfo: str, schema: str) -> tuple[list[str], bool, str]:
         return columns, barrier.fetchone()[0] is not None, trigger
 
 
-def test_a_version_3_store_is_migrated_to_version_4_on_open(
+def test_a_version_3_store_is_migrated_to_version_5_on_open(
     v3_location: Location, opened: Callable[..., PostgreSQL]
 ) -> None:
     assert meta_version(*v3_location) == "3"
@@ -392,9 +397,10 @@ def test_a_version_3_store_is_migrated_to_version_4_on_open(
         alice.round = 3  # the new commit step, with its barrier
         assert [v.data for v in alice.__history__()["round"]] == [1, 2, 3]
         assert alice.__history__()["round"][-1].seq == 13
-    assert meta_version(*v3_location) == "4"
+        assert store.verify().ok and store.verify().facts == 13
+    assert meta_version(*v3_location) == "5"
     columns, barrier, trigger = _counter_layout(*v3_location)
-    assert (columns, barrier) == (["id", "seq", "time", "armed", "notified"], True)
+    assert (columns, barrier) == (["id", "seq", "time", "armed", "notified", "chain"], True)
     assert " AFTER UPDATE " in trigger
 
 
@@ -404,7 +410,7 @@ def test_migrate_false_refuses_a_version_3_store_and_leaves_it(
     with pytest.raises(SchemaError) as refused:
         opened(migrate=False).open()
     message = str(refused.value)
-    assert "version 3" in message and "needs version 4" in message
+    assert "version 3" in message and "needs version 5" in message
     assert "migrate=True" in message
     assert meta_version(*v3_location) == "3"
     assert _counter_layout(*v3_location)[:2] == (["id", "seq", "time"], False)

@@ -1,5 +1,5 @@
-"""The SQLite schema: version 3 (the blob table), migration of an everstore 0.1.0 file
-and of a version-2 file,
+"""The SQLite schema: version 4 (the blob table, the hash chain), migration of an
+everstore 0.1.0 file and of a version-2 file (each then verifies clean),
 the file-header stamp, and stores that lost their schema."""
 
 from __future__ import annotations
@@ -60,14 +60,14 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
-def test_the_release_writes_schema_version_3() -> None:
-    assert SCHEMA_VERSION == 3
+def test_the_release_writes_schema_version_4() -> None:
+    assert SCHEMA_VERSION == 4
 
 
 def test_a_new_file_is_stamped_and_has_the_blob_table(tmp_path: Path) -> None:
     backend = Sqlite3(tmp_path / "new.db")
     with Store(backend):
-        assert _header(backend.connection) == (EVERSTORE_ID, 3)
+        assert _header(backend.connection) == (EVERSTORE_ID, 4)
         assert "everstore_blobs" in _tables(backend.connection)
         assert backend.migrated_from is None
 
@@ -79,10 +79,13 @@ def test_an_old_store_is_migrated_on_open_keeping_every_fact(old_store: Path) ->
     with Store(backend) as store:
         assert backend.migrated_from == 1
         conn = backend.connection
-        assert _header(conn) == (EVERSTORE_ID, 3)
+        assert _header(conn) == (EVERSTORE_ID, 4)
         assert "everstore_blobs" in _tables(conn)
         meta = conn.execute("SELECT value FROM everstore_meta WHERE key='schema_version'")
-        assert meta.fetchone()[0] == "3"
+        assert meta.fetchone()[0] == "4"
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(everstore_log)")]
+        assert columns[-1] == "link"
+        assert store.verify().ok and store.verify().facts == 12
         assert [tuple(fact) for fact in backend.facts_since(0)] == [
             (seq, time, ns, field, data, ctx) for seq, time, ns, field, ctx, data in before
         ]
@@ -104,7 +107,7 @@ def test_an_old_store_is_migrated_on_open_keeping_every_fact(old_store: Path) ->
         bob = store.storage("game", "bob")
         with bob:
             assert (bob.name, bob.tags) == ("Bob", {"x", "y"})
-        # and it goes on as a version-3 store
+        # and it goes on as a version-4 store
         alice.round = 3
         digest = hashlib.sha256(b"snapshot").digest()
         backend.put_blobs([(digest, b"snapshot")])
@@ -112,6 +115,7 @@ def test_an_old_store_is_migrated_on_open_keeping_every_fact(old_store: Path) ->
         assert reopened.storage("game", "alice").round == 3
         assert reopened.backend.get_blob(digest) == b"snapshot"
         assert reopened.last_seq == 13
+        assert reopened.verify().ok
 
 
 def test_a_version_2_file_gets_the_rowid_blob_table_keeping_every_blob(old_store: Path) -> None:
@@ -128,12 +132,13 @@ def test_a_version_2_file_gets_the_rowid_blob_table_keeping_every_blob(old_store
     backend = Sqlite3(old_store)
     with Store(backend) as store:
         assert backend.migrated_from == 2
-        assert _header(backend.connection) == (EVERSTORE_ID, 3)
+        assert _header(backend.connection) == (EVERSTORE_ID, 4)
         assert all(store.get_blob(digest.hex()) == data for digest, data in blobs.items())
         assert store.put_blob(b"a") == hashlib.sha256(b"a").hexdigest()  # stored once
         rows = backend.connection.execute("SELECT count(*) FROM everstore_blobs").fetchone()
         assert rows[0] == 2
         assert store.storage("game", "alice").name == "Alice"
+        assert store.verify().ok
         with pytest.raises(sqlite3.IntegrityError):
             backend.connection.execute("DELETE FROM everstore_blobs")
 
@@ -145,7 +150,7 @@ def test_migrate_false_refuses_an_old_store_and_leaves_the_file_as_it_was(
     with pytest.raises(SchemaError) as refused:
         everstore.open(old_store, migrate=False)
     message = str(refused.value)
-    assert "version 1" in message and "version 3" in message
+    assert "version 1" in message and "version 4" in message
     assert "migrate=True" in message and f"everstore migrate {old_store}" in message
     assert old_store.read_bytes() == original
 
@@ -154,10 +159,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     Store(Sqlite3(path)).close()
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE everstore_meta SET value = '4' WHERE key = 'schema_version'")
+    conn.execute("UPDATE everstore_meta SET value = '5' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(SchemaError, match=r"version 4.*Upgrade everstore"):
+    with pytest.raises(SchemaError, match=r"version 5.*Upgrade everstore"):
         Store(Sqlite3(path))
 
 
@@ -209,9 +214,9 @@ def test_concurrent_openers_migrate_once(old_store: Path) -> None:
 
 def test_the_migrate_command(old_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", str(old_store)]) == 0
-    assert "migrated from schema version 1 to 3" in capsys.readouterr().out
+    assert "migrated from schema version 1 to 4" in capsys.readouterr().out
     assert main(["migrate", str(old_store)]) == 0
-    assert "already at schema version 3" in capsys.readouterr().out
+    assert "already at schema version 4" in capsys.readouterr().out
     with Store(Sqlite3(old_store, readonly=True)) as store:
         assert store.storage("game", "bob").name == "Bob"
     assert main(["migrate", str(old_store.parent / "missing.db")]) == 2

@@ -16,6 +16,10 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from ..errors import ConflictError
 from ..log import Fact, Write
 
+#: a fact with the link of the commit it ends (None inside a commit):
+#: ``(seq, time, namespace, field, data, context, link)``
+ChainedFact = tuple[int, float, str, str, bytes | None, str, bytes | None]
+
 __all__ = [
     "TAIL_BASE",
     "TAIL_PER_EXPECTATION",
@@ -36,8 +40,8 @@ TAIL_BASE = 64
 
 #: The version of the log schema this release writes; stored in every database.
 # 1: everstore 0.1.0; 2: adds the content-addressed blob table; 3: SQLite's blob table
-# as a rowid table (no change on PostgreSQL)
-SCHEMA_VERSION = 3
+# as a rowid table (no change on PostgreSQL); 4: SQLite's hash chain (docs/integrity.md)
+SCHEMA_VERSION = 4
 
 
 class Backend(abc.ABC):
@@ -237,6 +241,40 @@ class Backend(abc.ABC):
             _time.sleep(pause)
             pause = min(pause * 2, 0.05)
         return True
+
+    #: whether this backend keeps the hash chain of docs/integrity.md
+    chained: bool = False
+
+    def chain_links(self, after: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The chain's links of the commits whose last seq is above ``after``, in seq
+        order (at most ``limit``): ``(seq_last, link)`` with ``link`` the 32-byte
+        :func:`everstore.integrity.chain_step` of that commit.
+
+        :raises NotImplementedError: the backend keeps no chain (``chained`` is False)
+        """
+        raise NotImplementedError(f"the {self.kind} backend keeps no hash chain")
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """``(seq_last, link)`` of the last commit; ``(0, 32 zero bytes)`` for an
+        empty log. Every fact up to ``seq_last`` is committed and readable.
+
+        :raises NotImplementedError: the backend keeps no chain (``chained`` is False)
+        """
+        raise NotImplementedError(f"the {self.kind} backend keeps no hash chain")
+
+    def chained_facts(self, after: int, limit: int) -> list[ChainedFact]:
+        """The facts above seq ``after`` (at most ``limit``), each with the link of
+        the commit it ends: what verification reads. This one merges
+        :meth:`facts_since` with :meth:`chain_links`; a backend that keeps a link in
+        the fact's row reads both at once.
+
+        :raises NotImplementedError: the backend keeps no chain (``chained`` is False)
+        """
+        facts = self.facts_since(after, limit)
+        if not facts:
+            return []
+        links = dict(self.chain_links(after, limit))
+        return [(*fact, links.get(fact.seq)) for fact in facts]
 
     @abc.abstractmethod
     def close(self) -> None:

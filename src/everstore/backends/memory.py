@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sortedcontainers import SortedDict
 
+from ..integrity.chain import GENESIS, chain_step, fact_hash, single_step
 from ..log import Fact, Write
 from .base import Backend, Expectation, conflict, scan_tail, tail_is_short
 
@@ -39,6 +40,7 @@ class Memory(Backend):
     """
 
     kind = "memory"
+    chained = True
 
     def __init__(self) -> None:
         #: (seq, time, namespace, field, data, context) plain tuples; seq n at n - 1
@@ -58,6 +60,9 @@ class Memory(Backend):
         # when someone waits (counted under the same lock, so no wake-up is lost).
         self._waiting = 0
         self._blobs: dict[bytes, bytes] = {}
+        #: (seq_last, link) of every commit, and the chain's last link
+        self._chain: list[tuple[int, bytes]] = []
+        self._head = GENESIS
 
     def open(self) -> None:
         self._check_open()
@@ -117,7 +122,20 @@ class Memory(Backend):
         # transaction visible at once, never half of it. It is the commit point: the
         # namespace index is derived from the list later (see _index), so an
         # interrupt cannot leave indexed facts that never reached the log.
+        if new_facts:
+            first = new_facts[0][0]
+            link = chain_step(
+                self._head,
+                first,
+                [f[1] for f in new_facts],
+                [fact_hash(f[2], f[3], f[5], f[4]) for f in new_facts],
+            )
         self._facts.extend(new_facts)
+        if new_facts:
+            # After the facts, under the lock chain_links takes: a verifier that
+            # sees a link sees its facts.
+            self._chain.append((seq, link))
+            self._head = link
         assigned = [(fact[0], fact[1]) for fact in new_facts]
         if self._waiting:
             self._changed.notify_all()
@@ -133,7 +151,15 @@ class Memory(Backend):
             seq = len(facts) + 1
             if facts and facts[-1][1] > time:
                 time = facts[-1][1]
+            link = single_step(
+                self._head,
+                seq,
+                time,
+                fact_hash(namespace, field, context, data),
+            )
             facts.append((seq, time, namespace, field, data, context))
+            self._chain.append((seq, link))
+            self._head = link
             if self._waiting:
                 self._changed.notify_all()
             return seq, time
@@ -256,6 +282,16 @@ class Memory(Backend):
 
     def seq_at_time(self, when: float) -> int:
         return bisect.bisect_right(self._facts, when, key=_time_of)
+
+    def chain_links(self, after: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        with self._lock:
+            chain = self._chain
+            start = bisect.bisect_right(chain, (after, b"\xff" * 33))
+            return chain[start:] if limit is None else chain[start : start + limit]
+
+    def chain_head(self) -> tuple[int, bytes]:
+        with self._lock:
+            return self._chain[-1] if self._chain else (0, GENESIS)
 
     def close(self) -> None:
         # The log lives as long as this object: other Stores may still share it.

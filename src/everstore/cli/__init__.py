@@ -26,12 +26,12 @@ TIME|SEQ is a seq (42), a unix time (1700000000.5), an ISO-8601 time
 -1d, -1w; written --at=-5m, so that it does not look like an option).
 Output is aligned text, with relative times and colours on a terminal (with the
 'cli' extra: pip install 'everstore[cli]'), plain text when piped.
-Exit codes: 0 done, 1 a store that cannot be migrated, 2 a usage error or a store
-that cannot be used, 130 interrupted (Ctrl-C)."""
+Exit codes: 0 done, 1 a store that cannot be migrated or a finding of verify, 2 a
+usage error or a store that cannot be used, 130 interrupted (Ctrl-C)."""
 
 
 #: the commands that read a store given first, and print what they find
-_INSPECTING = ("log", "show", "ls", "history", "diff", "stats")
+_INSPECTING = ("log", "show", "ls", "history", "diff", "stats", "verify")
 
 
 def _store_parent() -> argparse.ArgumentParser:
@@ -204,6 +204,20 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     demo.add_argument("--path", default="everstore-demo.db", help="default everstore-demo.db")
 
+    verify = command(
+        "verify",
+        "check the log against its hash chain; exit 1 on any finding",
+        "Recompute the store's hash chain over the whole log (docs/integrity.md) and\n"
+        "report the first fact changed, deleted, inserted or reordered, or the log\n"
+        "truncated. With --against, also check that the log still extends a checkpoint\n"
+        "taken earlier (catches a truncation or a restored older backup). Exit status\n"
+        "1 on any finding. Prints the latest checkpoint when the log verifies.",
+    )
+    verify.add_argument(
+        "--against", metavar="CHECKPOINT", help="a checkpoint (es1:SEQ:HEX) the log must extend"
+    )
+    _add_json(verify, "the report as one JSON object")
+
     migrate = command(
         "migrate",
         "migrate an SQLite store to this release's schema version",
@@ -219,6 +233,7 @@ def _run(args: argparse.Namespace) -> int:
     from .demo import demo
     from .migrate import migrate
     from .serve import serve
+    from .verify import verify
 
     printing: dict[str, Callable[[argparse.Namespace, Output], int]] = {
         "log": inspect.log,
@@ -227,6 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         "history": inspect.history,
         "diff": inspect.diff,
         "stats": inspect.stats,
+        "verify": verify,
     }
     if args.command in printing:
         return printing[args.command](args, Output())

@@ -22,6 +22,7 @@ from ..backends.memory import Memory
 from ..codec import Codec, default_codec
 from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES
 from ..errors import (
+    BackendError,
     DecodeError,
     InvalidNameError,
     MissingBlobError,
@@ -30,6 +31,7 @@ from ..errors import (
     StoreClosedError,
     UnsupportedValueError,
 )
+from ..integrity import VerifyReport, checkpoint_of, verify_backend
 from ..log import Fact, Value, Write
 from .contexts import caller_context
 from .feed import (
@@ -419,6 +421,59 @@ class Engine(Transacting, Lending):
         """
         self.check_open()
         return self.backend.storage_size()
+
+    # -- integrity (docs/integrity.md) ------------------------------------------------
+
+    def _chained_backend(self) -> Backend:
+        self.check_open()
+        if not self.backend.chained:
+            raise BackendError(f"the {self.backend.kind} backend keeps no hash chain to verify")
+        return self.backend
+
+    def verify(
+        self, against: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
+        """Recompute the hash chain over the whole log and compare it with the links
+        stored beside it: the first fact changed, deleted, inserted or reordered, or
+        the log truncated, is reported with its seq. With ``against`` (a
+        :meth:`checkpoint` kept elsewhere), also check that the log still extends
+        it: a truncation or a restored older backup, chain and all, is found too.
+
+        Facts committed while it runs are left for the next call: it checks the log
+        up to the chain's head when it starts. O(n): one SHA-256 per fact and one
+        per commit.
+
+        >>> store = Engine()
+        >>> store.write(store.namespace(("doc",)), "title", "a", "m.f:1")
+        >>> kept = store.checkpoint()
+        >>> store.verify(against=kept).ok
+        True
+
+        :param against: a checkpoint, ``es1:<seq>:<hex>``
+        :param progress: called now and then with ``(facts checked, facts in all)``
+        :return: a :class:`~everstore.integrity.VerifyReport` (true when ok)
+        :raises ValueError: for an ``against`` that is not a checkpoint
+        :raises BackendError: the backend keeps no chain
+        :raises StoreClosedError: if the Engine is closed
+        """
+        return verify_backend(self._chained_backend(), against, progress)
+
+    def checkpoint(self, seq: int | None = None) -> str:
+        """A short digest of the log up to ``seq`` (the latest when None), to keep
+        elsewhere and give to :meth:`verify` later: ``es1:<seq>:<32 hex digits>``.
+
+        The digest is the chain's link of the commit holding ``seq``, so the
+        checkpoint's seq is that commit's last one (``seq`` itself for a commit of
+        one fact). O(log n).
+
+        :raises ValueError: for a seq that is not an int from 0 to the last seq
+        :raises BackendError: the backend keeps no chain, or no link at ``seq``
+        :raises StoreClosedError: if the Engine is closed
+        """
+        try:
+            return checkpoint_of(self._chained_backend(), seq)
+        except LookupError as exc:
+            raise BackendError(str(exc)) from None
 
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none).

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import BackendError, SchemaError, StoreClosedError
+from ...integrity.chain import fact_hash
 from ...log import Fact, Write
 from ..base import TAIL_BASE, TAIL_PER_EXPECTATION, Backend, Expectation, conflict
 from .listener import KEEPALIVES, PEERS, Feed, Listener, Listening, StoreKey
@@ -115,6 +116,7 @@ class PostgreSQL(Backend):
     """
 
     kind = "postgresql"
+    chained = True
 
     def __init__(
         self,
@@ -469,6 +471,7 @@ class PostgreSQL(Backend):
                     "field": Int4Array(ids[1]),
                     "ctx": Int4Array(ids[2]),
                     "data": ByteaArray([write.data for write in writes]),
+                    "h": _writes_hash(writes),
                 }
                 first, base = self._commit("append_ids", params, len(writes))
                 return [(first + offset, base) for offset in range(1, len(writes) + 1)]
@@ -505,6 +508,7 @@ class PostgreSQL(Backend):
                         "field": Int4Array([field_ids[write.field] for write in writes]),
                         "ctx": Int4Array([ctx_ids[write.context] for write in writes]),
                         "data": ByteaArray([write.data for write in writes]),
+                        "h": _writes_hash(writes),
                         "ens": Int4Array([ns_ids[namespace] for namespace, _, _ in expect]),
                         "efield": Int4Array([field_ids[field] for _, field, _ in expect]),
                         "eseq": [seq for _, _, seq in expect],
@@ -572,16 +576,17 @@ class PostgreSQL(Backend):
         if ns is None or field_id is None or ctx is None:
             return self.append([Write(namespace, field, data, context, time)])[0]
         _check_time(time)
-        first, base = self._committed(self._commit_one(time, ns, field_id, ctx, data))
+        digest = fact_hash(namespace, field, context, data)
+        first, base = self._committed(self._commit_one(time, ns, field_id, ctx, data, digest))
         return first + 1, base
 
     def _commit_one(
-        self, time: float, ns: int, field_id: int, ctx: int, data: bytes | None
+        self, time: float, ns: int, field_id: int, ctx: int, data: bytes | None, digest: bytes
     ) -> tuple[int, float]:
         """One write whose names are interned: see wire.OneWriteCommit."""
         try:
             with self._pooled() as conn:
-                return self._one_write.run(conn, time, ns, field_id, ctx, data)
+                return self._one_write.run(conn, time, ns, field_id, ctx, data, digest)
         except self._psycopg.Error as exc:
             raise self._commit_error(exc, 1, ())  # noqa: B904 (the cause is set)
         except FlushUnconfirmed as exc:
@@ -591,12 +596,13 @@ class PostgreSQL(Backend):
         self, writes: Sequence[Write], expect: Sequence[Expectation]
     ) -> tuple[int, float]:
         """The general path: everstore_append interns names and checks expectations."""
-        params: list[list[Any]] = [
+        params: list[Any] = [
             [write.namespace for write in writes],
             [write.field for write in writes],
             [write.context for write in writes],
             ByteaArray([write.data for write in writes]),
             [write.time for write in writes],
+            _writes_hash(writes),
         ]
         tag: Any = self._feed.tag
         params.append(tag)
@@ -761,6 +767,26 @@ class PostgreSQL(Backend):
 
         return self._read(work)
 
+    def chain_links(self, after: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The rows of ``<prefix>_chain`` after ``after`` (a range of its primary key)."""
+
+        def work(conn: Connection[Any]) -> list[tuple[int, bytes]]:
+            rows = conn.execute(self._sql["chain_links"], (after, limit), binary=True).fetchall()
+            return [(int(seq), bytes(link)) for seq, link in rows]
+
+        return self._read(work)
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """The counter row's seq and link: the last commit's, as it committed."""
+
+        def work(conn: Connection[Any]) -> tuple[int, bytes]:
+            row = conn.execute(self._sql["chain_head"], binary=True).fetchone()
+            if row is None:  # pragma: no cover - the counter row is never deleted
+                raise BackendError(f"the counter row of {self._where} is missing")
+            return int(row[0]), bytes(row[1])
+
+        return self._read(work)
+
     def storage_size(self) -> int | None:
         """The bytes of the store's tables, their indexes and TOAST data."""
 
@@ -909,6 +935,12 @@ def _checked_digest(digest: bytes, what: str) -> bytes:
     if len(digest) != 32:
         raise ValueError(f"{what} must be 32 bytes (a SHA-256), got {len(digest)} bytes")
     return digest
+
+
+def _writes_hash(writes: Sequence[Write]) -> bytes:
+    """The :func:`~everstore.integrity.fact_hash` of each of ``writes``, joined: the
+    commit's statement binds them to their seqs and times under the counter's lock."""
+    return b"".join([fact_hash(w.namespace, w.field, w.context, w.data) for w in writes])
 
 
 def _check_time(when: float) -> None:

@@ -24,11 +24,21 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "Place", "ensure_schema", "
 
 #: the version of the layout this release writes (PostgreSQL's own; versions up to 3
 #: are shared with SQLite's numbering, see docs/postgresql.md)
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: relation-name suffixes (``barrier`` is a sequence); every one of them is checked
 #: for foreign relations
-TABLES = ("meta", "log", "namespaces", "fields", "contexts", "counter", "blobs", "barrier")
+TABLES = (
+    "meta",
+    "log",
+    "namespaces",
+    "fields",
+    "contexts",
+    "counter",
+    "blobs",
+    "barrier",
+    "chain",
+)
 
 
 class Place(NamedTuple):
@@ -60,6 +70,8 @@ DECLARE
   failed bigint;
   actual bigint;
   wake boolean;
+  times bytea;
+  link bytea;
 BEGIN
   IF cnt IS NULL OR cnt = 0 THEN
     RAISE EXCEPTION 'everstore: nothing to append' USING ERRCODE = 'invalid_parameter_value';
@@ -100,17 +112,23 @@ BEGIN
         USING ERRCODE = 'EV409', DETAIL = failed::text, HINT = actual::text;
     END IF;
   END IF;
-  -- 4. Seqs and times, the counter; a notification only if a listener armed the
-  --    counter (docs/postgresql.md, "Change notification"). The commit follows at once.
+  -- 4. Seqs and times, the counter and the chain's next link (docs/integrity.md:
+  --    the client hashed names and data, p_hash; seqs and times are bound here); a
+  --    notification only if a listener armed the counter (docs/postgresql.md,
+  --    "Change notification"). The commit follows at once.
   INSERT INTO {t_log}(seq, time, ns, field, ctx, data)
     SELECT first_seq + w.ord, greatest(base_time, max(w.t) OVER (ORDER BY w.ord)),
            w.ns, w.field, w.ctx, w.data
     FROM unnest(ns_ids, field_ids, ctx_ids, p_data, p_time)
          WITH ORDINALITY AS w(ns, field, ctx, data, t, ord);
+  SELECT string_agg(float8send(l.time), ''::bytea ORDER BY l.seq) INTO times
+    FROM {t_log} AS l WHERE l.seq > first_seq AND l.seq <= first_seq + cnt;
   UPDATE {t_counter} SET seq = first_seq + cnt,
     time = greatest(base_time, (SELECT max(x) FROM unnest(p_time) AS x)),
+    chain = sha256(chain || int8send(first_seq + 1) || int8send(cnt::int8) || times || p_hash),
     notified = armed, armed = false
-    RETURNING notified INTO wake;
+    RETURNING notified, chain INTO wake, link;
+  INSERT INTO {t_chain}(seq_last, link) VALUES (first_seq + cnt, link);
   IF wake THEN
     PERFORM pg_notify({channel}, (first_seq + cnt)::text || ' ' || coalesce(p_tag, ''));
   END IF;
@@ -214,7 +232,67 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE TRIGGER no_rewind AFTER UPDATE ON {t_counter} FOR EACH ROW "
         "WHEN (NEW.seq < OLD.seq OR NEW.time < OLD.time) EXECUTE FUNCTION {f_no_rewind}()",
     ],
+    # 4 -> 5: the hash chain (docs/integrity.md): its head in the counter row, which
+    # every commit locks already, a link per commit, the existing log chained once
+    4: [
+        "ALTER TABLE {t_counter} ADD COLUMN chain bytea NOT NULL "
+        "DEFAULT decode(repeat('00', 32), 'hex')",
+        "CREATE TABLE {t_chain} (seq_last bigint PRIMARY KEY, "
+        "link bytea NOT NULL CHECK (length(link) = 32))",
+        *_append_only("chain"),
+        "DO {chain_existing}",
+    ],
 }
+
+#: Functions whose signature a step changed: dropped before the functions are
+#: created again, keyed by the step (a migration from at or before it drops them).
+_DROPPED: dict[int, list[str]] = {
+    4: [
+        "DROP FUNCTION IF EXISTS {f_append}(text[], text[], text[], bytea[], float8[], text, "
+        "text[], text[], int8[])"
+    ],
+}
+
+#: The encoding of one fact, as everstore.integrity.encode_fact (docs/integrity.md)
+_ENCODED_FACT = (
+    "CASE WHEN l.data IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea END "
+    "|| int4send(octet_length(convert_to(n.name, 'UTF8'))) "
+    "|| int4send(octet_length(convert_to(f.name, 'UTF8'))) "
+    "|| int4send(octet_length(convert_to(c.name, 'UTF8'))) "
+    "|| convert_to(n.name, 'UTF8') || convert_to(f.name, 'UTF8') "
+    "|| convert_to(c.name, 'UTF8') || coalesce(l.data, ''::bytea)"
+)
+
+#: The migration to version 5 chains the log as it is, in seq order, 1,000 facts a
+#: link (a link binds its seq range: a gap shows as deleted facts)
+_CHAIN_EXISTING_BODY = (
+    """
+DECLARE
+  prev bytea := decode(repeat('00', 32), 'hex');
+  nxt bigint := 1;
+  r record;
+BEGIN
+  FOR r IN
+    SELECT max(l.seq) AS last_seq,
+           string_agg(float8send(l.time), ''::bytea ORDER BY l.seq) AS times,
+           string_agg(sha256("""
+    + _ENCODED_FACT
+    + """), ''::bytea ORDER BY l.seq) AS hash
+    FROM {t_log} AS l
+    JOIN {t_namespaces} AS n ON n.id = l.ns
+    JOIN {t_fields} AS f ON f.id = l.field
+    JOIN {t_contexts} AS c ON c.id = l.ctx
+    GROUP BY (l.seq - 1) / 1000
+    ORDER BY 1
+  LOOP
+    prev := sha256(prev || int8send(nxt) || int8send(r.last_seq - nxt + 1) || r.times || r.hash);
+    INSERT INTO {t_chain}(seq_last, link) VALUES (r.last_seq, prev);
+    nxt := r.last_seq + 1;
+  END LOOP;
+  UPDATE {t_counter} SET chain = prev;
+END
+"""
+)
 
 #: The functions, as this release defines them. A migration re-creates them (their
 #: signatures never change), so that a migrated schema runs this release's code.
@@ -222,7 +300,7 @@ _FUNCTIONS = [
     "{create} FUNCTION {f_refuse}() RETURNS trigger LANGUAGE plpgsql AS {refuse_body}",
     "{create} FUNCTION {f_no_rewind}() RETURNS trigger LANGUAGE plpgsql AS {no_rewind_body}",
     "{create} FUNCTION {f_append}(p_ns text[], p_field text[], p_ctx text[], "
-    "p_data bytea[], p_time float8[], p_tag text DEFAULT NULL, "
+    "p_data bytea[], p_time float8[], p_hash bytea, p_tag text DEFAULT NULL, "
     "p_expect_ns text[] DEFAULT NULL, "
     "p_expect_field text[] DEFAULT NULL, p_expect_seq int8[] DEFAULT NULL, "
     "OUT first_seq bigint, OUT base_time float8, OUT ns_ids int4[], "
@@ -272,6 +350,7 @@ def _schema_scripts(psycopg: ModuleType, render: Render, channel: str) -> dict[s
         "no_rewind_body": sql.Literal(_NO_REWIND_BODY),
         "append_body": sql.Literal(render(_APPEND_BODY, channel=sql.Literal(channel))),
         "seq_at_time_body": sql.Literal(render(_SEQ_AT_TIME_BODY)),
+        "chain_existing": sql.Literal(render(_CHAIN_EXISTING_BODY)),
         "version": sql.Literal(str(SCHEMA_VERSION)),
     }
     scripts = {
@@ -289,9 +368,11 @@ def _schema_scripts(psycopg: ModuleType, render: Render, channel: str) -> dict[s
         )
     }
     for start in MIGRATIONS:
+        dropped = [drop for step, drops in _DROPPED.items() if step >= start for drop in drops]
         scripts[f"migrate_from_{start}"] = render(
             ";\n".join(
                 [
+                    *dropped,
                     *_FUNCTIONS,
                     *_steps_from(start),
                     "UPDATE {t_meta} SET value = {version} WHERE key = 'schema_version'",
@@ -332,11 +413,12 @@ def render_sql(
         "FROM {f_append}"
     )
     q["append"] = render(
-        returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], %b::text) AS f"
+        returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], %b::bytea, "
+        "%b::text) AS f"
     )
     q["append_expect"] = render(
         returning + "(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[], "
-        "%b::text, %b::text[], %b::text[], %b::int8[]) AS f"
+        "%b::bytea, %b::text, %b::text[], %b::text[], %b::int8[]) AS f"
     )
     # A commit's setval writes WAL and takes a transaction id, so its commit waits
     # for the WAL to be flushed up to it, hence up to the write committed before it
@@ -363,20 +445,31 @@ def render_sql(
     # directly (see wire.OneWriteCommit), hence libpq's $n placeholders.
     q["append_ids_one"] = render(
         "WITH c AS (UPDATE {t_counter} SET seq = seq + 1, time = greatest(time, $1::float8), "
-        "notified = armed, armed = false RETURNING seq, time, notified), "
+        "chain = sha256(chain || int8send(seq + 1) || int8send(1::int8) "
+        "|| float8send(greatest(time, $1::float8)) || $6::bytea), "
+        "notified = armed, armed = false RETURNING seq, time, notified, chain), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
-        "SELECT c.seq, c.time, $2::int4, $3::int4, $4::int4, $5::bytea FROM c) "
+        "SELECT c.seq, c.time, $2::int4, $3::int4, $4::int4, $5::bytea FROM c), "
+        "k AS (INSERT INTO {t_chain}(seq_last, link) SELECT c.seq, c.chain FROM c) "
         "SELECT c.seq - 1, c.time, " + after_commit_step,
         **step,
     )
+    # The chain's next link (docs/integrity.md), in the counter's UPDATE: under its
+    # lock, from the row's latest link; the n writes share one commit time.
+    chain_step = (
+        "chain = sha256(chain || int8send(seq + 1) || int8send(%(n)b::int8) || "
+        "decode(repeat(encode(float8send(greatest(time, %(t)b::float8)), 'hex'), "
+        "(%(n)b::int8)::int4), 'hex') || %(h)b::bytea)"
+    )
     q["append_ids"] = render(
         "WITH c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
-        "time = greatest(time, %(t)b::float8), notified = armed, armed = false "
-        "RETURNING seq, time, notified), "
+        "time = greatest(time, %(t)b::float8), " + chain_step + ", notified = armed, "
+        "armed = false RETURNING seq, time, notified, chain), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
         "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
         "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "
-        "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)) "
+        "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)), "
+        "k AS (INSERT INTO {t_chain}(seq_last, link) SELECT c.seq, c.chain FROM c) "
         "SELECT c.seq - %(n)b::int8, c.time, " + after_commit_step,
         **step,
     )
@@ -395,18 +488,23 @@ def render_sql(
         "%(eseq)b::int8[]) AS e(ns, field, seq) ON l.ns = e.ns AND l.field = e.field "
         "WHERE l.seq > %(since)b::int8 AND l.seq <= %(upto)b::int8 AND l.seq > e.seq LIMIT 1), "
         "c AS (UPDATE {t_counter} SET seq = seq + %(n)b::int8, "
-        "time = greatest(time, %(t)b::float8), notified = armed, armed = false "
-        "WHERE seq = (SELECT seq FROM s) AND seq <= %(upto)b::int8 "
+        "time = greatest(time, %(t)b::float8), " + chain_step + ", notified = armed, "
+        "armed = false WHERE seq = (SELECT seq FROM s) AND seq <= %(upto)b::int8 "
         "AND NOT EXISTS (SELECT 1 FROM bad) "
-        "RETURNING seq, time, notified), "
+        "RETURNING seq, time, notified, chain), "
         "i AS (INSERT INTO {t_log}(seq, time, ns, field, ctx, data) "
         "SELECT c.seq - %(n)b::int8 + w.ord, c.time, w.ns, w.field, w.ctx, w.data FROM c "
         "CROSS JOIN unnest(%(ns)b::int4[], %(field)b::int4[], %(ctx)b::int4[], "
-        "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)) "
+        "%(data)b::bytea[]) WITH ORDINALITY AS w(ns, field, ctx, data, ord)), "
+        "k AS (INSERT INTO {t_chain}(seq_last, link) SELECT c.seq, c.chain FROM c) "
         "SELECT c.seq - %(n)b::int8, c.time, " + after_commit_step,
         **step,
     )
     q["last_seq"] = render("SELECT seq FROM {t_counter}")
+    q["chain_head"] = render("SELECT seq, chain FROM {t_counter}")
+    q["chain_links"] = render(
+        "SELECT seq_last, link FROM {t_chain} WHERE seq_last > %b ORDER BY seq_last LIMIT %b::int8"
+    )
     # The tables' bytes with their indexes and TOAST (the barrier sequence is a page).
     tables = [render(f"{{t_{suffix}}}") for suffix in TABLES if suffix != "barrier"]
     q["storage_size"] = render(

@@ -56,7 +56,7 @@ _BARRIER_STATEMENT = b"everstore_barrier"
 _BEGIN_STATEMENT = b"everstore_begin"
 _COMMIT_STATEMENT = b"everstore_commit"
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
-_BINARY_5 = [1, 1, 1, 1, 1]
+_BINARY_6 = [1, 1, 1, 1, 1, 1]
 _PACK_F8 = struct.Struct(">d").pack
 _PACK_I4 = struct.Struct(">i").pack
 _UNPACK_I8 = struct.Struct(">q").unpack
@@ -295,7 +295,8 @@ class OneWriteCommit:
     the server's own work for the statement with ``synchronous_commit`` off.
 
     The statement takes ``$1`` time (float8), ``$2``-``$4`` the ids of namespace,
-    field and context (int4), ``$5`` the data (bytea, NULL for a tombstone), and
+    field and context (int4), ``$5`` the data (bytea, NULL for a tombstone), ``$6``
+    the write's hash for the chain (bytea, docs/integrity.md), and
     returns the seq before the write and the commit's time. With a barrier, the
     write runs between ``BEGIN`` and ``COMMIT`` and the barrier after them, in a
     transaction of its own, all in one round trip (libpq's pipeline mode, one sync;
@@ -328,7 +329,14 @@ class OneWriteCommit:
         self._prepared = weakref.WeakSet()
 
     def run(
-        self, conn: Connection[Any], when: float, ns: int, field: int, ctx: int, data: bytes | None
+        self,
+        conn: Connection[Any],
+        when: float,
+        ns: int,
+        field: int,
+        ctx: int,
+        data: bytes | None,
+        digest: bytes,
     ) -> tuple[int, float]:
         """Commit one write on ``conn`` (in autocommit mode), then run the barrier.
 
@@ -338,7 +346,7 @@ class OneWriteCommit:
         :raises FlushUnconfirmed: if the write committed but the barrier failed
         :raises KeyboardInterrupt: after cancelling the statements on the server
         """
-        params = [_PACK_F8(when), _PACK_I4(ns), _PACK_I4(field), _PACK_I4(ctx), data]
+        params = [_PACK_F8(when), _PACK_I4(ns), _PACK_I4(field), _PACK_I4(ctx), data, digest]
         result = self._execute(conn, params)
         return _UNPACK_I8(result.get_value(0, 0))[0], _UNPACK_F8(result.get_value(0, 1))[0]
 
@@ -397,9 +405,9 @@ class OneWriteCommit:
         pgconn: Any, name: bytes, query: bytes, params: list[bytes | None] | None, named: bool
     ) -> None:
         if named:
-            pgconn.send_query_prepared(name, params, _BINARY_5 if params else None, 1)
+            pgconn.send_query_prepared(name, params, _BINARY_6 if params else None, 1)
         else:
-            formats = _BINARY_5 if params else None
+            formats = _BINARY_6 if params else None
             pgconn.send_query_params(query, params, param_formats=formats, result_format=1)
 
     def _pipeline(

@@ -39,8 +39,17 @@ from ...errors import (
     SchemaError,
     StoreClosedError,
 )
+from ...integrity.chain import GENESIS, chain_step, fact_hash, fact_head, named_hash, single_step
 from ...log import Fact, Write
-from ..base import SCHEMA_VERSION, Backend, Expectation, conflict, scan_tail, tail_is_short
+from ..base import (
+    SCHEMA_VERSION,
+    Backend,
+    ChainedFact,
+    Expectation,
+    conflict,
+    scan_tail,
+    tail_is_short,
+)
 from . import schema
 from .location import Location, locate
 from .walwatch import CHANGE_COUNTER, WalHeader, map_wal_header
@@ -51,6 +60,8 @@ __all__ = ["Sqlite3"]
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 _T = TypeVar("_T")
+#: how many encoded name triples a writer keeps for the chain's fact hashes
+_NAMES_KEPT = 4096
 
 #: the change token of a database no other connection can write to
 _PRIVATE_TOKEN = 0
@@ -90,8 +101,8 @@ def _check_identifier(prefix: str) -> str:
 def _insert_statement(table: str, rows: int) -> str:
     """``INSERT`` of ``rows`` rows into the log ``table`` (cached: SQL text is built
     once per size, and sqlite3 caches the prepared statement by its text)."""
-    values = ",".join(["(?,?,?,?,?,?)"] * rows)
-    return f"INSERT INTO {table}(seq, time, ns, field, ctx, data) VALUES {values}"
+    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    return f"INSERT INTO {table}(seq, time, ns, field, ctx, data, link) VALUES {values}"
 
 
 class _Interner:
@@ -182,6 +193,7 @@ class Sqlite3(Backend):
     """
 
     kind = "sqlite"
+    chained = True
 
     def __init__(
         self,
@@ -223,22 +235,32 @@ class Sqlite3(Backend):
         self._namespace_ids = self._namespaces.ids
         self._field_ids = self._fields.ids
         self._context_ids = self._contexts.ids
-        # The time clamp reads the last row in one descent of the rowid tree (ORDER BY
-        # seq DESC LIMIT 1; "WHERE seq = (SELECT max(seq) ...)" takes two).
-        self._insert_one = (
-            f"INSERT INTO {self._log}(time, ns, field, ctx, data) VALUES "
-            f"(max(?, coalesce((SELECT time FROM {self._log} ORDER BY seq DESC LIMIT 1), "
-            "0.0)), ?, ?, ?, ?)"
-        )
         # Not INSERT OR IGNORE, which would skip a bad digest (CHECK) silently: a
         # digest already stored is skipped by the table's no_replace trigger.
         self._insert_blob = f"INSERT INTO {p}_blobs(digest, data) VALUES (?, ?)"
         self._select_blob = f"SELECT data FROM {p}_blobs WHERE digest = ?"
+        self._last_row = f"SELECT seq, time, link FROM {self._log} ORDER BY seq DESC LIMIT 1"
+        self._insert_fact = _insert_statement(self._log, 1)
+        # The last row with a link, read backwards from the end: the chain's head.
+        self._chain_head = (
+            f"SELECT seq, link FROM {self._log} WHERE link IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        )
+        self._links_after = (
+            f"SELECT seq, link FROM {self._log} WHERE seq > ? AND link IS NOT NULL "
+            "ORDER BY seq LIMIT ?"
+        )
+        self._chained_after = (
+            f"SELECT seq, time, ns, field, ctx, data, link FROM {self._log} WHERE seq > ? "
+            "ORDER BY seq LIMIT ?"
+        )
+        #: (seq, time, link) of the log's last row as this object's last write left
+        #: it, or None when unknown (see _append_known)
+        self._tail: tuple[int, float, bytes] | None = None
+        #: fact heads of (ns, field, ctx) ids this object wrote (the chain's input)
+        self._encoded_names: dict[tuple[int, int, int], bytes] = {}
         self._blobs_after = (
             f"SELECT digest, data FROM {p}_blobs WHERE digest > ? ORDER BY digest LIMIT ?"
         )
-        #: (seq, time) of the last row this object wrote; see append_one
-        self._own_last: tuple[int, float] = (-1, 0.0)
 
     def __repr__(self) -> str:
         return f"Sqlite3({self.path!r})"
@@ -487,37 +509,88 @@ class Sqlite3(Backend):
         # lock held for ever.
         with self._lock:
             try:
-                cursor = self._write_cursor
-                if cursor is None:  # closed, or read-only
+                if self._write_cursor is None:  # closed, or read-only
                     raise self._unwritable()
                 ns = self._namespace_ids.get(namespace)
                 field_id = self._field_ids.get(field)
                 ctx = self._context_ids.get(context)
                 if not (ns and field_id and ctx):
                     # A name this object has not met: looked up, or interned, in the
-                    # same transaction as the row, so that the write stays one commit
-                    # (which token_after_commit can prove was ours). Once per name.
+                    # same transaction as the row. Once per name.
                     write = Write(namespace, field, data, context, time)
                     return self._append_many(self.connection, [write], ())[-1]
-                # One autocommit statement: atomic, and seq and time are taken under
-                # SQLite's write lock, so they are ordered across processes.
-                cursor.execute(self._insert_one, (time, ns, field_id, ctx, data))
-                seq: int = cursor.lastrowid  # type: ignore[assignment]
-                last_seq, last_time = self._own_last
-                if seq == last_seq + 1:
-                    # The row before ours is our own last one (rows are never deleted,
-                    # so a new seq is always the largest plus one): the statement stored
-                    # max(time, its time), computed here without RETURNING's cost.
-                    if last_time > time:
-                        time = last_time
-                else:  # another connection wrote in between: read back the time
-                    time = self.connection.execute(
-                        f"SELECT time FROM {self._log} WHERE seq = ?", (seq,)
-                    ).fetchone()[0]
-                own = self._own_last = (seq, time)
-                return own
+                return self._append_known(time, ns, field_id, ctx, data, namespace, field, context)
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    def _append_known(
+        self,
+        time: float,
+        ns: int,
+        field_id: int,
+        ctx: int,
+        data: bytes | None,
+        namespace: str,
+        field: str,
+        context: str,
+    ) -> tuple[int, float]:
+        """One write whose names are interned, with its link in its row.
+
+        When this object wrote the log's last row, the seq, the time clamp and the
+        link follow from that row, and the fact goes in by one autocommit ``INSERT``
+        at the next seq: if another connection wrote since, that seq is taken and
+        the insert is refused (seqs are gap-free, so the seq after ours is the first
+        another writer takes). Otherwise, or after such a refusal, one ``BEGIN
+        IMMEDIATE`` transaction reads the last row first."""
+        key = (ns, field_id, ctx)
+        names = self._encoded_names.get(key)
+        if names is None:
+            if len(self._encoded_names) >= _NAMES_KEPT:
+                self._encoded_names.clear()
+            names = self._encoded_names[key] = fact_head(namespace, field, context)
+        hashed = named_hash(names, data)
+        tail = self._tail
+        if tail is not None:
+            last_seq, last_time, prev = tail
+            seq = last_seq + 1
+            if last_time > time:
+                time = last_time
+            link = single_step(prev, seq, time, hashed)
+            cursor = self._write_cursor
+            assert cursor is not None  # checked by append_one
+            try:
+                cursor.execute(self._insert_fact, (seq, time, ns, field_id, ctx, data, link))
+            except sqlite3.IntegrityError:
+                pass  # another connection took that seq: read the log's end below
+            else:
+                self._tail = (seq, time, link)
+                return seq, time
+        conn = self.connection
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # inside the try: see _append_many
+            seq, last_time, prev = self._read_tail(conn)
+            seq += 1
+            if last_time > time:
+                time = last_time
+            link = single_step(prev, seq, time, hashed)
+            conn.execute(self._insert_fact, (seq, time, ns, field_id, ctx, data, link))
+            conn.execute("COMMIT")
+        except BaseException:
+            self._tail = None
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._tail = (seq, time, link)
+        return seq, time
+
+    def _read_tail(self, conn: sqlite3.Connection) -> tuple[int, float, bytes]:
+        """(seq, time, link) of the log's last row; (0, 0.0, GENESIS) when empty. A
+        last row without a link (never written by everstore) chains on GENESIS:
+        verification reports it."""
+        row = conn.execute(self._last_row).fetchone()
+        if row is None:
+            return 0, 0.0, GENESIS
+        return row[0], row[1], GENESIS if row[2] is None else bytes(row[2])
 
     def _append_many(
         self,
@@ -531,10 +604,7 @@ class Sqlite3(Backend):
         # a transaction, and every later write would fail.
         try:
             conn.execute("BEGIN IMMEDIATE")
-            last = conn.execute(
-                f"SELECT seq, time FROM {self._log} ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            seq, last_time = (last[0], last[1]) if last else (0, 0.0)
+            seq, last_time, prev = self._read_tail(conn)
             if since is not None and seq == since:
                 expect = []  # nothing was committed after since: nothing changed
             elif since is not None and tail_is_short(seq - since, len(expect)):
@@ -553,9 +623,12 @@ class Sqlite3(Backend):
             namespaces, fields, contexts = self._namespaces, self._fields, self._contexts
             params: list[Any] = []
             assigned: list[tuple[int, float]] = []
+            hashes: list[bytes] = []
+            first = seq + 1
             for namespace, field, data, context, when in writes:
                 seq += 1
                 last_time = when if when > last_time else last_time
+                hashes.append(fact_hash(namespace, field, context, data))
                 params += (
                     seq,
                     last_time,
@@ -563,9 +636,15 @@ class Sqlite3(Backend):
                     fields.ids.get(field) or fields.intern(conn, field),
                     contexts.ids.get(context) or contexts.intern(conn, context),
                     data,
+                    None,
                 )
                 assigned.append((seq, last_time))
-            self._insert_rows(conn, params)
+            if hashes:
+                # The commit's link on its last row, under the write lock BEGIN
+                # IMMEDIATE took: no other writer can chain in between.
+                link = chain_step(prev, first, [when for _, when in assigned], hashes)
+                params[-1] = link
+                self._insert_rows(conn, params)
             if blobs:
                 conn.executemany(self._insert_blob, _blob_rows(blobs))
             conn.execute("COMMIT")
@@ -574,8 +653,10 @@ class Sqlite3(Backend):
                 conn.execute("ROLLBACK")
             # Interned names inserted inside the rolled-back transaction are gone too.
             self._forget_interned()
+            self._tail = None
             raise
-        self._own_last = assigned[-1]
+        if assigned:
+            self._tail = (seq, last_time, link)
         return assigned
 
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
@@ -617,16 +698,47 @@ class Sqlite3(Backend):
             rows = conn.execute(self._blobs_after, (bytes(digest), limit)).fetchall()
         return [(bytes(key), bytes(data)) for key, data in rows]
 
+    def chain_links(self, after: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The links in the log's rows after ``after`` (a range of its rowid tree)."""
+        with self._using() as conn:
+            rows = conn.execute(self._links_after, (after, -1 if limit is None else limit))
+            return [(seq, bytes(link)) for seq, link in rows.fetchall()]
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """The last row holding a link (read backwards from the log's end)."""
+        with self._using() as conn:
+            row = conn.execute(self._chain_head).fetchone()
+        return (0, GENESIS) if row is None else (row[0], bytes(row[1]))
+
+    def chained_facts(self, after: int, limit: int) -> list[ChainedFact]:
+        """One range of the log's rows, with their links (one query)."""
+        with self._using() as conn:
+            rows = conn.execute(self._chained_after, (after, limit)).fetchall()
+            namespaces, fields, contexts = self._namespaces, self._fields, self._contexts
+            ns_names, field_names, context_names = namespaces.names, fields.names, contexts.names
+            return [
+                (
+                    seq,
+                    when,
+                    ns_names.get(ns) or namespaces.name(conn, ns),
+                    field_names.get(field) or fields.name(conn, field),
+                    data,
+                    context_names.get(ctx) or contexts.name(conn, ctx),
+                    link,
+                )
+                for seq, when, ns, field, ctx, data, link in rows
+            ]
+
     def _insert_rows(self, conn: sqlite3.Connection, params: list[Any]) -> None:
-        """Insert rows of six columns given flat, in statements of up to 128 rows.
+        """Insert rows of seven columns given flat, in statements of up to 128 rows.
 
         One statement of many rows costs about two thirds of executemany's steps;
-        128 rows stay under SQLite's oldest limit of 999 parameters.
+        128 rows (896 parameters) stay under SQLite's oldest limit of 999.
         """
-        per_statement = 128 * 6
+        per_statement = 128 * 7
         for start in range(0, len(params), per_statement):
             chunk = params[start : start + per_statement]
-            conn.execute(_insert_statement(self._log, len(chunk) // 6), chunk)
+            conn.execute(_insert_statement(self._log, len(chunk) // 7), chunk)
 
     def _forget_interned(self) -> None:
         for interner in (self._namespaces, self._fields, self._contexts):
@@ -762,9 +874,7 @@ class Sqlite3(Backend):
         file = self._location.file
         if file is None:
             return None
-        return sum(
-            os.path.getsize(name) for name in (file, file + "-wal") if os.path.isfile(name)
-        )
+        return sum(os.path.getsize(name) for name in (file, file + "-wal") if os.path.isfile(name))
 
     def check_pages(self, *, full: bool = False) -> list[str]:
         """SQLite's own check of every page of the file: what it finds damaged, or

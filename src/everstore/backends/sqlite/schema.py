@@ -8,6 +8,10 @@ Versions (``SCHEMA_VERSION`` in :mod:`everstore.backends.base`):
 3. rebuilds ``<prefix>_blobs`` as a rowid table with a unique digest index: blobs of a
    kilobyte and more made the WITHOUT ROWID table of version 2 split a page on almost
    every insert (SQLite advises against WITHOUT ROWID for rows that large).
+4. adds the hash chain over the log (docs/integrity.md): a ``link`` column of
+   ``<prefix>_log``, set on the last row of each commit, so that a plain write stays
+   one ``INSERT``; the migration chains the existing log once, in commits of
+   :data:`MIGRATION_BATCH` facts.
 
 A migration is one step from the version it starts at to the next; :func:`migrate`
 runs the steps in order inside the caller's transaction, so a store is at one version
@@ -17,17 +21,21 @@ or the next, never in between.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ...errors import SchemaError
+from ...integrity.chain import GENESIS, chain_step, fact_hash
 from ..base import SCHEMA_VERSION
 
 __all__ = [
     "APPLICATION_ID",
+    "MIGRATION_BATCH",
     "MIGRATIONS",
     "Migration",
     "create",
+    "lifted",
     "inspect",
     "migrate",
     "stamp",
@@ -41,18 +49,26 @@ _TABLES = {
     1: ("meta", "log", "namespaces", "fields", "contexts"),
     2: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
     3: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
+    4: ("meta", "log", "namespaces", "fields", "contexts", "blobs"),
 }
+
+#: how many existing facts the migration to version 4 chains as one link
+MIGRATION_BATCH = 1000
 
 
 def _refusing_triggers(p: str, tables: tuple[str, ...]) -> list[str]:
     """Triggers that refuse UPDATE and DELETE on ``tables``: history cannot be
     rewritten by accident, even with raw SQL."""
     return [
+        _refusing_trigger(p, table, action) for table in tables for action in ("UPDATE", "DELETE")
+    ]
+
+
+def _refusing_trigger(p: str, table: str, action: str) -> str:
+    return (
         f"CREATE TRIGGER {p}_{table}_no_{action.lower()} BEFORE {action} ON {p}_{table} "
         f"BEGIN SELECT RAISE(ABORT, '{p}_{table} is append-only: {action} is refused'); END"
-        for table in tables
-        for action in ("UPDATE", "DELETE")
-    ]
+    )
 
 
 def _version_1(p: str) -> list[str]:
@@ -114,6 +130,47 @@ def _blob_rowid_table(p: str) -> list[str]:
     ]
 
 
+def _chain_column(p: str) -> list[str]:
+    return [f"ALTER TABLE {p}_log ADD COLUMN link BLOB CHECK (link IS NULL OR length(link) = 32)"]
+
+
+def _chain_existing(conn: sqlite3.Connection, p: str) -> None:
+    """Chain the log as it is, in seq order, :data:`MIGRATION_BATCH` facts a link,
+    with the log's UPDATE trigger lifted inside the migration's transaction."""
+    rows = conn.execute(
+        f"SELECT l.seq, l.time, n.name, f.name, c.name, l.data FROM {p}_log l "
+        f"JOIN {p}_namespaces n ON n.id = l.ns JOIN {p}_fields f ON f.id = l.field "
+        f"JOIN {p}_contexts c ON c.id = l.ctx ORDER BY l.seq"
+    )
+    links = []
+    link = GENESIS
+    first = 1
+    while batch := rows.fetchmany(MIGRATION_BATCH):
+        last = batch[-1][0]
+        # A gap in the seqs (a log everstore never wrote) is chained as it is: the
+        # link binds the count, so verification reports the gap as deleted facts.
+        times = [row[1] for row in batch] + [0.0] * (last - first + 1 - len(batch))
+        hashes = [fact_hash(ns, fd, cx, data) for _, _, ns, fd, cx, data in batch]
+        link = chain_step(link, first, times, hashes)
+        links.append((link, last))
+        first = last + 1
+    with lifted(conn, p, "log", "UPDATE"):
+        conn.executemany(f"UPDATE {p}_log SET link = ? WHERE seq = ?", links)
+
+
+@contextmanager
+def lifted(conn: sqlite3.Connection, p: str, table: str, action: str) -> Iterator[None]:
+    """Run the body without the trigger refusing ``action`` on ``<p>_<table>``, inside
+    the caller's transaction: other connections never see the trigger missing, and
+    a failure rolls the drop back with the rest. For the log's only sanctioned
+    rewrites (a migration, erasure, retention: docs/integrity.md)."""
+    if not conn.in_transaction:
+        raise RuntimeError("lifted() runs inside a transaction")
+    conn.execute(f"DROP TRIGGER {p}_{table}_no_{action.lower()}")
+    yield
+    conn.execute(_refusing_trigger(p, table, action))
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: from version ``start`` to ``start + 1``."""
@@ -123,12 +180,15 @@ class Migration:
     describe: str
     #: the SQL of the step, for a table prefix
     statements: Callable[[str], list[str]]
+    #: what the step computes in Python after its SQL (connection, prefix)
+    run: Callable[[sqlite3.Connection, str], None] | None = None
 
 
 #: every step, in order of the version it starts from
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "adds the content-addressed blob table", _blob_table),
     Migration(2, "rebuilds the blob table for large blobs", _blob_rowid_table),
+    Migration(3, "adds the hash chain and chains the existing log", _chain_column, _chain_existing),
 )
 
 
@@ -146,6 +206,8 @@ def migrate(conn: sqlite3.Connection, prefix: str, version: int) -> None:
         if step.start >= version:
             for statement in step.statements(prefix):
                 conn.execute(statement)
+            if step.run is not None:
+                step.run(conn, prefix)
             conn.execute(
                 f"UPDATE {prefix}_meta SET value = ? WHERE key = 'schema_version'",
                 (str(step.start + 1),),
