@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import Backend, Memory, Sqlite3
 from .codec import Codec, default_codec
 from .engine import AppliedFact, Change, Engine, History, Namespace, Subscription
+from .engine.rewrites import Erasure, Retention
 from .errors import (
     BackendError,
     ConflictError,
@@ -19,15 +20,17 @@ from .errors import (
     EverstoreError,
     InvalidNameError,
     MissingBlobError,
+    MissingFactError,
     MissingFieldError,
     MutableAccessError,
+    PrunedHistoryError,
     ReadOnlyError,
     ReservedNameError,
     SchemaError,
     StoreClosedError,
     UnsupportedValueError,
 )
-from .log import Fact, Value
+from .log import Erased, Fact, Value
 from .opening import open
 from .storage import Storage
 from .store import Store
@@ -48,6 +51,8 @@ __all__ = [
     "CorruptStoreError",
     "DecodeError",
     "Engine",
+    "Erased",
+    "Erasure",
     "EverstoreError",
     "Fact",
     "FrozenStorage",
@@ -55,12 +60,15 @@ __all__ = [
     "InvalidNameError",
     "Memory",
     "MissingBlobError",
+    "MissingFactError",
     "MissingFieldError",
     "MutableAccessError",
     "Namespace",
     "PostgreSQL",
+    "PrunedHistoryError",
     "ReadOnlyError",
     "ReservedNameError",
+    "Retention",
     "SchemaError",
     "Sqlite3",
     "Storage",

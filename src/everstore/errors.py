@@ -76,6 +76,22 @@ class StoreNotEmptyError(EverstoreError):
     ``into_nonempty=True``; nothing was imported."""
 
 
+class MissingFactError(EverstoreError, LookupError):
+    """A seq asked for is not in the log (never written, or pruned); nothing was
+    changed."""
+
+
+class PrunedHistoryError(EverstoreError, LookupError):
+    """A read reached history that :meth:`everstore.Store.prune` moved out of the live
+    log; ``archive`` is the file that holds it (None when it was dropped) and
+    ``through`` the last seq of the pruned stretch."""
+
+    def __init__(self, message: str, archive: str | None = None, through: int = 0) -> None:
+        super().__init__(message)
+        self.archive = archive
+        self.through = through
+
+
 __all__ = [
     "BackendError",
     "ConflictError",
@@ -85,8 +101,10 @@ __all__ = [
     "ImportFormatError",
     "InvalidNameError",
     "MissingBlobError",
+    "MissingFactError",
     "MissingFieldError",
     "MutableAccessError",
+    "PrunedHistoryError",
     "ReadOnlyError",
     "ReservedNameError",
     "SchemaError",

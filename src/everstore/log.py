@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["Fact", "Value", "Write"]
+__all__ = [
+    "ERASURE_FIELD",
+    "RECORDS_NAMESPACE",
+    "RETENTION_FIELD",
+    "Erased",
+    "Fact",
+    "Value",
+    "Write",
+]
+
+#: the namespace of the log's own records (docs/integrity.md): facts the sanctioned
+#: rewrites append, under dunder field names no user write can take
+RECORDS_NAMESPACE = "everstore"
+#: the field of an erasure's record (:meth:`everstore.Store.erase`)
+ERASURE_FIELD = "__erasure__"
+#: the field of a retention's record (:meth:`everstore.Store.prune`)
+RETENTION_FIELD = "__retention__"
 
 
 class Value(NamedTuple):
@@ -44,3 +60,30 @@ class Fact(NamedTuple):
     field: str
     data: bytes | None
     context: str
+
+
+class Erased:
+    """What a read returns for a value that :meth:`everstore.Store.erase` removed.
+
+    ``digest`` is the hex SHA-256 of the erased fact (its namespace, field, code
+    location and value) that the log keeps in its place, so that the hash chain still
+    verifies (docs/integrity.md, "Erasure"). Two markers are equal when they stand
+    for the same fact.
+
+    >>> Erased("ab" * 32)
+    Erased('abababababab...')
+    """
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Erased) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(("Erased", self.digest))
+
+    def __repr__(self) -> str:
+        return f"Erased({self.digest[:12]!r}...)".replace("'...)", "...')")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .engine import Engine
+from .engine.rewrites import Erasure
+from .integrity.erasure import erase
 from .storage import Storage
 from .temporal import StoreView
 
@@ -57,3 +59,48 @@ class Store(Engine):
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise ValueError(f"as_of(seq=...) needs a non-negative int, got {seq!r}")
         return StoreView(self, seq)
+
+    def erase(
+        self,
+        namespace: str | tuple[str, ...],
+        field: str | None = None,
+        *,
+        reason: str,
+        by: str | None = None,
+    ) -> Erasure:
+        """Erase a subject's values: every stored value of ``namespace`` (of its
+        ``field`` only, when given) is replaced in the log by an erasure marker, and
+        an erasure record saying what, why (``reason``), who (``by``, and the code
+        location of the call) and when is appended, in one transaction.
+
+        The log keeps its shape: each erased fact keeps its seq, time, field and code
+        location, and in place of its value the SHA-256 of the fact, so the hash chain
+        still verifies (:meth:`verify` lists the erasures). Every read of an erased
+        value, current or past, in this process and in others, then gives an
+        :class:`~everstore.Erased` marker. Values written after the erasure are kept.
+        This and :meth:`prune` are the only ways a value leaves the log
+        (docs/integrity.md, "Erasure").
+
+        >>> store = Store()
+        >>> person = store.storage("people", "ann")
+        >>> person.email = "ann@example.org"
+        >>> done = store.erase(("people", "ann"), "email", reason="GDPR request 42")
+        >>> person.email
+        Erased('...')
+        >>> store.verify().ok, store.verify().erasures[0].reason
+        (True, 'GDPR request 42')
+
+        :param namespace: the namespace, as a tuple of parts or one part
+        :param field: one field of it, or None for all of its fields
+        :param reason: why, kept in the record (not empty)
+        :param by: who asked, kept in the record
+        :return: the :class:`~everstore.Erasure` its record stands for
+        :raises MissingFieldError: the namespace (or the field) holds no fact
+        :raises InvalidNameError: for a namespace or field that is not a name
+        :raises TypeError: for a ``reason`` or ``by`` that is not a str
+        :raises ValueError: for an empty ``reason``
+        :raises RuntimeError: inside a transaction of the calling thread
+        :raises ReadOnlyError: the store is read-only
+        """
+        parts = (namespace,) if isinstance(namespace, str) else tuple(namespace)
+        return erase(self, parts, field, reason, by)

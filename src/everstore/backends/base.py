@@ -276,6 +276,38 @@ class Backend(abc.ABC):
         links = dict(self.chain_links(after, limit))
         return [(*fact, links.get(fact.seq)) for fact in facts]
 
+    # -- the sanctioned rewrites (docs/integrity.md, "Erasure" and "Retention") --------
+
+    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        """Replace the data of the facts at ``seqs`` by erasure markers and append
+        ``record``, in one transaction: the log's one rewrite of stored values. Each
+        marker is :func:`everstore.integrity.erased_marker` of the fact's
+        :func:`~everstore.integrity.fact_hash`, so the chain still verifies; a fact
+        already erased stays as it is. The append-only guard of the log is lifted for
+        that transaction only. Afterwards the change token differs for every Engine
+        on this backend, the writer's included, so each one catches up and meets the
+        record.
+
+        :return: ``(seq, time)`` of the record
+        :raises LookupError: a seq that is not in the log (nothing is changed)
+        :raises ReadOnlyError: the backend was opened read-only
+        :raises NotImplementedError: the backend cannot rewrite its log
+        """
+        raise NotImplementedError(f"the {self.kind} backend cannot erase facts")
+
+    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        """Delete the facts at ``seqs`` and append ``record``, in one transaction:
+        the one path that removes facts (retention). The append-only guard of the
+        log is lifted for that transaction only; the chain's links are kept where
+        the backend keeps them apart from the facts.
+
+        :return: ``(seq, time)`` of the record
+        :raises LookupError: a seq that is not in the log (nothing is changed)
+        :raises ReadOnlyError: the backend was opened read-only
+        :raises NotImplementedError: the backend cannot rewrite its log
+        """
+        raise NotImplementedError(f"the {self.kind} backend cannot remove facts")
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and files. Idempotent."""

@@ -9,13 +9,22 @@ from __future__ import annotations
 import bisect
 import functools
 import heapq
+import itertools
 import operator
 import threading
 from collections.abc import Callable, Hashable, Sequence
 
 from sortedcontainers import SortedDict
 
-from ..integrity.chain import GENESIS, chain_step, fact_hash, single_step
+from ..errors import MissingFactError
+from ..integrity.chain import (
+    GENESIS,
+    chain_step,
+    erased_hash,
+    erased_marker,
+    fact_hash,
+    single_step,
+)
 from ..log import Fact, Write
 from .base import Backend, Expectation, conflict, scan_tail, tail_is_short
 
@@ -63,6 +72,9 @@ class Memory(Backend):
         #: (seq_last, link) of every commit, and the chain's last link
         self._chain: list[tuple[int, bytes]] = []
         self._head = GENESIS
+        #: seqs of removed facts (retention): their places in the list stay, so
+        #: that seq n stays at index n - 1, and readers skip them
+        self._removed: set[int] = set()
 
     def open(self) -> None:
         self._check_open()
@@ -172,8 +184,12 @@ class Memory(Backend):
         """
         by_namespace = self._by_namespace
         facts = self._facts
+        removed = self._removed
         while self._indexed < len(facts):
             fact = facts[self._indexed]
+            if removed and fact[0] in removed:
+                self._indexed += 1
+                continue
             in_namespace = by_namespace.get(fact[2])
             if in_namespace is None:
                 by_namespace[fact[2]] = [fact]
@@ -184,8 +200,10 @@ class Memory(Backend):
     def _index_latest(self) -> None:
         """Bring ``_latest`` up to the end of the log: O(facts since the last call)."""
         latest = self._latest
+        removed = self._removed
         for seq, _, namespace, field, _, _ in self._facts[self._latest_upto :]:
-            latest[(namespace, field)] = seq
+            if seq not in removed:
+                latest[(namespace, field)] = seq
         self._latest_upto = len(self._facts)
 
     def token_reader(self) -> Callable[[], Hashable]:
@@ -231,7 +249,12 @@ class Memory(Backend):
 
     def facts_since(self, seq: int, limit: int | None = None) -> list[Fact]:
         # Seqs are list positions (seq n is at index n - 1), so this is a slice.
-        return list(map(_as_fact, self._facts[seq : None if limit is None else seq + limit]))
+        if not self._removed:
+            return list(map(_as_fact, self._facts[seq : None if limit is None else seq + limit]))
+        with self._lock:
+            removed = self._removed
+            kept = (fact for fact in self._facts[seq:] if fact[0] not in removed)
+            return list(map(_as_fact, itertools.islice(kept, limit)))
 
     def wait_for_change(self, token: Hashable, timeout: float | None) -> bool:
         with self._changed:
@@ -292,6 +315,39 @@ class Memory(Backend):
     def chain_head(self) -> tuple[int, bytes]:
         with self._lock:
             return self._chain[-1] if self._chain else (0, GENESIS)
+
+    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        with self._changed:
+            facts = self._facts
+            wanted = self._present(seqs)
+            for seq in wanted:
+                seq_, when, namespace, field, data, context = facts[seq - 1]
+                if erased_hash(data) is None:
+                    marker = erased_marker(fact_hash(namespace, field, context, data))
+                    facts[seq - 1] = (seq_, when, namespace, field, marker, context)
+            self._reindex()
+            return self._append_locked([record])[0]
+
+    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        with self._changed:
+            self._removed.update(self._present(seqs))
+            self._reindex()
+            return self._append_locked([record])[0]
+
+    def _present(self, seqs: Sequence[int]) -> list[int]:
+        """``seqs`` if every one is a fact of the log (under the lock)."""
+        wanted = list(seqs)
+        for seq in wanted:
+            if type(seq) is not int or not 0 < seq <= len(self._facts) or seq in self._removed:
+                raise MissingFactError(f"seq {seq!r} is not a fact of this log")
+        return wanted
+
+    def _reindex(self) -> None:
+        """Rebuild the derived indexes after a rewrite (under the lock)."""
+        self._by_namespace.clear()
+        self._indexed = 0
+        self._latest.clear()
+        self._latest_upto = 0
 
     def close(self) -> None:
         # The log lives as long as this object: other Stores may still share it.

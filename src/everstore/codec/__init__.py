@@ -1,6 +1,6 @@
 """Typed Python values to bytes and back, exactly.
 
-Three shapes of stored bytes, told apart by their first byte:
+Four shapes of stored bytes, told apart by their first byte:
 
 * plain JSON (``[``, ``{``, ``"``, a digit, ``-``, ``t``, ``f``, ``n``): the value is
   made only of str, int (64-bit), finite float, bool, None, list and dict with str keys,
@@ -10,7 +10,10 @@ Three shapes of stored bytes, told apart by their first byte:
   not all plain strings become ``{"~d": [[key, value], ...]}``; the scalar tags are in
   :mod:`everstore.codec.scalars`;
 * ``\\x01`` + JSON: a *delta* ``[base_seq, op, payload]`` that rebuilds a mutable value
-  from the value the same field had at ``base_seq`` (see :meth:`Codec.encode_change`).
+  from the value the same field had at ``base_seq`` (see :meth:`Codec.encode_change`);
+* ``\\x02`` + 32 bytes: an *erased* value's marker, which decodes to
+  :class:`~everstore.log.Erased` (docs/integrity.md, "Erasure"); the codec never
+  encodes one.
 
 Encoding is canonical (dict keys sorted, set items sorted by their encoding), so equal
 values give equal bytes; that is how a changed mutable value is detected.
@@ -31,6 +34,8 @@ from typing import Any, Final
 import orjson
 
 from ..errors import DecodeError, UnsupportedValueError
+from ..integrity.chain import ERASED_TAG
+from ..log import Erased
 from .deepjson import loads_deep
 from .scalars import (
     INT64_MIN,
@@ -343,6 +348,8 @@ class Codec:
                 return self._untree(_loads(data[1:]))
             if data[0] == _DELTA:
                 raise DecodeError("a delta cannot be decoded without its base value")
+            if data[0] == ERASED_TAG and len(data) == 33:
+                return Erased(data[1:].hex())
             return orjson.loads(data)
         except DecodeError:
             raise
@@ -361,7 +368,7 @@ class Codec:
         >>> codec.decode_many([codec.encode({"a": 1}), codec.encode((1, 2))])
         [{'a': 1}, (1, 2)]
         """
-        tagged = (_TAGGED, _DELTA)
+        tagged = (_TAGGED, _DELTA, ERASED_TAG)
         if any(not data or data[0] in tagged for data in datas):
             return [self.decode(data) for data in datas]
         try:

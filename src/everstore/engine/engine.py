@@ -32,7 +32,7 @@ from ..errors import (
     UnsupportedValueError,
 )
 from ..integrity import VerifyReport, checkpoint_of, verify_backend
-from ..log import Fact, Value, Write
+from ..log import RECORDS_NAMESPACE, Fact, Value, Write
 from .contexts import caller_context
 from .feed import (
     Change,
@@ -59,6 +59,7 @@ from .history import History
 from .lending import Lending
 from .names import describe_field, namespace_path
 from .namespace import Namespace
+from .rewrites import Rewrites
 from .transacting import Transacting
 from .transactions import (
     Item,
@@ -124,7 +125,7 @@ class AppliedFact(NamedTuple):
 FactHook = Callable[[AppliedFact], None]
 
 
-class Engine(Transacting, Lending):
+class Engine(Transacting, Lending, Rewrites):
     """Namespaced, versioned storage over one backend: the engine API.
 
     :class:`everstore.Store` is an Engine with attribute access (``storage()``) and
@@ -235,6 +236,14 @@ class Engine(Transacting, Lending):
         """Make a namespace not loaded yet from its ``facts``, read in a snapshot whose
         last seq is ``high`` (hooks see them with ``loading=True``), and register it."""
         ns = Namespace(parts, path)
+        self._fill_locked(ns, high, facts)
+        self._by_path[path] = ns
+        self._namespaces[parts] = ns
+        return ns
+
+    def _fill_locked(self, ns: Namespace, high: int, facts: list[Fact]) -> None:
+        """Apply a namespace's ``facts``, read in a snapshot whose last seq is
+        ``high``, to its empty cache (hooks see them with ``loading=True``)."""
         replaced = self._replaced_facts(facts, by_field_only=True)
         for position, fact in enumerate(facts):
             if position in replaced:
@@ -248,9 +257,6 @@ class Engine(Transacting, Lending):
                 self._run_hooks(ns, fact.field, True)
         # Later facts of it are the catch-up's: it applies those above loaded_upto.
         ns.loaded_upto = high
-        self._by_path[path] = ns
-        self._namespaces[parts] = ns
-        return ns
 
     def watch(self, prefix: Sequence[str]) -> Callable[[], None]:
         """Load every namespace under ``prefix`` (or equal to it) as soon as this
@@ -456,7 +462,9 @@ class Engine(Transacting, Lending):
         :raises BackendError: the backend keeps no chain
         :raises StoreClosedError: if the Engine is closed
         """
-        return verify_backend(self._chained_backend(), against, progress)
+        backend = self._chained_backend()
+        self.sync()  # records committed since the last read are read again
+        return verify_backend(backend, against, progress, self.erasures(), self.retentions())
 
     def checkpoint(self, seq: int | None = None) -> str:
         """A short digest of the log up to ``seq`` (the latest when None), to keep
@@ -1026,6 +1034,8 @@ class Engine(Transacting, Lending):
                     # Its entry is in place, its value may not be: an interrupt came in
                     # between (see _apply).
                     self._refresh_value(ns, fact.field, log)
+            if fact.namespace == RECORDS_NAMESPACE:
+                self._record_arrived(fact)
             # Advanced fact by fact, after the fact: an interrupt loses nothing.
             if fact.seq > self._applied:
                 self._applied = fact.seq
@@ -1214,11 +1224,15 @@ class Engine(Transacting, Lending):
         O(log n) to make; see :class:`History` for reading it.
 
         :raises MissingFieldError: if the field was never written
+        :raises PrunedHistoryError: ``upto`` is before the end of history that a
+            prune moved out of the live log (see :meth:`retentions`)
         """
         self.sync()
         log = ns.fields.get(field)
         if log is None:
             raise MissingFieldError(f"{describe_field(ns.parts, field)} has no history")
+        if upto != END_OF_LOG:
+            self.check_unpruned(ns.path, upto)
         return History(log, self.codec, self._lock, log.index_at(upto) + 1)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "erased_marker",
     "fact_hash",
     "fact_head",
+    "kept_entry",
     "format_checkpoint",
     "named_hash",
     "named_hash_input",
@@ -52,6 +53,7 @@ _NO_DATA = b"\x00"
 _LENGTHS = struct.Struct(">III")
 _ONE = struct.Struct(">QQd")
 _STEP = struct.Struct(">QQ")
+_KEPT = struct.Struct(">Qd")
 _sha256 = hashlib.sha256
 
 
@@ -114,6 +116,12 @@ def single_step(prev: bytes, seq: int, time: float, hashed: bytes) -> bytes:
     """:func:`chain_step` for a commit of one fact, with one ``struct`` call: the hot
     path of an assignment and of verification."""
     return _sha256(prev + _ONE.pack(seq, 1, time) + hashed).digest()
+
+
+def kept_entry(seq: int, time: float, hashed: bytes) -> bytes:
+    """What a retention's digest of the facts it kept takes of each, in seq order:
+    the seq, the time and the :func:`fact_hash` (docs/integrity.md, "Retention")."""
+    return _KEPT.pack(seq, time) + hashed
 
 
 def erased_marker(hashed: bytes) -> bytes:

@@ -3,7 +3,9 @@ checkpoints"), through the backend's public chain API only."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from .chain import (
     chain_step,
     fact_head,
     format_checkpoint,
+    kept_entry,
     named_hash,
     parse_checkpoint,
     single_step,
@@ -23,6 +26,7 @@ from .chain import (
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, ChainedFact
+    from ..engine.rewrites import Erasure, Retention
 
 __all__ = ["VerifyReport", "checkpoint_of", "verify_backend", "verify_log"]
 
@@ -44,10 +48,11 @@ class VerifyReport:
     """What :meth:`~everstore.engine.Engine.verify` found.
 
     ``kind`` is None when ``ok``, else one of ``"changed"``, ``"deleted"``,
-    ``"inserted"``, ``"reordered"``, ``"truncated"``; ``seq`` is the first position
-    found bad (for a change inside a commit of several facts: the commit's first
-    seq). ``erased`` lists the seqs of erased facts, which verify through the digest
-    kept in their place.
+    ``"inserted"``, ``"reordered"``, ``"truncated"`` (and ``"pruned"`` for a
+    checkpoint inside pruned history); ``seq`` is the first position found bad (for
+    a change inside a commit of several facts: the commit's first seq). ``erased``
+    lists the seqs of erased facts, which verify through the digest kept in their
+    place; ``erasures`` and ``retentions`` the records that explain them.
     """
 
     ok: bool
@@ -56,6 +61,9 @@ class VerifyReport:
     kind: str | None = None
     message: str = "the log verifies: every commit matches its link"
     erased: tuple[int, ...] = field(default=(), repr=False)
+    #: the erasures and prunes the log records (filled in when ``ok``)
+    erasures: tuple[Erasure, ...] = field(default=(), repr=False)
+    retentions: tuple[Retention, ...] = field(default=(), repr=False)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -81,6 +89,7 @@ def verify_log(
     facts: Iterable[ChainedFact],
     total: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    kept: Retention | None = None,
 ) -> VerifyReport:
     """Check ``facts`` (the whole log in seq order, each with the link of the commit
     it ends, or None inside a commit) against their chain.
@@ -92,11 +101,19 @@ def verify_log(
 
     :param total: the number of facts expected, for ``progress``
     :param progress: called now and then with ``(facts checked, total)``
+    :param kept: the latest retention: the facts up to its ``through`` are checked
+        against its digest of the facts it kept, and the chain goes on from its link
     """
     names: dict[tuple[str, str, str], bytes] = {}
     erased: list[int] = []
     prev = GENESIS
     nxt = 1
+    if kept is not None:
+        facts, found = _check_kept(iter(facts), kept, names, erased)
+        if found is not None:
+            return found
+        prev = bytes.fromhex(kept.link)
+        nxt = kept.through + 1
     shown = 0 if progress is not None else 1 << 63
     report: VerifyReport | None = None
     pending: list[ChainedFact] = []
@@ -163,6 +180,40 @@ def verify_log(
     return VerifyReport(True, checked, erased=tuple(erased))
 
 
+def _check_kept(
+    facts: Iterator[ChainedFact],
+    kept: Retention,
+    names: dict[tuple[str, str, str], bytes],
+    erased: list[int],
+) -> tuple[Iterator[ChainedFact], VerifyReport | None]:
+    """Check the facts up to a retention's ``through`` against its digest; the rest
+    of ``facts`` (from the first fact after it), and a report if they differ."""
+    digest = _sha256()
+    after: ChainedFact | None = None
+    for fact in facts:
+        seq, when, ns, fd, data, cx, _ = fact
+        if seq > kept.through:
+            after = fact
+            break
+        if data is not None and len(data) == 33 and data[0] == ERASED_TAG:
+            hashed = data[1:]
+            erased.append(seq)
+        else:
+            hashed = named_hash(names.get((ns, fd, cx)) or _remember(names, ns, fd, cx), data)
+        digest.update(kept_entry(seq, when, hashed))
+    rest = facts if after is None else itertools.chain((after,), facts)
+    if digest.hexdigest() == kept.kept:
+        return rest, None
+    return rest, VerifyReport(
+        False,
+        0,
+        None,
+        "changed",
+        f"the facts kept up to seq {kept.through} by the prune recorded at seq {kept.seq} "
+        "are not the ones it kept: one was changed, deleted or inserted",
+    )
+
+
 def _changed(checked: int, commit: _BadCommit) -> VerifyReport:
     first, _, _, facts, _ = commit
     last = facts[-1][0]
@@ -214,21 +265,30 @@ def verify_backend(
     backend: Backend,
     against: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    erasures: Sequence[Erasure] = (),
+    retentions: Sequence[Retention] = (),
 ) -> VerifyReport:
     """:meth:`~everstore.engine.Engine.verify` on ``backend``: the log up to the
-    chain's head when it starts, then the head and the checkpoint ``against``.
+    chain's head when it starts, then the head, the erased facts against
+    ``erasures`` and the checkpoint ``against``. The log up to the latest of
+    ``retentions`` is checked against its digest of the facts it kept.
 
     :raises ValueError: for an ``against`` that is not a checkpoint
     """
     checkpoint = None if against is None else parse_checkpoint(against)
+    latest = max(retentions, key=lambda r: r.seq, default=None)
     high, head = backend.chain_head()
-    report = verify_log(_chained_upto(backend, high), high, progress)
+    report = verify_log(_chained_upto(backend, high), high, progress, latest)
     if report.ok:
         report = _headless(backend, high, head, report)
     if report.ok:
         report = _unchained(backend, high, report)
+    if report.ok:
+        report = _explained(report, erasures, retentions)
     if not report.ok or checkpoint is None:
         return report
+    if latest is not None and checkpoint.seq <= latest.through:
+        return _against_pruned(report, checkpoint.seq, checkpoint.digest, latest)
     found = _link_at(backend, checkpoint.seq)
     if found is None and high < checkpoint.seq:
         return VerifyReport(
@@ -240,15 +300,54 @@ def verify_backend(
             "it was truncated, or restored from an older backup",
         )
     if found is None or found.hex()[:CHECKPOINT_HEX] != checkpoint.digest:
-        return VerifyReport(
-            False,
-            report.facts,
-            None,
-            "changed",
-            f"the log up to seq {checkpoint.seq} is not the one the checkpoint was taken "
-            "of: its history was rewritten (and chained again)",
-        )
+        return _rewritten(report, checkpoint.seq)
     return report
+
+
+def _explained(
+    report: VerifyReport, erasures: Sequence[Erasure], retentions: Sequence[Retention]
+) -> VerifyReport:
+    """``report`` with the records attached, or a finding for an erased fact no
+    erasure record lists (its value removed outside :meth:`everstore.Store.erase`)."""
+    listed = {seq for erasure in erasures for seq in erasure.erased}
+    for seq in report.erased:
+        if seq not in listed:
+            return _bad(
+                report.facts,
+                seq,
+                "changed",
+                f"the fact at seq {seq} holds an erasure marker that no erasure record "
+                "lists: its value was removed outside erase()",
+            )
+    return dataclasses.replace(report, erasures=tuple(erasures), retentions=tuple(retentions))
+
+
+def _against_pruned(report: VerifyReport, seq: int, digest: str, latest: Retention) -> VerifyReport:
+    """A checkpoint at or before a prune's cut: only the cut's own link is kept."""
+    if seq == latest.through:
+        if latest.link[:CHECKPOINT_HEX] == digest:
+            return report
+        return _rewritten(report, seq)
+    return VerifyReport(
+        False,
+        report.facts,
+        None,
+        "pruned",
+        f"the checkpoint's seq {seq} is inside the history pruned up to seq "
+        f"{latest.through} (record at seq {latest.seq}): it can no longer be checked; "
+        "keep the checkpoint prune() returns instead",
+    )
+
+
+def _rewritten(report: VerifyReport, seq: int) -> VerifyReport:
+    return VerifyReport(
+        False,
+        report.facts,
+        None,
+        "changed",
+        f"the log up to seq {seq} is not the one the checkpoint was taken "
+        "of: its history was rewritten (and chained again)",
+    )
 
 
 def checkpoint_of(backend: Backend, seq: int | None = None) -> str:

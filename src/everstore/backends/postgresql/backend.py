@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...errors import BackendError, SchemaError, StoreClosedError
-from ...integrity.chain import fact_hash
+from ...errors import BackendError, MissingFactError, SchemaError, StoreClosedError
+from ...integrity.chain import erased_hash, erased_marker, fact_hash
 from ...log import Fact, Write
 from ..base import TAIL_BASE, TAIL_PER_EXPECTATION, Backend, Expectation, conflict
 from .listener import KEEPALIVES, PEERS, Feed, Listener, Listening, StoreKey
@@ -526,13 +526,25 @@ class PostgreSQL(Backend):
         return self.append(writes, expect)
 
     def _try_commit(
-        self, kind: str, params: Any, count: int, expect: Sequence[Expectation] = ()
+        self,
+        kind: str,
+        params: Any,
+        count: int,
+        expect: Sequence[Expectation] = (),
+        rewrite: Callable[[Connection[Any]], None] | None = None,
     ) -> tuple[Any, ...] | None:
-        """One statement, so one transaction, and the barrier after it when it wrote
-        (a row back); None when the statement wrote nothing."""
+        """One statement, so one transaction (with ``rewrite``'s statements before it,
+        when given), and the barrier after it when it wrote (a row back); None when
+        the statement wrote nothing."""
         try:
             with self._pooled() as conn:
-                row: tuple[Any, ...] | None = conn.execute(self._sql[kind], params).fetchone()
+                row: tuple[Any, ...] | None
+                if rewrite is None:
+                    row = conn.execute(self._sql[kind], params).fetchone()
+                else:
+                    with conn.transaction():
+                        rewrite(conn)
+                        row = conn.execute(self._sql[kind], params).fetchone()
                 if row is not None:
                     self._wait_for_flush(conn)
         except self._psycopg.Error as exc:
@@ -593,9 +605,13 @@ class PostgreSQL(Backend):
             raise self._unconfirmed(exc, 1)  # noqa: B904 (the cause is set)
 
     def _commit_by_name(
-        self, writes: Sequence[Write], expect: Sequence[Expectation]
+        self,
+        writes: Sequence[Write],
+        expect: Sequence[Expectation],
+        rewrite: Callable[[Connection[Any]], None] | None = None,
     ) -> tuple[int, float]:
-        """The general path: everstore_append interns names and checks expectations."""
+        """The general path: everstore_append interns names and checks expectations
+        (after ``rewrite``'s statements, in the same transaction, when given)."""
         params: list[Any] = [
             [write.namespace for write in writes],
             [write.field for write in writes],
@@ -613,7 +629,7 @@ class PostgreSQL(Backend):
                 [seq for _, _, seq in expect],
             ]
         row = self._execute_commit(
-            "append_expect" if expect else "append", params, len(writes), expect
+            "append_expect" if expect else "append", params, len(writes), expect, rewrite
         )
         # The interned ids are committed now: remember them for the hot paths.
         for table, idents in enumerate(row[2:5]):
@@ -625,6 +641,66 @@ class PostgreSQL(Backend):
                 back[ident] = name
         return self._committed(row)
 
+    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        """The markers set by one ``UPDATE`` from arrays, in the record's transaction,
+        with the append-only trigger let through for that transaction only (the
+        ``everstore.rewrite`` setting, which the trigger reads)."""
+        wanted = _seqs(seqs)
+
+        def erase(conn: Connection[Any]) -> None:
+            rows = self._rows_at(conn, wanted)
+            changed = [(seq, names, data) for seq, names, data in rows if erased_hash(data) is None]
+            conn.execute(self._sql["rewrite_on"])
+            conn.execute(
+                self._sql["erase"],
+                (
+                    [seq for seq, _, _ in changed],
+                    ByteaArray(
+                        [erased_marker(fact_hash(*names, data)) for _, names, data in changed]
+                    ),
+                ),
+            )
+
+        return self._rewritten(record, self._commit_by_name([record], (), erase))
+
+    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        """One ``DELETE`` of an array of seqs, in the record's transaction, as
+        :meth:`erase_facts`; the chain's rows stay in ``<prefix>_chain``."""
+        wanted = _seqs(seqs)
+
+        def remove(conn: Connection[Any]) -> None:
+            self._rows_at(conn, wanted)
+            conn.execute(self._sql["rewrite_on"])
+            conn.execute(self._sql["remove"], (wanted,))
+
+        return self._rewritten(record, self._commit_by_name([record], (), remove))
+
+    def _rewritten(self, record: Write, committed: tuple[int, float]) -> tuple[int, float]:
+        """The record's ``(seq, time)`` from its commit's (the seq before it, the
+        base time), after making every Store of this backend read the log on its next
+        read: a rewrite is a commit its own Store must catch up with too (the read
+        token otherwise leaves a Store's own commits out)."""
+        self._feed.bump()
+        first, base = committed
+        return first + 1, max(base, record.time)
+
+    def _rows_at(
+        self, conn: Connection[Any], seqs: list[int]
+    ) -> list[tuple[int, tuple[str, str, str], bytes | None]]:
+        """``(seq, (namespace, field, context), data)`` of each of ``seqs``, locked
+        for the rewrite.
+
+        :raises MissingFactError: a seq that is not in the log
+        """
+        found = {
+            int(seq): (int(seq), (ns, field, ctx), None if data is None else bytes(data))
+            for seq, ns, field, ctx, data in conn.execute(self._sql["rows_at"], (seqs,))
+        }
+        missing = [seq for seq in seqs if seq not in found]
+        if missing:
+            raise MissingFactError(f"seqs {missing[:5]} are not facts of {self._where}")
+        return [found[seq] for seq in seqs]
+
     def _commit(self, kind: str, params: Any, count: int) -> tuple[int, float]:
         return self._committed(self._execute_commit(kind, params, count, ()))
 
@@ -634,10 +710,15 @@ class PostgreSQL(Backend):
         return int(row[0]), float(row[1])
 
     def _execute_commit(
-        self, kind: str, params: Any, count: int, expect: Sequence[Expectation]
+        self,
+        kind: str,
+        params: Any,
+        count: int,
+        expect: Sequence[Expectation],
+        rewrite: Callable[[Connection[Any]], None] | None = None,
     ) -> tuple[Any, ...]:
         """:meth:`_try_commit` for a statement that always writes."""
-        row = self._try_commit(kind, params, count, expect)
+        row = self._try_commit(kind, params, count, expect, rewrite)
         if row is None:  # pragma: no cover - the statements always return a row
             raise BackendError(f"PostgreSQL returned nothing for a commit on {self._where}")
         return row
@@ -941,6 +1022,18 @@ def _writes_hash(writes: Sequence[Write]) -> bytes:
     """The :func:`~everstore.integrity.fact_hash` of each of ``writes``, joined: the
     commit's statement binds them to their seqs and times under the counter's lock."""
     return b"".join([fact_hash(w.namespace, w.field, w.context, w.data) for w in writes])
+
+
+def _seqs(seqs: Sequence[int]) -> list[int]:
+    """``seqs`` as a list of ints.
+
+    :raises MissingFactError: for a seq that is not a positive int
+    """
+    wanted = list(seqs)
+    for seq in wanted:
+        if type(seq) is not int or seq < 1:
+            raise MissingFactError(f"seq {seq!r} is not a fact of a log (seqs are ints >= 1)")
+    return wanted
 
 
 def _check_time(when: float) -> None:

@@ -161,6 +161,14 @@ END
 
 _REFUSE_BODY = """
 BEGIN
+  -- The sanctioned rewrites (erasure, retention: docs/integrity.md) set
+  -- everstore.rewrite for their own transaction; nothing else does.
+  IF TG_LEVEL = 'ROW' AND current_setting('everstore.rewrite', true) = 'on' THEN
+    IF TG_OP = 'DELETE' THEN
+      RETURN OLD;
+    END IF;
+    RETURN NEW;
+  END IF;
   RAISE EXCEPTION '%.% is append-only: % is refused', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
     USING ERRCODE = 'insufficient_privilege';
 END
@@ -500,6 +508,18 @@ def render_sql(
         "SELECT c.seq - %(n)b::int8, c.time, " + after_commit_step,
         **step,
     )
+    # The sanctioned rewrites (see _REFUSE_BODY), each in its record's transaction.
+    q["rewrite_on"] = "SELECT set_config('everstore.rewrite', 'on', true)"
+    q["rows_at"] = render(
+        "SELECT l.seq, n.name, f.name, c.name, l.data FROM {t_log} AS l "
+        "JOIN {t_namespaces} AS n ON n.id = l.ns JOIN {t_fields} AS f ON f.id = l.field "
+        "JOIN {t_contexts} AS c ON c.id = l.ctx WHERE l.seq = ANY(%s::int8[]) FOR UPDATE OF l"
+    )
+    q["erase"] = render(
+        "UPDATE {t_log} AS l SET data = v.data "
+        "FROM unnest(%s::int8[], %s::bytea[]) AS v(seq, data) WHERE l.seq = v.seq"
+    )
+    q["remove"] = render("DELETE FROM {t_log} WHERE seq = ANY(%s::int8[])")
     q["last_seq"] = render("SELECT seq FROM {t_counter}")
     q["chain_head"] = render("SELECT seq, chain FROM {t_counter}")
     q["chain_links"] = render(

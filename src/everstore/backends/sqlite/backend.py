@@ -35,11 +35,21 @@ from typing import Any, TypeVar
 from ...errors import (
     BackendError,
     CorruptStoreError,
+    MissingFactError,
     ReadOnlyError,
     SchemaError,
     StoreClosedError,
 )
-from ...integrity.chain import GENESIS, chain_step, fact_hash, fact_head, named_hash, single_step
+from ...integrity.chain import (
+    GENESIS,
+    chain_step,
+    erased_hash,
+    erased_marker,
+    fact_hash,
+    fact_head,
+    named_hash,
+    single_step,
+)
 from ...log import Fact, Write
 from ..base import (
     SCHEMA_VERSION,
@@ -599,11 +609,14 @@ class Sqlite3(Backend):
         expect: Sequence[Expectation],
         since: int | None = None,
         blobs: Sequence[tuple[bytes, bytes]] = (),
+        rewrite: Callable[[sqlite3.Connection], None] | None = None,
     ) -> list[tuple[int, float]]:
         # BEGIN inside the try: a Ctrl-C right after it would leave the connection in
         # a transaction, and every later write would fail.
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if rewrite is not None:
+                rewrite(conn)
             seq, last_time, prev = self._read_tail(conn)
             if since is not None and seq == since:
                 expect = []  # nothing was committed after since: nothing changed
@@ -658,6 +671,80 @@ class Sqlite3(Backend):
         if assigned:
             self._tail = (seq, last_time, link)
         return assigned
+
+    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        """The markers set by one ``UPDATE`` per fact, with the log's UPDATE trigger
+        lifted inside the record's ``BEGIN IMMEDIATE`` transaction."""
+
+        def erase(conn: sqlite3.Connection) -> None:
+            markers = [
+                (erased_marker(fact_hash(*names, data)), seq)
+                for seq, names, data in self._rows_at(conn, seqs)
+                if erased_hash(data) is None
+            ]
+            with schema.lifted(conn, self.prefix, "log", "UPDATE"):
+                conn.executemany(f"UPDATE {self._log} SET data = ? WHERE seq = ?", markers)
+
+        return self._rewrite(erase, record)
+
+    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+        """One ``DELETE`` per fact (their links go with their rows), with the log's
+        DELETE trigger lifted inside the record's ``BEGIN IMMEDIATE`` transaction."""
+
+        def remove(conn: sqlite3.Connection) -> None:
+            found = [(seq,) for seq, _, _ in self._rows_at(conn, seqs)]
+            with schema.lifted(conn, self.prefix, "log", "DELETE"):
+                conn.executemany(f"DELETE FROM {self._log} WHERE seq = ?", found)
+
+        return self._rewrite(remove, record)
+
+    def _rewrite(
+        self, rewrite: Callable[[sqlite3.Connection], None], record: Write
+    ) -> tuple[int, float]:
+        with self._using() as conn:
+            if self._write_cursor is None:
+                raise self._unwritable()
+            # The rewritten rows' old bytes: zeroed in the pages SQLite frees or
+            # rewrites (secure_delete), and dropped from the WAL by a checkpoint that
+            # truncates it (a reader still using old frames leaves them to a later one).
+            secure = conn.execute("PRAGMA secure_delete").fetchone()[0]
+            conn.execute("PRAGMA secure_delete = ON")
+            try:
+                assigned = self._append_many(conn, [record], (), rewrite=rewrite)[0]
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+            finally:
+                conn.execute(f"PRAGMA secure_delete = {int(secure)}")
+            return assigned
+
+    def _rows_at(
+        self, conn: sqlite3.Connection, seqs: Sequence[int]
+    ) -> list[tuple[int, tuple[str, str, str], bytes | None]]:
+        """``(seq, (namespace, field, context), data)`` of each of ``seqs``.
+
+        :raises MissingFactError: a seq that is not in the log
+        """
+        rows: dict[int, tuple[int, tuple[str, str, str], bytes | None]] = {}
+        wanted = list(seqs)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found = conn.execute(
+                f"SELECT seq, ns, field, ctx, data FROM {self._log} "
+                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for seq, ns, field, ctx, data in found.fetchall():
+                names = (
+                    self._namespaces.name(conn, ns),
+                    self._fields.name(conn, field),
+                    self._contexts.name(conn, ctx),
+                )
+                rows[seq] = (seq, names, data)
+        missing = [seq for seq in wanted if seq not in rows]
+        if missing:
+            raise MissingFactError(f"seqs {missing[:5]} are not facts of {self.path!r}")
+        return [rows[seq] for seq in wanted]
 
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
         """Store ``(digest, data)`` pairs in ``<prefix>_blobs`` in one transaction; a

@@ -163,10 +163,11 @@ def lifted(conn: sqlite3.Connection, p: str, table: str, action: str) -> Iterato
     """Run the body without the trigger refusing ``action`` on ``<p>_<table>``, inside
     the caller's transaction: other connections never see the trigger missing, and
     a failure rolls the drop back with the rest. For the log's only sanctioned
-    rewrites (a migration, erasure, retention: docs/integrity.md)."""
+    rewrites (a migration, erasure, retention: docs/integrity.md). A trigger found
+    missing (dropped by hand) is there again afterwards."""
     if not conn.in_transaction:
         raise RuntimeError("lifted() runs inside a transaction")
-    conn.execute(f"DROP TRIGGER {p}_{table}_no_{action.lower()}")
+    conn.execute(f"DROP TRIGGER IF EXISTS {p}_{table}_no_{action.lower()}")
     yield
     conn.execute(_refusing_trigger(p, table, action))
 

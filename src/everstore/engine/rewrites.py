@@ -1,0 +1,226 @@
+"""The engine's side of the log's sanctioned rewrites (docs/integrity.md, "Erasure"
+and "Retention"): a cached namespace is loaded again when a record of an erasure or
+a retention that covers it arrives, and reads of pruned history are refused."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DecodeError, PrunedHistoryError
+from ..log import ERASURE_FIELD, RECORDS_NAMESPACE, RETENTION_FIELD, Fact
+from .namespace import Namespace
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+    from ..codec import Codec
+
+__all__ = ["Erasure", "Retention", "Rewrites", "covers"]
+
+#: the record fields whose arrival loads the namespaces they name again
+_REWRITE_FIELDS = frozenset({ERASURE_FIELD, RETENTION_FIELD})
+
+
+def covers(prefix: str, path: str) -> bool:
+    """True if namespace ``path`` is ``prefix`` or under it (``""`` covers all).
+
+    >>> covers("a", "a/b"), covers("a", "ab"), covers("", "x")
+    (True, False, True)
+    """
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What one :meth:`everstore.Store.prune` recorded: ``removed`` facts of the
+    namespaces under ``prefix`` (all for ``""``), at seqs ``first`` to ``last``, left
+    the live log, into ``archive`` (None: dropped), by the record at ``seq`` at
+    ``time``. Verification covers the log up to ``through`` by the digest ``kept``
+    of the facts left there, and chains on from ``link``, the chain's link at
+    ``through`` (both hex)."""
+
+    seq: int
+    time: float
+    prefix: str
+    through: int
+    removed: int
+    first: int
+    last: int
+    archive: str | None
+    link: str
+    kept: str
+    context: str
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """One erasure, as its record in the log says: the facts at ``erased`` (seqs) of
+    ``namespace`` (of ``field`` only, unless None) lost their values, for ``reason``,
+    asked by ``by`` from the code at ``context``, by the record at ``seq`` at
+    ``time``."""
+
+    seq: int
+    time: float
+    namespace: str
+    field: str | None
+    erased: tuple[int, ...]
+    reason: str
+    by: str | None
+    context: str
+
+
+class Rewrites:
+    """Mixed into :class:`~everstore.engine.Engine`; uses its backend, codec, lock,
+    cache and :meth:`_fill_locked`."""
+
+    backend: Backend
+    codec: Codec
+    _lock: threading.RLock
+    _by_path: dict[str, Namespace]
+    #: the erasure and retention records, oldest first; None until first needed
+    _records: tuple[list[Erasure], list[Retention]] | None = None
+    _fill_locked: Callable[[Namespace, int, list[Fact]], None]
+    _drop_mutable: Callable[[Namespace, str], None]
+
+    def retentions(self) -> list[Retention]:
+        """Every prune recorded in the log, oldest first. O(records) once read.
+
+        >>> from everstore import Engine
+        >>> Engine().retentions()
+        []
+        """
+        return list(self._read_records()[1])
+
+    def erasures(self) -> list[Erasure]:
+        """Every erasure recorded in the log, oldest first. O(records) once read.
+
+        >>> from everstore import Engine
+        >>> Engine().erasures()
+        []
+        """
+        return list(self._read_records()[0])
+
+    def _read_records(self) -> tuple[list[Erasure], list[Retention]]:
+        with self._lock:
+            if self._records is None:
+                _, facts = self.backend.load_namespace(RECORDS_NAMESPACE)
+                erasures: list[Erasure] = []
+                retentions: list[Retention] = []
+                for fact in facts:
+                    record = self._record(fact)
+                    if fact.field == ERASURE_FIELD and (e := _erasure(fact, record)):
+                        erasures.append(e)
+                    elif fact.field == RETENTION_FIELD and (r := _retention(fact, record)):
+                        retentions.append(r)
+                self._records = (erasures, retentions)
+            return self._records
+
+    def check_unpruned(self, path: str, upto: int) -> None:
+        """:raises PrunedHistoryError: if namespace ``path`` as of seq ``upto`` is
+        history a prune moved out of the live log (naming the archive)"""
+        for retention in reversed(self.retentions()):
+            if upto <= retention.through and covers(retention.prefix, path):
+                where = (
+                    f"in the archive {retention.archive!r}"
+                    if retention.archive
+                    else "dropped (no archive was given)"
+                )
+                raise PrunedHistoryError(
+                    f"the history of namespace {path!r} up to seq {retention.through} was "
+                    f"pruned (record at seq {retention.seq}): it is {where}; seq {upto} "
+                    "is before that",
+                    retention.archive,
+                    retention.through,
+                )
+
+    def _record_arrived(self, fact: Fact) -> None:
+        """Catch-up met ``fact`` of the records namespace (the lock held): after an
+        erasure or a retention, the namespaces it names are loaded again."""
+        if fact.field not in _REWRITE_FIELDS:
+            return
+        record = self._record(fact)
+        prefix = record.get("prefix") if record is not None else None
+        if not isinstance(prefix, str):
+            return
+        for path, ns in list(self._by_path.items()):
+            if covers(prefix, path):
+                self._reload_locked(ns)
+        self._records = None
+
+    def _reload_locked(self, ns: Namespace) -> None:
+        """Load ``ns`` again from the log, in place: handles on it stay valid."""
+        high, facts = self.backend.load_namespace(ns.path)
+        for field in list(ns.mutable):
+            self._drop_mutable(ns, field)
+        ns.current.clear()
+        ns.fields.clear()
+        self._fill_locked(ns, high, facts)
+
+    def _record(self, fact: Fact) -> dict[str, Any] | None:
+        """A record's value, or None for one that is not a record (not a dict)."""
+        try:
+            value = self.codec.decode(fact.data) if fact.data is not None else None
+        except DecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+def _retention(fact: Fact, record: dict[str, Any] | None) -> Retention | None:
+    if record is None:
+        return None
+    through, removed, first, last = (_int(record, key) for key in _RETENTION_INTS)
+    prefix, link, kept = (_text(record, key) for key in ("prefix", "link", "kept"))
+    if through is None or removed is None or first is None or last is None:
+        return None
+    if prefix is None or link is None or kept is None:
+        return None
+    archive = _text(record, "archive")
+    return Retention(
+        fact.seq,
+        fact.time,
+        prefix,
+        through,
+        removed,
+        first,
+        last,
+        archive,
+        link,
+        kept,
+        fact.context,
+    )
+
+
+_RETENTION_INTS = ("through", "removed", "first", "last")
+
+
+def _int(record: dict[str, Any], key: str) -> int | None:
+    value = record.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(record: dict[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _erasure(fact: Fact, record: dict[str, Any] | None) -> Erasure | None:
+    if record is None:
+        return None
+    erased = record.get("erased")
+    namespace = record.get("namespace")
+    if not isinstance(namespace, str) or not isinstance(erased, list):
+        return None
+    if not all(type(seq) is int for seq in erased):
+        return None
+    return Erasure(
+        fact.seq,
+        fact.time,
+        namespace,
+        _text(record, "field"),
+        tuple(erased),
+        _text(record, "reason") or "",
+        _text(record, "by"),
+        fact.context,
+    )
