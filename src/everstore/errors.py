@@ -92,6 +92,16 @@ class PrunedHistoryError(EverstoreError, LookupError):
         self.through = through
 
 
+class IntegrityError(EverstoreError):
+    """The log does not verify against its hash chain (``report`` says where and
+    how): an operation that would build on it, such as a prune, refused to run and
+    changed nothing."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 __all__ = [
     "BackendError",
     "ConflictError",
@@ -99,6 +109,7 @@ __all__ = [
     "DecodeError",
     "EverstoreError",
     "ImportFormatError",
+    "IntegrityError",
     "InvalidNameError",
     "MissingBlobError",
     "MissingFactError",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from typing import Any
 
 from .engine import Engine
-from .engine.rewrites import Erasure
+from .engine.rewrites import Erasure, Retention
 from .integrity.erasure import erase
+from .integrity.retention import prune
 from .storage import Storage
 from .temporal import StoreView
 
@@ -104,3 +107,51 @@ class Store(Engine):
         """
         parts = (namespace,) if isinstance(namespace, str) else tuple(namespace)
         return erase(self, parts, field, reason, by)
+
+    def prune(
+        self,
+        before: int | float | dt.datetime,
+        namespaces: str | tuple[str, ...] | None = None,
+        archive: str | os.PathLike[str] | None = None,
+    ) -> Retention | None:
+        """Move old history out of the live log: every fact before ``before`` of the
+        namespaces under ``namespaces`` (all of them when None) that no current value
+        needs leaves the log, into ``archive`` (an SQLite file that
+        ``Store(Sqlite3(archive, readonly=True))`` reads like any store) or dropped
+        when no archive is given. Current values stay, and so does everything a
+        current value is rebuilt from (a list's last full value and its changes).
+
+        A retention record (the range, how many facts, the chain's link at the cut and
+        a digest of the facts kept before it, the archive) is appended in the same
+        transaction, so :meth:`verify` still passes and lists it. The log must verify
+        first. Reading a pruned namespace as of a seq up to the cut raises
+        :class:`~everstore.errors.PrunedHistoryError` naming the archive; its
+        histories start at their first kept fact. This and :meth:`erase` are the only
+        ways facts leave the log (docs/integrity.md, "Retention").
+
+        >>> store = Store()
+        >>> log = store.storage("sensor")
+        >>> for reading in range(5):
+        ...     log.value = reading
+        >>> kept = store.prune(before=store.last_seq + 1)
+        >>> kept.removed, log.value, store.verify().ok
+        (4, 4, True)
+
+        :param before: a seq (facts before it), a unix time or an aware datetime
+            (facts written before it); the cut falls at the end of the last commit
+            before it
+        :param namespaces: one namespace part, a tuple of parts, or None for all
+        :param archive: where pruned facts go (created, or an earlier archive that
+            takes more); None drops them
+        :return: the :class:`~everstore.Retention` recorded, or None when nothing
+            before ``before`` could go
+        :raises IntegrityError: the log does not verify (nothing is pruned)
+        :raises ConflictError: another prune committed meanwhile (nothing is pruned)
+        :raises TypeError: for arguments of the wrong type
+        :raises ValueError: for a seq below 1, a time that is not finite or a naive
+            datetime
+        :raises InvalidNameError: for namespaces that are not names
+        :raises RuntimeError: inside a transaction of the calling thread
+        :raises ReadOnlyError: the store is read-only
+        """
+        return prune(self, before, namespaces, archive)

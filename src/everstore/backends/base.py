@@ -278,7 +278,9 @@ class Backend(abc.ABC):
 
     # -- the sanctioned rewrites (docs/integrity.md, "Erasure" and "Retention") --------
 
-    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def erase_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         """Replace the data of the facts at ``seqs`` by erasure markers and append
         ``record``, in one transaction: the log's one rewrite of stored values. Each
         marker is :func:`everstore.integrity.erased_marker` of the fact's
@@ -288,21 +290,27 @@ class Backend(abc.ABC):
         on this backend, the writer's included, so each one catches up and meets the
         record.
 
+        :param expect: as :meth:`append`'s: checked before anything is changed
         :return: ``(seq, time)`` of the record
-        :raises LookupError: a seq that is not in the log (nothing is changed)
+        :raises MissingFactError: a seq that is not in the log (nothing is changed)
+        :raises ConflictError: an expectation does not hold (nothing is changed)
         :raises ReadOnlyError: the backend was opened read-only
         :raises NotImplementedError: the backend cannot rewrite its log
         """
         raise NotImplementedError(f"the {self.kind} backend cannot erase facts")
 
-    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def remove_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         """Delete the facts at ``seqs`` and append ``record``, in one transaction:
         the one path that removes facts (retention). The append-only guard of the
         log is lifted for that transaction only; the chain's links are kept where
         the backend keeps them apart from the facts.
 
+        :param expect: as :meth:`append`'s: checked before anything is changed
         :return: ``(seq, time)`` of the record
-        :raises LookupError: a seq that is not in the log (nothing is changed)
+        :raises MissingFactError: a seq that is not in the log (nothing is changed)
+        :raises ConflictError: an expectation does not hold (nothing is changed)
         :raises ReadOnlyError: the backend was opened read-only
         :raises NotImplementedError: the backend cannot rewrite its log
         """

@@ -316,8 +316,11 @@ class Memory(Backend):
         with self._lock:
             return self._chain[-1] if self._chain else (0, GENESIS)
 
-    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def erase_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         with self._changed:
+            self._check_latest(expect)
             facts = self._facts
             wanted = self._present(seqs)
             for seq in wanted:
@@ -328,8 +331,11 @@ class Memory(Backend):
             self._reindex()
             return self._append_locked([record])[0]
 
-    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def remove_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         with self._changed:
+            self._check_latest(expect)
             self._removed.update(self._present(seqs))
             self._reindex()
             return self._append_locked([record])[0]

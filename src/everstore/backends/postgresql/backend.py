@@ -641,7 +641,9 @@ class PostgreSQL(Backend):
                 back[ident] = name
         return self._committed(row)
 
-    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def erase_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         """The markers set by one ``UPDATE`` from arrays, in the record's transaction,
         with the append-only trigger let through for that transaction only (the
         ``everstore.rewrite`` setting, which the trigger reads)."""
@@ -661,9 +663,11 @@ class PostgreSQL(Backend):
                 ),
             )
 
-        return self._rewritten(record, self._commit_by_name([record], (), erase))
+        return self._rewritten(record, self._commit_by_name([record], expect, erase))
 
-    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def remove_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         """One ``DELETE`` of an array of seqs, in the record's transaction, as
         :meth:`erase_facts`; the chain's rows stay in ``<prefix>_chain``."""
         wanted = _seqs(seqs)
@@ -673,7 +677,7 @@ class PostgreSQL(Backend):
             conn.execute(self._sql["rewrite_on"])
             conn.execute(self._sql["remove"], (wanted,))
 
-        return self._rewritten(record, self._commit_by_name([record], (), remove))
+        return self._rewritten(record, self._commit_by_name([record], expect, remove))
 
     def _rewritten(self, record: Write, committed: tuple[int, float]) -> tuple[int, float]:
         """The record's ``(seq, time)`` from its commit's (the seq before it, the

@@ -226,6 +226,9 @@ class Sqlite3(Backend):
         #: the schema version found in the file before :meth:`open` migrated it (None:
         #: nothing was migrated)
         self.migrated_from: int | None = None
+        #: for an archive of pruned history (:meth:`archive_facts`), where it came
+        #: from; None for a live store. Known once open.
+        self.archive_of: str | None = None
         self._location: Location = locate(self.path, readonly=readonly)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -311,9 +314,11 @@ class Sqlite3(Backend):
                 raise
             self._conn = conn
             # One cursor for every single write: making a cursor per statement costs
-            # about 1 µs, a twentieth of the whole write. A read-only backend has none,
-            # which is how append_one learns to refuse.
-            self._write_cursor = None if self.readonly else conn.cursor()
+            # about 1 µs, a twentieth of the whole write. A read-only backend, or an
+            # archive's, has none, which is how append_one learns to refuse.
+            self.archive_of = self._archive_origin(conn)
+            writable = not self.readonly and self.archive_of is None
+            self._write_cursor = conn.cursor() if writable else None
             self._token_source, self._token = token
 
     def _open_error(self, exc: sqlite3.Error) -> BackendError:
@@ -464,10 +469,16 @@ class Sqlite3(Backend):
         return self._conn
 
     def _unwritable(self) -> StoreClosedError | ReadOnlyError:
-        """The error for a write this object cannot make: closed, or read-only."""
+        """The error for a write this object cannot make: closed, read-only, or an
+        archive."""
         if self._conn is not None and self.readonly:
             return ReadOnlyError(
                 f"{self.path!r} is open read-only (readonly=True): nothing was written"
+            )
+        if self._conn is not None and self.archive_of is not None:
+            return ReadOnlyError(
+                f"{self.path!r} is an archive of pruned history ({self.archive_of}): it "
+                "takes no writes; nothing was written"
             )
         return StoreClosedError(f"{self!r} is not open")
 
@@ -672,7 +683,9 @@ class Sqlite3(Backend):
             self._tail = (seq, last_time, link)
         return assigned
 
-    def erase_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def erase_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         """The markers set by one ``UPDATE`` per fact, with the log's UPDATE trigger
         lifted inside the record's ``BEGIN IMMEDIATE`` transaction."""
 
@@ -685,9 +698,11 @@ class Sqlite3(Backend):
             with schema.lifted(conn, self.prefix, "log", "UPDATE"):
                 conn.executemany(f"UPDATE {self._log} SET data = ? WHERE seq = ?", markers)
 
-        return self._rewrite(erase, record)
+        return self._rewrite(erase, record, expect)
 
-    def remove_facts(self, seqs: Sequence[int], record: Write) -> tuple[int, float]:
+    def remove_facts(
+        self, seqs: Sequence[int], record: Write, expect: Sequence[Expectation] = ()
+    ) -> tuple[int, float]:
         """One ``DELETE`` per fact (their links go with their rows), with the log's
         DELETE trigger lifted inside the record's ``BEGIN IMMEDIATE`` transaction."""
 
@@ -696,10 +711,69 @@ class Sqlite3(Backend):
             with schema.lifted(conn, self.prefix, "log", "DELETE"):
                 conn.executemany(f"DELETE FROM {self._log} WHERE seq = ?", found)
 
-        return self._rewrite(remove, record)
+        return self._rewrite(remove, record, expect)
+
+    def archive_facts(self, facts: Sequence[Fact], origin: str) -> None:
+        """Keep ``facts`` at their own seqs in this file, which becomes (or already
+        is) an archive of pruned history: a store that reads like any other and takes
+        no other write (docs/integrity.md, "Retention"). One transaction.
+
+        :param facts: facts pruned from a live log, with their seqs, times and data
+        :param origin: what the archive holds, kept in its ``<prefix>_meta``
+        :raises SchemaError: the file holds a live store (facts, and not an archive)
+        :raises BackendError: a seq is in the archive already (nothing is written)
+        :raises ReadOnlyError: the backend was opened with ``readonly=True``
+        """
+        with self._using() as conn:
+            if self.readonly:
+                raise self._unwritable()
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # inside the try: see _append_many
+                if self._archive_origin(conn) is None:
+                    if self._last_seq(conn):
+                        raise SchemaError(
+                            f"{self.path!r} holds a live store: an archive needs a file "
+                            "(or a prefix) of its own"
+                        )
+                    conn.execute(
+                        f"INSERT INTO {self.prefix}_meta(key, value) VALUES ('archive_of', ?)",
+                        (origin,),
+                    )
+                names, fields, contexts = self._namespaces, self._fields, self._contexts
+                params: list[Any] = []
+                for seq, when, namespace, field, data, context in facts:
+                    params += (
+                        seq,
+                        when,
+                        names.ids.get(namespace) or names.intern(conn, namespace),
+                        fields.ids.get(field) or fields.intern(conn, field),
+                        contexts.ids.get(context) or contexts.intern(conn, context),
+                        data,
+                        None,
+                    )
+                self._insert_rows(conn, params)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._forget_interned()
+                if isinstance(exc, sqlite3.Error):
+                    raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+                raise
+            self.archive_of = self._archive_origin(conn)
+            self._write_cursor = None
+
+    def _archive_origin(self, conn: sqlite3.Connection) -> str | None:
+        row = conn.execute(
+            f"SELECT value FROM {self.prefix}_meta WHERE key = 'archive_of'"
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def _rewrite(
-        self, rewrite: Callable[[sqlite3.Connection], None], record: Write
+        self,
+        rewrite: Callable[[sqlite3.Connection], None],
+        record: Write,
+        expect: Sequence[Expectation],
     ) -> tuple[int, float]:
         with self._using() as conn:
             if self._write_cursor is None:
@@ -710,7 +784,7 @@ class Sqlite3(Backend):
             secure = conn.execute("PRAGMA secure_delete").fetchone()[0]
             conn.execute("PRAGMA secure_delete = ON")
             try:
-                assigned = self._append_many(conn, [record], (), rewrite=rewrite)[0]
+                assigned = self._append_many(conn, [record], expect, rewrite=rewrite)[0]
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
