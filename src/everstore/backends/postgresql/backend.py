@@ -15,7 +15,13 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...errors import BackendError, MissingFactError, SchemaError, StoreClosedError
+from ...errors import (
+    BackendError,
+    CorruptStoreError,
+    MissingFactError,
+    SchemaError,
+    StoreClosedError,
+)
 from ...integrity.chain import erased_hash, erased_marker, fact_hash
 from ...log import Fact, Write
 from ..base import TAIL_BASE, TAIL_PER_EXPECTATION, Backend, Expectation, conflict
@@ -763,50 +769,73 @@ class PostgreSQL(Backend):
     ) -> list[Fact]:
         ns_names, field_names, ctx_names = self._names
         if namespace is None:
-            missing_ns = {row[2] for row in rows}.difference(ns_names)
-            offset = 1
-        else:
-            missing_ns = set()
-            offset = 0
-        missing_fields = {row[2 + offset] for row in rows}.difference(field_names)
-        missing_ctx = {row[3 + offset] for row in rows}.difference(ctx_names)
-        self._learn_names(conn, missing_ns, missing_fields, missing_ctx)
-        if namespace is None:
+            self._learn_names(conn, rows, (2, 3, 4))
             return [
                 Fact(seq, when, ns_names[ns], field_names[field], data, ctx_names[ctx])
                 for seq, when, ns, field, ctx, data in rows
             ]
+        self._learn_names(conn, rows, (None, 2, 3))
         return [
             Fact(seq, when, namespace, field_names[field], data, ctx_names[ctx])
             for seq, when, field, ctx, data in rows
         ]
 
     def _learn_names(
-        self, conn: Connection[Any], ns_ids: set[int], field_ids: set[int], ctx_ids: set[int]
+        self,
+        conn: Connection[Any],
+        rows: Sequence[tuple[Any, ...]],
+        columns: tuple[int | None, int, int],
+        seq_column: int = 0,
     ) -> None:
-        """Read the names of interned ids not cached yet (each set holds only those).
+        """Read the names of the interned ids in ``rows`` not cached yet.
 
-        :raises SchemaError: if an id has no name: the database is damaged
+        :param rows: facts as read
+        :param columns: where a row holds its namespace, field and context ids (None:
+            it holds none)
+        :param seq_column: where a row holds its seq
+        :raises CorruptStoreError: if an id has no name: the database is damaged
         """
-        if not (ns_ids or field_ids or ctx_ids):
+        wanted = [
+            set() if at is None else {row[at] for row in rows}.difference(self._names[table])
+            for table, at in enumerate(columns)
+        ]
+        if not any(wanted):
             return
-        found = conn.execute(
-            self._sql["names"], (sorted(ns_ids), sorted(field_ids), sorted(ctx_ids))
-        ).fetchall()
+        found = conn.execute(self._sql["names"], [sorted(ids) for ids in wanted]).fetchall()
         for table, ident, name in found:
             self._names[table][ident] = name
             self._ids[table][name] = ident
-        for table, wanted in enumerate((ns_ids, field_ids, ctx_ids)):
-            if not wanted.issubset(self._names[table]):
-                raise SchemaError(
-                    f"interned names {sorted(wanted - self._names[table].keys())} are "
-                    f"missing on {self._where}: the database is damaged"
+        for table, ids in enumerate(wanted):
+            lost = ids.difference(self._names[table])
+            at = columns[table]
+            if lost and at is not None:
+                seqs = sorted(row[seq_column] for row in rows if row[at] in lost)
+                more = f" and {len(seqs) - 1} more" if len(seqs) > 1 else ""
+                refer = "refer" if more else "refers"
+                kind, names = (
+                    ("namespace", "namespaces"),
+                    ("field", "fields"),
+                    ("context", "contexts"),
+                )[table]
+                raise CorruptStoreError(
+                    f"fact {seqs[0]}{more} of {self!r} {refer} to {kind} id(s) {sorted(lost)}, "
+                    f"which {self._sql[f'table_{names}']} does not hold: the store is "
+                    "damaged (a row of its names was deleted?)"
                 )
+
+    def _no_counter_row(self) -> CorruptStoreError:
+        """A read found the counter's one row missing (deleted after the open)."""
+        return CorruptStoreError(
+            f"{self._sql['table_counter']} of {self!r} has no row (it holds the last seq): "
+            "the store is damaged"
+        )
 
     def load_namespace(self, namespace: str) -> tuple[int, list[Fact]]:
         def work(conn: Connection[Any]) -> tuple[int, list[Fact]]:
             # One statement, one snapshot: the high water and the facts agree.
             rows = conn.execute(self._sql["load_namespace"], (namespace,), binary=True).fetchall()
+            if not rows or rows[0][0] is None:
+                raise self._no_counter_row()
             high = int(rows[0][0])
             facts = [row[1:] for row in rows if row[1] is not None]
             return high, self._facts(conn, facts, namespace)
@@ -824,15 +853,12 @@ class PostgreSQL(Backend):
                 ).fetchall()
             else:
                 rows = conn.execute(self._sql["load_all"], binary=True).fetchall()
+            if not rows or rows[0][0] is None:
+                raise self._no_counter_row()
             high = int(rows[0][0])
             del rows[0]
             _, field_names, ctx_names = self._names
-            self._learn_names(
-                conn,
-                set(),
-                {row[4] for row in rows}.difference(field_names),
-                {row[5] for row in rows}.difference(ctx_names),
-            )
+            self._learn_names(conn, rows, (None, 4, 5), seq_column=2)
             loaded: dict[str, list[Fact]] = {}
             for _, name, seq, when, field, ctx, data in rows:
                 fact = Fact(seq, when, name, field_names[field], data, ctx_names[ctx])
@@ -866,8 +892,8 @@ class PostgreSQL(Backend):
 
         def work(conn: Connection[Any]) -> tuple[int, bytes]:
             row = conn.execute(self._sql["chain_head"], binary=True).fetchone()
-            if row is None:  # pragma: no cover - the counter row is never deleted
-                raise BackendError(f"the counter row of {self._where} is missing")
+            if row is None:
+                raise self._no_counter_row()
             return int(row[0]), bytes(row[1])
 
         return self._read(work)
@@ -884,7 +910,9 @@ class PostgreSQL(Backend):
     def last_seq(self) -> int:
         def work(conn: Connection[Any]) -> int:
             row = conn.execute(self._sql["last_seq"]).fetchone()
-            return int(row[0]) if row else 0
+            if row is None:
+                raise self._no_counter_row()
+            return int(row[0])
 
         return self._read(work)
 

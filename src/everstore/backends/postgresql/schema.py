@@ -41,6 +41,38 @@ TABLES = (
 )
 
 
+#: Each table's columns and their types in this release's layout (SCHEMA_VERSION),
+#: checked when a store opens: another program's tables of our names, or a store
+#: partly dropped, are refused then rather than failing (or reading wrong) later.
+#: Any column added by a migration step is added here too (a test opens a created
+#: schema and a migrated one, so the two cannot drift apart).
+_LAYOUT: dict[str, dict[str, str]] = {
+    "meta": {"key": "text", "value": "text"},
+    "log": {
+        "seq": "bigint",
+        "time": "double precision",
+        "ns": "integer",
+        "field": "integer",
+        "ctx": "integer",
+        "data": "bytea",
+    },
+    **{name: {"id": "integer", "name": "text"} for name in ("namespaces", "fields", "contexts")},
+    "counter": {
+        "id": "boolean",
+        "seq": "bigint",
+        "time": "double precision",
+        "armed": "boolean",
+        "notified": "boolean",
+        "chain": "bytea",
+    },
+    "blobs": {"digest": "bytea", "data": "bytea"},
+    "chain": {"seq_last": "bigint", "link": "bytea"},
+}
+
+#: The relations that are not tables (relkind in pg_class)
+_SEQUENCES = ("barrier",)
+
+
 class Place(NamedTuple):
     """Where a store lives."""
 
@@ -605,7 +637,9 @@ def ensure_schema(
     :param sql: what :func:`render_sql` gave
     :param migrate: whether a schema of an older version may be migrated
     :raises SchemaError: for a newer version, an older one when ``migrate`` is
-        False, or tables of our names that everstore did not create
+        False, tables of our names that everstore did not create, or a store that
+        lacks a table, has one of other columns, or whose counter lost its row
+        (nothing is written then)
     :raises psycopg.Error: for any other database error
     """
     version = _read_version(psycopg, conn, place, sql)
@@ -623,9 +657,84 @@ def ensure_schema(
                 version = SCHEMA_VERSION
             elif version < SCHEMA_VERSION:
                 _migrate(psycopg, conn, place, sql, version)
-                version = SCHEMA_VERSION
+                # in the transaction: a refusal rolls the migration back
+                _check_layout(conn, place, sql)
+                return
     if version != SCHEMA_VERSION:
         raise _refusal(place, version)
+    _check_layout(conn, place, sql)
+
+
+#: pg_class.relkind, for messages
+_KINDS = {
+    "r": "table",
+    "v": "view",
+    "m": "materialized view",
+    "S": "sequence",
+    "f": "foreign table",
+    "p": "partitioned table",
+    "i": "index",
+    "c": "composite type",
+}
+
+
+def _check_layout(conn: Connection[Any], place: Place, sql: Mapping[str, str]) -> None:
+    """Refuse a store whose relations are not this release's layout, or whose
+    counter has lost its row: every read and commit relies on both, and a store
+    partly dropped (or another program's tables under a meta table claiming the
+    current version) would otherwise fail at some later read, or read wrong.
+
+    One catalog query and a count of the counter's one row; nothing is written.
+
+    :raises SchemaError: naming every relation missing or different
+    """
+    names = {f"{place.prefix}_{suffix}": suffix for suffix in TABLES}
+    rows = conn.execute(
+        "SELECT c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod) "
+        "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 "
+        "AND NOT a.attisdropped WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (place.schema, list(names)),
+    ).fetchall()
+    kinds: dict[str, str] = {}
+    columns: dict[str, dict[str, str]] = {}
+    for relname, relkind, column, type_name in rows:
+        suffix = names[relname]
+        kinds[suffix] = relkind
+        if column is not None:
+            columns.setdefault(suffix, {})[column] = type_name
+    problems = []
+    missing = [f"{place.prefix}_{suffix}" for suffix in TABLES if suffix not in kinds]
+    if missing:
+        problems.append(f"{', '.join(missing)} missing")
+    for suffix in TABLES:
+        kind = kinds.get(suffix)
+        if kind is None:
+            continue
+        name = f"{place.prefix}_{suffix}"
+        wanted = "S" if suffix in _SEQUENCES else "r"
+        if kind != wanted:
+            problems.append(f"{name} is a {_KINDS.get(kind, kind)}, not a {_KINDS[wanted]}")
+        elif suffix in _LAYOUT and columns.get(suffix, {}) != _LAYOUT[suffix]:
+            problems.append(
+                f"{name} has the columns {_columns(columns.get(suffix, {}))} instead of "
+                f"{_columns(_LAYOUT[suffix])}"
+            )
+    if not problems:
+        row = conn.execute(f"SELECT count(*) FROM {sql['table_counter']}").fetchone()
+        if row is None or row[0] != 1:
+            problems.append(f"{place.prefix}_counter has no row (it holds the last seq)")
+    if problems:
+        raise SchemaError(
+            f"schema {place.schema!r} on {place.server} is not a whole everstore store of "
+            f"schema version {SCHEMA_VERSION}, as its {place.prefix}_meta says: "
+            f"{'; '.join(problems)}. It was partly dropped or altered, or these are "
+            "another program's tables; nothing was written"
+        )
+
+
+def _columns(columns: Mapping[str, str]) -> str:
+    return "(" + ", ".join(f"{name} {kind}" for name, kind in columns.items()) + ")"
 
 
 def _refusal(place: Place, version: int) -> SchemaError:
@@ -667,7 +776,9 @@ def _migrate(
 def _run_script(
     psycopg: ModuleType, conn: Connection[Any], place: Place, script: str, doing: str
 ) -> None:
-    """Run a schema script; a name already taken by something else is a SchemaError."""
+    """Run a schema script; a name already taken by something else, or a table not
+    as the script expects it (a migration over tables partly dropped or another
+    program's), is a SchemaError."""
     errors = psycopg.errors
     try:
         conn.execute(script)
@@ -675,6 +786,18 @@ def _run_script(
         raise SchemaError(
             f"cannot {doing} the everstore schema in {place.schema!r} on {place.server}: "
             f"{error_text(exc)}; choose another prefix or schema"
+        ) from None
+    except (
+        errors.UndefinedTable,
+        errors.UndefinedColumn,
+        errors.WrongObjectType,
+        errors.DatatypeMismatch,
+        errors.UndefinedFunction,
+    ) as exc:
+        raise SchemaError(
+            f"cannot {doing} the everstore schema in {place.schema!r} on {place.server}: "
+            f"{error_text(exc)}; its tables are not the ones everstore made (partly "
+            "dropped or altered, or another program's); nothing was changed"
         ) from None
 
 
@@ -694,7 +817,8 @@ def _read_version(
         if found:
             raise SchemaError(
                 f"schema {place.schema!r} on {place.server} has {sorted(found)} but no "
-                f"{meta}: they were not created by everstore; choose another prefix or schema"
+                f"{meta}: they were not created by everstore (or the store lost its meta "
+                "table); choose another prefix or schema"
             )
         return None
     try:
