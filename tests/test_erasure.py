@@ -177,3 +177,26 @@ def test_erasing_does_not_hide_an_earlier_change(tmp_path: Path) -> None:
         report = store.verify()
     # the marker keeps the hash of the forged value, not the committed one
     assert (report.ok, report.seq, report.kind) == (False, 1, "changed")
+
+
+def test_models_see_the_erasure(store: Store) -> None:
+    pydantic = pytest.importorskip("pydantic")
+    from everstore.models import ModelStore
+
+    class Person(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        name: str
+        email: str = ""
+
+    people = ModelStore[Person](
+        Person, store=store, key_selector=lambda p: p.name, indexes=["email"]
+    )
+    people.add(name="ann", email="ann@example.org")
+    people.add(name="bob", email="bob@example.org")
+    assert [p.name for p in people.where(email="ann@example.org")] == ["ann"]  # index built
+    store.erase(("Person", "ann"), "email", reason="r")
+    assert people.where(email="ann@example.org") == []
+    with pytest.raises(pydantic.ValidationError, match="Erased"):
+        _ = people["ann"].email
+    people.set(Person(name="ann", email="new@example.org"))
+    assert [p.name for p in people.where(email="new@example.org")] == ["ann"]
+    assert people["bob"].email == "bob@example.org"

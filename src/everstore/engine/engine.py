@@ -113,13 +113,17 @@ class AppliedFact(NamedTuple):
     """What a fact hook is told: a fact has just been applied to the cache.
 
     ``value`` is the field's new entry (its data rebuilt, None for a tombstone);
-    ``loading`` is True for facts replayed when a namespace is first loaded.
+    ``loading`` is True for facts replayed when a namespace is loaded; ``rewritten``
+    is True (with ``loading``) when it is loaded again after an erasure or a prune
+    rewrote its facts (docs/integrity.md): what a layer derived from the namespace
+    before may hold values that are gone, and the replay gives the ones now kept.
     """
 
     namespace: Namespace
     field: str
     value: Value
     loading: bool
+    rewritten: bool = False
 
 
 FactHook = Callable[[AppliedFact], None]
@@ -241,9 +245,12 @@ class Engine(Transacting, Lending, Rewrites):
         self._namespaces[parts] = ns
         return ns
 
-    def _fill_locked(self, ns: Namespace, high: int, facts: list[Fact]) -> None:
+    def _fill_locked(
+        self, ns: Namespace, high: int, facts: list[Fact], rewritten: bool = False
+    ) -> None:
         """Apply a namespace's ``facts``, read in a snapshot whose last seq is
-        ``high``, to its empty cache (hooks see them with ``loading=True``)."""
+        ``high``, to its empty cache (hooks see them with ``loading=True``, and
+        ``rewritten`` as given)."""
         replaced = self._replaced_facts(facts, by_field_only=True)
         for position, fact in enumerate(facts):
             if position in replaced:
@@ -254,7 +261,7 @@ class Engine(Transacting, Lending, Rewrites):
             except DecodeError as exc:
                 raise _damaged(fact, self.backend, exc) from None
             if self._hooks:
-                self._run_hooks(ns, fact.field, True)
+                self._run_hooks(ns, fact.field, True, rewritten)
         # Later facts of it are the catch-up's: it applies those above loaded_upto.
         ns.loaded_upto = high
 
@@ -699,12 +706,14 @@ class Engine(Transacting, Lending, Rewrites):
 
         return remove
 
-    def _run_hooks(self, ns: Namespace, field: str, loading: bool) -> None:
+    def _run_hooks(
+        self, ns: Namespace, field: str, loading: bool, rewritten: bool = False
+    ) -> None:
         log = ns.fields[field]
         value = as_value(log.entries[-1])
         if type(value.data) is Raw:
             value = value._replace(data=log.value_at(self.codec, len(log.entries) - 1))
-        applied = AppliedFact(ns, field, value, loading)
+        applied = AppliedFact(ns, field, value, loading, rewritten)
         for hook in list(self._hooks):
             hook(applied)
 

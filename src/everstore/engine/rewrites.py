@@ -81,7 +81,7 @@ class Rewrites:
     _by_path: dict[str, Namespace]
     #: the erasure and retention records, oldest first; None until first needed
     _records: tuple[list[Erasure], list[Retention]] | None = None
-    _fill_locked: Callable[[Namespace, int, list[Fact]], None]
+    _fill_locked: Callable[[Namespace, int, list[Fact], bool], None]
     _drop_mutable: Callable[[Namespace, str], None]
 
     def retentions(self) -> list[Retention]:
@@ -150,13 +150,14 @@ class Rewrites:
         self._records = None
 
     def _reload_locked(self, ns: Namespace) -> None:
-        """Load ``ns`` again from the log, in place: handles on it stay valid."""
+        """Load ``ns`` again from the log, in place: handles on it stay valid, and
+        fact hooks see its facts with ``rewritten=True``."""
         high, facts = self.backend.load_namespace(ns.path)
         for field in list(ns.mutable):
             self._drop_mutable(ns, field)
         ns.current.clear()
         ns.fields.clear()
-        self._fill_locked(ns, high, facts)
+        self._fill_locked(ns, high, facts, True)
 
     def _record(self, fact: Fact) -> dict[str, Any] | None:
         """A record's value, or None for one that is not a record (not a dict)."""

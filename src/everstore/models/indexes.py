@@ -370,15 +370,17 @@ class FieldIndex:
         if len(parts) != self._depth or parts[:-1] != self.prefix:
             return
         value = fact.value
-        self._set(parts, value.seq, _ABSENT if value.unavailable else value.data)
+        data = _ABSENT if value.unavailable else value.data
+        self._set(parts, value.seq, data, replace=fact.rewritten)
 
-    def _set(self, parts: tuple[str, ...], seq: int, value: Any) -> None:
+    def _set(self, parts: tuple[str, ...], seq: int, value: Any, replace: bool = False) -> None:
         """Record that ``parts`` holds ``value`` as of ``seq``, unless a later fact is
-        already recorded."""
+        already recorded (or, with ``replace``, whatever is recorded: an erasure or a
+        prune replays the namespace's facts as they are now)."""
         with self._lock:
             old = self._current.get(parts)
             if old is not None:
-                if old[0] >= seq:
+                if old[0] >= seq and not replace:
                     return
                 previous = old[1]
                 if (

@@ -84,17 +84,26 @@ def replace_fields(
     """``set()`` of an existing object: every field that differs changes (one
     undo step); fields the new object lacks get tombstones."""
     adapter = objects.adapter
+    current = view.model
+    # None when the stored values make no object of the model (an erased field, or
+    # values written by other code): the stored values are what changes then.
+    old_fields = list(view.saved) if current is None else adapter.field_names(current)
+
+    def before(field: str) -> Any:
+        held = ABSENT if current is None else adapter.raw(current, field)
+        return objects.before(view, field, held)
+
     changes: dict[str, tuple[Any, Any]] = {}
     new_fields = adapter.field_names(model)
     for field in new_fields:
         held = adapter.raw(model, field)
         after = ABSENT if held is ABSENT else objects.stored(field, held)
-        before = objects.before(view, field, adapter.raw(view.model, field))
-        if not same_value(before, after):
-            changes[field] = (before, after)
-    for field in adapter.field_names(view.model):
+        old_value = before(field)
+        if not same_value(old_value, after):
+            changes[field] = (old_value, after)
+    for field in old_fields:
         if field not in new_fields:
-            changes[field] = (objects.before(view, field, adapter.raw(view.model, field)), ABSENT)
+            changes[field] = (before(field), ABSENT)
     if not changes:
         return
     old = view.model

@@ -118,6 +118,9 @@ class Objects:
                     self.arrivals.append(part)
                 self.known.add(part)
         state = self.by_namespace.get(ns)
+        if state is not None and fact.rewritten:
+            state.stale = True  # an erasure or a prune: read the object again
+            return
         if state is None or fact.loading:
             return
         value = fact.value
