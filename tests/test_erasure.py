@@ -3,7 +3,6 @@ shape and its chain stay, the record says who, what and why; on every backend.""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from everstore import (
     Store,
 )
 from everstore.integrity import erased_marker, fact_hash
+from tampering import tamper
 
 
 def _person(store: Store) -> None:
@@ -154,10 +154,7 @@ def test_a_marker_without_a_record_is_found(tmp_path: Path) -> None:
         _person(store)
         fact = store.facts()[0]
     marker = erased_marker(fact_hash(fact.namespace, fact.field, fact.context, fact.data))
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER everstore_log_no_update")
-    conn.execute("UPDATE everstore_log SET data = ? WHERE seq = 1", (marker,))
-    conn.close()
+    tamper(path, "UPDATE everstore_log SET data = ? WHERE seq = 1", (marker,))
     with Store(Sqlite3(path)) as store:
         report = store.verify()
     assert (report.ok, report.seq, report.kind) == (False, 1, "changed")
@@ -168,10 +165,7 @@ def test_erasing_does_not_hide_an_earlier_change(tmp_path: Path) -> None:
     path = tmp_path / "tampered.db"
     with Store(Sqlite3(path)) as store:
         _person(store)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER everstore_log_no_update")
-    conn.execute("UPDATE everstore_log SET data = CAST('\"forged\"' AS BLOB) WHERE seq = 1")
-    conn.close()
+    tamper(path, "UPDATE everstore_log SET data = CAST('\"forged\"' AS BLOB) WHERE seq = 1")
     with Store(Sqlite3(path)) as store:
         store.erase(("people", "ann"), "email", reason="r")
         report = store.verify()

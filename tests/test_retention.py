@@ -5,7 +5,6 @@ reads of pruned history say where it went; on every backend."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from everstore import (
     Store,
 )
 from everstore.log import RECORDS_NAMESPACE, RETENTION_FIELD, Write
+from tampering import tamper
 
 
 def _history(store: Store) -> int:
@@ -207,10 +207,7 @@ def test_a_log_that_does_not_verify_is_not_pruned(tmp_path: Path) -> None:
     path = tmp_path / "tampered.db"
     with Store(Sqlite3(path)) as store:
         cut = _history(store)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER everstore_log_no_update")
-    conn.execute("UPDATE everstore_log SET time = time + 1 WHERE seq = 2")
-    conn.close()
+    tamper(path, "UPDATE everstore_log SET time = time + 1 WHERE seq = 2")
     with Store(Sqlite3(path)) as store:
         facts = store.facts()
         with pytest.raises(IntegrityError, match="changed at seq 2"):
@@ -223,10 +220,7 @@ def test_a_change_to_a_kept_fact_before_the_cut_is_found(tmp_path: Path) -> None
     with Store(Sqlite3(path)) as store:
         cut = _history(store)
         store.prune(before=cut + 1)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER everstore_log_no_update")
-    conn.execute("UPDATE everstore_log SET data = CAST('7' AS BLOB) WHERE seq = 5")
-    conn.close()
+    tamper(path, "UPDATE everstore_log SET data = CAST('7' AS BLOB) WHERE seq = 5")
     with Store(Sqlite3(path)) as store:
         report = store.verify()
     assert (report.ok, report.kind) == (False, "changed")

@@ -270,7 +270,7 @@ class Sqlite3(Backend):
         #: it, or None when unknown (see _append_known)
         self._tail: tuple[int, float, bytes] | None = None
         #: fact heads of (ns, field, ctx) ids this object wrote (the chain's input)
-        self._encoded_names: dict[tuple[int, int, int], bytes] = {}
+        self._heads: dict[tuple[Any, ...], bytes] = {}
         self._blobs_after = (
             f"SELECT digest, data FROM {p}_blobs WHERE digest > ? ORDER BY digest LIMIT ?"
         )
@@ -564,12 +564,8 @@ class Sqlite3(Backend):
         another writer takes). Otherwise, or after such a refusal, one ``BEGIN
         IMMEDIATE`` transaction reads the last row first."""
         key = (ns, field_id, ctx)
-        names = self._encoded_names.get(key)
-        if names is None:
-            if len(self._encoded_names) >= _NAMES_KEPT:
-                self._encoded_names.clear()
-            names = self._encoded_names[key] = fact_head(namespace, field, context)
-        hashed = named_hash(names, data)
+        head = self._heads.get(key) or self._head(key, namespace, field, context)
+        hashed = named_hash(head, data)
         tail = self._tail
         if tail is not None:
             last_seq, last_time, prev = tail
@@ -644,24 +640,19 @@ class Sqlite3(Backend):
                 actual = self._latest_seq(conn, namespace, field)
                 if actual != expected:
                     raise conflict(namespace, field, expected, actual)
-            namespaces, fields, contexts = self._namespaces, self._fields, self._contexts
             params: list[Any] = []
             assigned: list[tuple[int, float]] = []
+            heads = self._heads
             hashes: list[bytes] = []
             first = seq + 1
             for namespace, field, data, context, when in writes:
                 seq += 1
                 last_time = when if when > last_time else last_time
-                hashes.append(fact_hash(namespace, field, context, data))
-                params += (
-                    seq,
-                    last_time,
-                    namespaces.ids.get(namespace) or namespaces.intern(conn, namespace),
-                    fields.ids.get(field) or fields.intern(conn, field),
-                    contexts.ids.get(context) or contexts.intern(conn, context),
-                    data,
-                    None,
-                )
+                row = self._row(conn, seq, last_time, namespace, field, context, data)
+                key = row[2:5]
+                head = heads.get(key) or self._head(key, namespace, field, context)
+                hashes.append(named_hash(head, data))
+                params += row
                 assigned.append((seq, last_time))
             if hashes:
                 # The commit's link on its last row, under the write lock BEGIN
@@ -739,18 +730,9 @@ class Sqlite3(Backend):
                         f"INSERT INTO {self.prefix}_meta(key, value) VALUES ('archive_of', ?)",
                         (origin,),
                     )
-                names, fields, contexts = self._namespaces, self._fields, self._contexts
                 params: list[Any] = []
                 for seq, when, namespace, field, data, context in facts:
-                    params += (
-                        seq,
-                        when,
-                        names.ids.get(namespace) or names.intern(conn, namespace),
-                        fields.ids.get(field) or fields.intern(conn, field),
-                        contexts.ids.get(context) or contexts.intern(conn, context),
-                        data,
-                        None,
-                    )
+                    params += self._row(conn, seq, when, namespace, field, context, data)
                 self._insert_rows(conn, params)
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -889,6 +871,36 @@ class Sqlite3(Backend):
                 )
                 for seq, when, ns, field, ctx, data, link in rows
             ]
+
+    def _head(self, key: tuple[Any, ...], namespace: str, field: str, context: str) -> bytes:
+        """The fact head of names with ids ``key``, kept for the next write."""
+        if len(self._heads) >= _NAMES_KEPT:
+            self._heads.clear()
+        head = self._heads[key] = fact_head(namespace, field, context)
+        return head
+
+    def _row(
+        self,
+        conn: sqlite3.Connection,
+        seq: int,
+        when: float,
+        namespace: str,
+        field: str,
+        context: str,
+        data: bytes | None,
+    ) -> tuple[Any, ...]:
+        """The seven columns of one log row (no link), its names interned (inside
+        the caller's transaction)."""
+        names, fields, contexts = self._namespaces, self._fields, self._contexts
+        return (
+            seq,
+            when,
+            names.ids.get(namespace) or names.intern(conn, namespace),
+            fields.ids.get(field) or fields.intern(conn, field),
+            contexts.ids.get(context) or contexts.intern(conn, context),
+            data,
+            None,
+        )
 
     def _insert_rows(self, conn: sqlite3.Connection, params: list[Any]) -> None:
         """Insert rows of seven columns given flat, in statements of up to 128 rows.
