@@ -245,3 +245,15 @@ def test_a_read_only_store_cannot_prune(tmp_path: Path) -> None:
         cut = _history(store)
     with Store(Sqlite3(path, readonly=True)) as store, pytest.raises(ReadOnlyError):
         store.prune(before=cut + 1)
+
+
+def test_facts_come_with_their_links_across_a_pruned_stretch(store: Store) -> None:
+    sensor = store.storage("sensor", "a")
+    for reading in range(30):
+        sensor.value = reading
+    store.storage("audit").who = "ann"
+    store.prune(before=store.last_seq + 1)
+    whole = store.backend.chained_facts(0, 100)
+    assert [fact[0] for fact in whole] == [30, 31, 32]
+    paged = store.backend.chained_facts(0, 2) + store.backend.chained_facts(31, 2)
+    assert paged == whole and all(fact[6] is not None for fact in whole)

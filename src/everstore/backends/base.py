@@ -273,7 +273,16 @@ class Backend(abc.ABC):
         facts = self.facts_since(after, limit)
         if not facts:
             return []
-        links = dict(self.chain_links(after, limit))
+        # Links up to the last fact's seq: after a prune, the facts of a page may span
+        # more commits than the page holds facts.
+        last = facts[-1].seq
+        links: dict[int, bytes] = {}
+        seq = after
+        while page := self.chain_links(seq, limit):
+            links.update(page)
+            seq = page[-1][0]
+            if seq >= last:
+                break
         return [(*fact, links.get(fact.seq)) for fact in facts]
 
     # -- the sanctioned rewrites (docs/integrity.md, "Erasure" and "Retention") --------
