@@ -34,7 +34,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     _, commands = build_parsers()
     assert set(commands) == {
         "log", "show", "ls", "history", "diff", "stats",
-        "verify", "export", "import", "serve", "demo", "migrate",
+        "verify", "erase", "prune", "export", "import", "serve", "demo", "migrate",
     }  # fmt: skip
     for name in commands:
         with pytest.raises(SystemExit) as exited:

@@ -297,6 +297,8 @@ def test_the_verify_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "kind": "deleted",
         "message": "the fact at seq 5 was deleted",
         "checkpoint": None,
+        "erasures": [],
+        "retentions": [],
     }
     assert main(["verify", str(path), "--against", "es1:nope"]) == 2
     assert "es1:<seq>" in capsys.readouterr().err

@@ -9,6 +9,7 @@ Screenshots of every view go to the test run's temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import shutil
@@ -31,7 +32,7 @@ import pytest
 pytest.importorskip("starlette", reason="the web extra (starlette) is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra (uvicorn) is not installed")
 
-from everstore import Sqlite3, Store  # noqa: E402
+from everstore import Erased, Sqlite3, Store  # noqa: E402
 from everstore.web import create_app  # noqa: E402
 from everstore.web.app import STATIC  # noqa: E402
 
@@ -73,12 +74,9 @@ def _build(path: Path) -> int:
         return mark
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path = tmp_path_factory.mktemp("web") / "store.db"
-    mark = _build(path)
-    store = Store(Sqlite3(path))
-    writer = Store(Sqlite3(path))
+@contextlib.contextmanager
+def _served(store: Store) -> Iterator[str]:
+    """The viewer of ``store`` on a free port, in a thread; yields its address."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -92,12 +90,45 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert time.monotonic() < deadline, "the server did not start in 30 s"
         thread.join(0.02)  # wait on the server's thread itself, briefly, then look again
     try:
-        yield Site(f"http://127.0.0.1:{port}", path, mark, writer)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(30)
         listener.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    path = tmp_path_factory.mktemp("web") / "store.db"
+    mark = _build(path)
+    store = Store(Sqlite3(path))
+    writer = Store(Sqlite3(path))
+    try:
+        with _served(store) as url:
+            yield Site(url, path, mark, writer)
+    finally:
         writer.close()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def rewritten(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A store with an erased field (seqs 1 and 3) and a pruned stretch (through 6)."""
+    path = tmp_path_factory.mktemp("web") / "rewritten.db"
+    store = Store(Sqlite3(path))
+    ann = store.storage("people", "ann")
+    ann.email = "ann@example.org"  # 1
+    ann.age = 40  # 2
+    ann.email = "ann@example.com"  # 3
+    sensor = store.storage("sensor")
+    for reading in range(5):  # 4..8
+        sensor.v = reading
+    store.erase(("people", "ann"), "email", reason="GDPR 42")  # 9
+    store.prune(before=7, namespaces="sensor")  # 10: seqs 4..6 go
+    try:
+        with _served(store) as url:
+            yield Site(url, path, 0, store)
+    finally:
         store.close()
 
 
@@ -233,6 +264,35 @@ def test_bad_parameters_get_a_400_with_a_reason(site: Site) -> None:
     assert code == 400
     code, body = status_of(site, "/api/history", ns="game", field="nothing")
     assert code == 404 and "nothing" in body["error"]
+
+
+def test_erased_values_come_as_their_digest(rewritten: Site) -> None:
+    digest = rewritten.writer.storage("people", "ann").email.digest
+    assert Erased(digest) == rewritten.writer.storage("people", "ann").email
+    fields = get(rewritten, "/api/namespace", ns=["people", "ann"])["fields"]
+    assert [(f["name"], f["value"]) for f in fields] == [
+        ("email", {"erased": digest}),
+        ("age", "40"),
+    ]
+    rows = get(rewritten, "/api/history", ns=["people", "ann"], field="email")["rows"]
+    assert [(row["seq"], set(row["value"])) for row in rows] == [(3, {"erased"}), (1, {"erased"})]
+    facts = get(rewritten, "/api/log", limit=20)["facts"]
+    assert {f["seq"]: f["value"] for f in facts}[3] == {"erased": digest}
+    assert [f["seq"] for f in facts] == [10, 9, 8, 7, 3, 2, 1]
+    changes = get(rewritten, "/api/diff", **{"from": 0, "to": 3, "ns": ["people"]})["changes"]
+    assert {c["field"]: c["new"] for c in changes}["email"] == {"erased": digest}
+
+
+def test_pruned_history_is_a_410_with_the_reason(rewritten: Site) -> None:
+    for path, params in (
+        ("/api/namespace", {"ns": ["sensor"], "seq": 5}),
+        ("/api/history", {"ns": ["sensor"], "field": "v", "seq": 5}),
+        ("/api/diff", {"from": 5, "to": 8, "ns": ["sensor"]}),
+    ):
+        status, body = status_of(rewritten, path, **params)
+        assert status == 410, (path, body)
+        assert "was pruned" in body["error"] and body["pruned"] is True
+    assert get(rewritten, "/api/history", ns=["sensor"], field="v")["total"] == 2
 
 
 def test_the_page_and_its_assets_ship_in_the_package(site: Site) -> None:
@@ -412,3 +472,17 @@ def test_browser_clicks_through_every_view(site: Site, browser: Any, tmp_path: P
     _shot(driver, tmp_path, "diff")
     for name in ("namespaces", "search", "namespace", "history", "as-of", "log", "diff"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_browser_marks_erased_values_and_shows_pruned_history_as_an_error(
+    rewritten: Site, browser: Any, tmp_path: Path
+) -> None:
+    driver = browser
+    wait = _wait(driver)
+    driver.get(rewritten.url + "/#/field?ns=people&ns=ann&field=email")
+    wait.until(lambda d: len(_texts(d, "#history td.value span.erased")) == 2)
+    assert _texts(driver, "#history td.value") == ["erased", "erased"]
+    _shot(driver, tmp_path, "erased")
+    driver.get(rewritten.url + "/#/ns?ns=sensor&seq=5")
+    wait.until(lambda d: _shows(d, "#error", "was pruned"))
+    _shot(driver, tmp_path, "pruned")

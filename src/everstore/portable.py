@@ -82,39 +82,52 @@ def export_facts(
     :param progress: called with the number of facts written so far after each page
         (``store.last_seq`` is the total)
     :return: the number of facts written
-    :raises BackendError: if the log has a hole in its seqs (never made by everstore)
+    :raises BackendError: if the log has a hole in its seqs outside pruned history
+        (never made by everstore)
     :raises StoreClosedError: if the store is closed
     """
     high = store.last_seq
-    header = {
+    # A prune leaves holes in the log up to its cut: those seqs are exported as the
+    # holes they are, and the header says how many facts there are and where the
+    # pruned history ends.
+    prunes = [r for r in store.retentions() if r.seq <= high]
+    pruned_through = max((r.through for r in prunes), default=0)
+    header: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "source": store.backend.kind,
-        "facts": high,
+        "facts": high - sum(r.removed for r in prunes),
         "last_seq": high,
         "everstore": __version__,
     }
+    if prunes:
+        header["pruned_through"] = pruned_through
     out.write(_dumps(header) + "\n")
     # After the last seq was taken: every blob a fact up to it names is stored by now
     # (a blob is stored with, or before, the facts that name it).
     _export_blobs(store, out)
-    written = 0
-    while written < high:
-        page = store.facts(written, min(EXPORT_PAGE, high - written))
+    written = reached = 0
+    while reached < high:
+        page = store.facts(reached, min(EXPORT_PAGE, high - reached))
         if not page:
-            raise BackendError(f"the log ended at seq {written}, before its last seq {high}")
+            raise BackendError(f"the log ended at seq {reached}, before its last seq {high}")
         lines = []
         for fact in page:
-            if fact.seq != written + 1:
+            if fact.seq > high:
+                break
+            if fact.seq != reached + 1 and fact.seq - 1 > pruned_through:
                 raise BackendError(
-                    f"the log has no fact with seq {written + 1} (the next is {fact.seq}): "
-                    "an export needs seqs 1, 2, 3, ..."
+                    f"the log has no fact with seq {reached + 1} (the next is {fact.seq}): "
+                    "an export needs seqs 1, 2, 3, ... (past any pruned history)"
                 )
             lines.append(_fact_line(fact))
             written += 1
+            reached = fact.seq
         out.write("".join(lines))
         if progress is not None:
-            progress(written)
+            progress(reached)
+        if page[-1].seq > high:
+            break
     if progress is not None and not high:
         progress(0)
     return written
@@ -332,6 +345,13 @@ def _check_header(number: int, obj: dict[str, Any]) -> dict[str, Any]:
     if type(version) is not int or version != VERSION:
         raise ImportFormatError(
             f"line {number}: format version {version!r}; this everstore reads version {VERSION}"
+        )
+    if "pruned_through" in obj:
+        raise ImportFormatError(
+            f"line {number}: this is the export of a store whose history up to seq "
+            f"{obj['pruned_through']!r} was pruned (everstore prune); it cannot be "
+            "imported, since an import gives the facts seqs 1, 2, 3, ... and the store's "
+            "records of erasures and prunes name the original seqs"
         )
     for key in ("facts", "last_seq"):
         if type(obj[key]) is not int or obj[key] < 0:

@@ -1,5 +1,6 @@
 """The everstore command (also python -m everstore): look inside a store, follow
-its log, move it between databases, and run the demo.
+its log, verify it, erase values or prune old history, move it between databases,
+and run the demo.
 
 Every command but demo takes a store first: a path to an SQLite file, a
 sqlite:///PATH URL or a postgresql://... URL. A namespace is written with '/'
@@ -32,6 +33,8 @@ usage error or a store that cannot be used, 130 interrupted (Ctrl-C)."""
 
 #: the commands that read a store given first, and print what they find
 _INSPECTING = ("log", "show", "ls", "history", "diff", "stats", "verify")
+#: the commands that change a store given first (docs/integrity.md)
+_REWRITING = ("erase", "prune")
 
 
 def _store_parent() -> argparse.ArgumentParser:
@@ -84,10 +87,10 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
         parsers[name] = commands.add_parser(
             name,
-            parents=[store] if name in _INSPECTING else [],
+            parents=[store] if name in _INSPECTING + _REWRITING else [],
             help=summary,
             description=description,
-            epilog=_EPILOG if name in _INSPECTING else None,
+            epilog=_EPILOG if name in (*_INSPECTING, "prune") else None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         return parsers[name]
@@ -218,6 +221,38 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     _add_json(verify, "the report as one JSON object")
 
+    erase = command(
+        "erase",
+        "erase a namespace's (or one field's) values for good, with a reason",
+        "Replace every stored value of NAMESPACE (of its FIELD only, when given) by an\n"
+        "erasure marker, and record what, why (--reason) and who (--by) in the log\n"
+        '(docs/integrity.md, "Erasure"). Reads then show <erased>; the hash chain\n'
+        "still verifies. Asks first on a terminal; without one, needs --yes.",
+    )
+    erase.add_argument("namespace", metavar="NAMESPACE", help="like people/ann")
+    erase.add_argument("field", metavar="FIELD", nargs="?", help="only this field")
+    erase.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the log)")
+    erase.add_argument("--by", metavar="WHO", help="who asked (kept in the log)")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    prune = command(
+        "prune",
+        "move old history no current value needs out of the live log",
+        "Remove the facts before --before that no current value needs (a field's last\n"
+        "value and what it is rebuilt from stay), of every namespace or those under\n"
+        "--namespaces, into the SQLite file --archive or dropped, and record it in the\n"
+        'log (docs/integrity.md, "Retention"). Reading as of a pruned seq then fails,\n'
+        "naming the archive. Asks first on a terminal; without one, needs --yes.",
+    )
+    prune.add_argument(
+        "--before", required=True, metavar="TIME|SEQ", help="prune the history before this"
+    )
+    prune.add_argument("--namespaces", metavar="PREFIX", help="only namespaces under PREFIX")
+    prune.add_argument(
+        "--archive", metavar="PATH", help="an SQLite file the pruned facts go to (default: none)"
+    )
+    prune.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     migrate = command(
         "migrate",
         "migrate an SQLite store to this release's schema version",
@@ -232,6 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     from . import inspect, transfer
     from .demo import demo
     from .migrate import migrate
+    from .rewrites import erase, prune
     from .serve import serve
     from .verify import verify
 
@@ -243,6 +279,8 @@ def _run(args: argparse.Namespace) -> int:
         "diff": inspect.diff,
         "stats": inspect.stats,
         "verify": verify,
+        "erase": erase,
+        "prune": prune,
     }
     if args.command in printing:
         return printing[args.command](args, Output())

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..engine import Change
+from ..engine import Change, namespace_path
 from ..store import Store
 from ..temporal import StoreView
 from .output import Output, jsonable
@@ -142,9 +142,11 @@ def _follow(
 # -- show, ls, history -------------------------------------------------------------------
 
 
-def _existing(view: StoreView, args: argparse.Namespace) -> tuple[str, ...]:
+def _existing(store: Store, view: StoreView, args: argparse.Namespace) -> tuple[str, ...]:
     parts = parse_namespace(args.namespace)
     if parts not in view.namespaces(parts):
+        # a namespace whose facts up to the seq were all pruned is not missing: say so
+        store.check_unpruned(namespace_path(parts), view.seq)
         raise CliError(
             f"no namespace {args.namespace!r} in {args.target}{_where(args, view.seq)} "
             "(see `everstore ls`)"
@@ -162,7 +164,7 @@ def show(args: argparse.Namespace, out: Output) -> int:
     """
     with open_target(args.target, schema=args.schema) as store:
         view = store.as_of(seq=_at_seq(store, args.at))
-        parts = _existing(view, args)
+        parts = _existing(store, view, args)
         latest = [
             (name, history[-1])
             for name, history in view.storage(*parts).__history__().items()
@@ -209,7 +211,7 @@ def history(args: argparse.Namespace, out: Output) -> int:
     """
     with open_target(args.target, schema=args.schema) as store:
         view = store.as_of(seq=_at_seq(store, args.at))
-        parts = _existing(view, args)
+        parts = _existing(store, view, args)
         found = view.storage(*parts).__history__().get(args.field)
         if found is None:
             raise CliError(

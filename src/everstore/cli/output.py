@@ -11,8 +11,12 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-__all__ = ["Output", "format_value", "jsonable", "relative_time", "rich_available"]
+from ..log import Erased
 
+__all__ = ["ERASED_TEXT", "Output", "format_value", "jsonable", "relative_time", "rich_available"]
+
+#: how a table shows an erased value
+ERASED_TEXT = "<erased>"
 #: a value longer than this is cut short in a terminal's table (never when piped)
 _TERMINAL_VALUE_WIDTH = 60
 
@@ -50,7 +54,8 @@ def relative_time(when: float, now: float) -> str:
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON data: containers become lists and objects (with str
-    keys), dates their ISO-8601 text, bytes their hex, anything else its repr.
+    keys), dates their ISO-8601 text, bytes their hex, an erased value
+    ``{"erased": DIGEST}`` (:class:`~everstore.Erased`), anything else its repr.
 
     :param value: a value read from a store
     :return: something :func:`json.dumps` writes
@@ -67,11 +72,14 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
+    if isinstance(value, Erased):
+        return {"erased": value.digest}
     return repr(value)
 
 
 def format_value(value: Any, *, deleted: bool = False, short: bool = False) -> str:
-    """A value as a table shows it: its repr, ``<deleted>`` for a tombstone.
+    """A value as a table shows it: its repr, ``<deleted>`` for a tombstone,
+    ``<erased>`` for a value :meth:`everstore.Store.erase` removed.
 
     :param value: the value
     :param deleted: True for a tombstone
@@ -80,6 +88,8 @@ def format_value(value: Any, *, deleted: bool = False, short: bool = False) -> s
     """
     if deleted:
         return "<deleted>"
+    if isinstance(value, Erased):
+        return ERASED_TEXT
     text = repr(value)
     if short and len(text) > _TERMINAL_VALUE_WIDTH:
         text = text[: _TERMINAL_VALUE_WIDTH - 1] + "…"

@@ -45,14 +45,19 @@ def sqlite_file(target: str) -> str | None:
     return target
 
 
-def open_target(target: str, *, schema: str | None = None, create: bool = False) -> Store:
-    """Open the store a command names. Without ``create``, an SQLite file must exist
-    and is opened read-only, so looking never writes to it.
+def open_target(
+    target: str, *, schema: str | None = None, create: bool = False, write: bool = False
+) -> Store:
+    """Open the store a command names. Without ``create``, an SQLite file must exist;
+    without ``create`` or ``write`` it is opened read-only, so looking never writes
+    to it.
 
     :param target: a path, ``sqlite:///...`` or ``postgresql://...`` URL
     :param schema: the PostgreSQL schema holding the store (None: the connection's own)
     :param create: True for a command that writes (``import``): a missing SQLite file
         is created
+    :param write: True for a command that changes an existing store (``erase``,
+        ``prune``): the SQLite file must exist and is opened for writing
     :return: an open :class:`~everstore.Store`
     :raises CliError: for a missing file, a file that is no store, an unknown scheme or
         a database that cannot be opened
@@ -64,7 +69,7 @@ def open_target(target: str, *, schema: str | None = None, create: bool = False)
             raise CliError(f"no store at {path!r} (no such file)")
         if schema is not None:
             raise CliError("--schema is for PostgreSQL targets; an SQLite file has none")
-        if not create:
+        if not create and not write:
             options["readonly"] = True
     elif schema is not None:
         options["schema"] = schema

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
+from ..engine.rewrites import Erasure, Retention
+from ..integrity import VerifyReport
 from .output import Output
 from .targets import CliError, open_target
 
@@ -37,14 +40,85 @@ def verify(args: argparse.Namespace, out: Output) -> int:
                 "kind": report.kind,
                 "message": report.message,
                 "checkpoint": checkpoint,
+                "erasures": [_erasure_json(e) for e in report.erasures],
+                "retentions": [_retention_json(r) for r in report.retentions],
             }
         )
     elif report.ok:
         out.line(f"ok: {report.facts} facts verify; checkpoint {checkpoint}", style="green")
+        _print_records(report, out)
     else:
         where = "" if report.seq is None else f" at seq {report.seq}"
         out.line(f"{report.kind}{where}: {report.message}", style="bold red")
     return 0 if report.ok else 1
+
+
+def _erasure_json(erasure: Erasure) -> dict[str, Any]:
+    return {
+        "seq": erasure.seq,
+        "time": erasure.time,
+        "namespace": erasure.namespace,
+        "field": erasure.field,
+        "erased": len(erasure.erased),
+        "seqs": list(erasure.erased),
+        "reason": erasure.reason,
+        "by": erasure.by,
+        "context": erasure.context,
+    }
+
+
+def _retention_json(retention: Retention) -> dict[str, Any]:
+    return {
+        "seq": retention.seq,
+        "time": retention.time,
+        "prefix": retention.prefix,
+        "through": retention.through,
+        "removed": retention.removed,
+        "first": retention.first,
+        "last": retention.last,
+        "archive": retention.archive,
+        "context": retention.context,
+    }
+
+
+def _print_records(report: VerifyReport, out: Output) -> None:
+    """The erasures and prunes the log records, under the ok line (nothing without)."""
+    if report.erasures:
+        out.line()
+        out.table(
+            ("SEQ", "TIME", "ERASED", "VALUES", "REASON", "BY"),
+            (
+                [
+                    str(e.seq),
+                    out.when(e.time),
+                    e.namespace if e.field is None else f"{e.namespace}.{e.field}",
+                    str(len(e.erased)),
+                    e.reason,
+                    e.by or "",
+                ]
+                for e in report.erasures
+            ),
+            right=(0, 3),
+            title="erasures",
+        )
+    if report.retentions:
+        out.line()
+        out.table(
+            ("SEQ", "TIME", "PREFIX", "THROUGH", "REMOVED", "ARCHIVE"),
+            (
+                [
+                    str(r.seq),
+                    out.when(r.time),
+                    r.prefix or "(all)",
+                    str(r.through),
+                    str(r.removed),
+                    r.archive or "(dropped)",
+                ]
+                for r in report.retentions
+            ),
+            right=(0, 3, 4),
+            title="prunes",
+        )
 
 
 @contextlib.contextmanager

@@ -23,8 +23,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..engine import Change, History
-from ..errors import EverstoreError, InvalidNameError, MissingFieldError
+from ..engine import Change, History, namespace_path
+from ..errors import EverstoreError, InvalidNameError, MissingFieldError, PrunedHistoryError
+from ..log import Erased
 from ..store import Store
 
 __all__ = ["create_app"]
@@ -100,9 +101,14 @@ def _parts(request: Request, required: bool) -> tuple[str, ...]:
 # -- values as shown ------------------------------------------------------------------
 
 
-def _shown(value: Any, unavailable: bool = False) -> str:
+def _shown(value: Any, unavailable: bool = False) -> str | dict[str, str]:
+    """A value as the API gives it: its repr (cut at SHOWN_CHARS), ``""`` for a
+    tombstone, ``{"erased": DIGEST}`` for a value :meth:`everstore.Store.erase`
+    removed (the page shows a marker)."""
     if unavailable:
         return ""
+    if isinstance(value, Erased):
+        return {"erased": value.digest}
     text = repr(value)
     if len(text) > SHOWN_CHARS:
         return text[: SHOWN_CHARS - 1] + "…"
@@ -137,6 +143,10 @@ class _Api:
                 return JSONResponse({"error": str(error)}, status_code=400)
             except MissingFieldError as error:
                 return JSONResponse({"error": str(error)}, status_code=404)
+            except PrunedHistoryError as error:
+                # history a prune moved out: gone for good from this store (410)
+                body = {"error": str(error), "pruned": True, "archive": error.archive}
+                return JSONResponse(body, status_code=410)
             except (InvalidNameError, TypeError, ValueError) as error:
                 return JSONResponse({"error": str(error)}, status_code=400)
             except EverstoreError as error:
@@ -246,6 +256,8 @@ class _Api:
         if seq is None:
             names = self.store.fields(self.store.namespace(parts))
         else:
+            # pruned history is an error (410), not a namespace without fields
+            self.store.check_unpruned(namespace_path(parts), seq)
             names = self.store.as_of(seq=seq).storage(*parts).__fields__()
         rows = []
         for name in names[offset : offset + limit]:

@@ -42,6 +42,15 @@ function when(seconds) {
     `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+// A value as the API gives it: its repr, or {erased: digest} for a value that
+// `everstore erase` removed, shown as a marker (the digest in its tooltip).
+function valueNode(value) {
+  if (value !== null && typeof value === "object" && "erased" in value) {
+    return el("span", { class: "erased", title: `erased; the log keeps its digest ${value.erased}` }, "erased");
+  }
+  return value;
+}
+
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
@@ -180,7 +189,7 @@ async function showNamespace(params) {
     for (const f of page.fields) {
       body.append(el("tr", {},
         el("td", {}, el("a", { href: fieldLink(parts, f.name, seq), class: "field-link" }, f.name)),
-        el("td", { class: "value" }, f.value),
+        el("td", { class: "value" }, valueNode(f.value)),
         el("td", { class: "num" }, f.versions),
         el("td", { class: "num" }, f.seq),
         el("td", {}, when(f.time)),
@@ -267,7 +276,7 @@ async function showField(params) {
       body.append(el("tr", { class: row.deleted ? "deleted" : null },
         el("td", { class: "num" }, row.seq),
         el("td", {}, when(row.time)),
-        el("td", { class: "value" }, row.deleted ? "(deleted)" : row.value),
+        el("td", { class: "value" }, row.deleted ? "(deleted)" : valueNode(row.value)),
         el("td", { class: "ctx" }, row.context)));
     }
     offset += page.rows.length;
@@ -288,7 +297,7 @@ function logRow(fact, fresh) {
     el("td", {}, when(fact.time)),
     el("td", {}, el("a", { href: nsLink(fact.namespace, null) }, fact.namespace.join("/"))),
     el("td", {}, el("a", { href: fieldLink(fact.namespace, fact.field, null) }, fact.field)),
-    el("td", { class: "value" }, fact.deleted ? "(deleted)" : fact.value),
+    el("td", { class: "value" }, fact.deleted ? "(deleted)" : valueNode(fact.value)),
     el("td", { class: "ctx" }, fact.context));
 }
 
@@ -356,8 +365,8 @@ async function showDiff(params) {
         el("td", {}, el("a", { href: nsLink(c.namespace, null) }, c.namespace.join("/"))),
         el("td", {}, el("a", { href: fieldLink(c.namespace, c.field, null) }, c.field)),
         el("td", { class: `kind-${c.kind}` }, c.kind),
-        el("td", { class: "value" }, c.old),
-        el("td", { class: "value" }, c.new)));
+        el("td", { class: "value" }, valueNode(c.old)),
+        el("td", { class: "value" }, valueNode(c.new))));
     }
     note.textContent = `${shown.size} differences between seq ${page.from} and seq ${page.to}` +
       (page.namespace.length ? ` under ${page.namespace.join("/")}` : "") +
