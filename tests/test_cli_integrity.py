@@ -223,3 +223,6 @@ def test_an_erased_store_exports_and_imports_with_its_markers(
             Store(Sqlite3(people, readonly=True)).storage("people", "ann").age.digest
         )
         assert [e.reason for e in store.erasures()] == ["asked"]
+        # the copy chains each marker as the original did: it verifies, erasures listed
+        report = store.verify()
+        assert report.ok and report.erased and len(report.erasures) == 1

@@ -92,13 +92,20 @@ def named_hash_input(head: bytes, data: bytes | None) -> bytes:
 
 
 def fact_hash(namespace: str, field: str, context: str, data: bytes | None) -> bytes:
-    """SHA-256 of :func:`encode_fact`: what the chain binds of one fact."""
+    """SHA-256 of :func:`encode_fact`: what the chain binds of one fact (for an
+    erased fact, the hash its marker keeps)."""
     return named_hash(fact_head(namespace, field, context), data)
 
 
 def named_hash(head: bytes, data: bytes | None) -> bytes:
-    """:func:`fact_hash` from the names' :func:`fact_head`."""
-    return _sha256(_NO_DATA + head[1:] if data is None else head + data).digest()
+    """:func:`fact_hash` from the names' :func:`fact_head`. An erased fact's data
+    (:func:`erased_marker`) stands for the hash it keeps: a copy of an erased log
+    (an import) chains it as the original did."""
+    if data is None:
+        return _sha256(_NO_DATA + head[1:]).digest()
+    if len(data) == 33 and data[0] == ERASED_TAG:
+        return bytes(data[1:])
+    return _sha256(head + data).digest()
 
 
 def chain_step(

@@ -18,7 +18,7 @@ from ..engine.names import namespace_path
 from ..engine.rewrites import Retention, covers
 from ..errors import IntegrityError
 from ..log import RECORDS_NAMESPACE, RETENTION_FIELD, Fact, Write
-from .chain import erased_hash, fact_hash, kept_entry
+from .chain import fact_hash, kept_entry
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, ChainedFact
@@ -189,7 +189,7 @@ def _kept_digest(facts: list[ChainedFact], through: int, gone: set[int]) -> str:
         if seq > through:
             break
         if seq not in gone:
-            hashed = erased_hash(data) or fact_hash(ns, fd, cx, data)
+            hashed = fact_hash(ns, fd, cx, data)
             digest.update(kept_entry(seq, when, hashed))
     return digest.hexdigest()
 
