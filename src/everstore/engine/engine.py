@@ -706,9 +706,7 @@ class Engine(Transacting, Lending, Rewrites):
 
         return remove
 
-    def _run_hooks(
-        self, ns: Namespace, field: str, loading: bool, rewritten: bool = False
-    ) -> None:
+    def _run_hooks(self, ns: Namespace, field: str, loading: bool, rewritten: bool = False) -> None:
         log = ns.fields[field]
         value = as_value(log.entries[-1])
         if type(value.data) is Raw:
