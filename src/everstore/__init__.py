@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import Backend, Memory, Sqlite3
 from .codec import Codec, default_codec
 from .engine import AppliedFact, Change, Engine, History, Namespace, Subscription
-from .engine.rewrites import Erasure, Retention
+from .engine.integrity import Erasure, Retention
 from .errors import (
     BackendError,
     ConflictError,

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .engine import Engine
-from .engine.rewrites import Erasure, Retention
+from .engine.integrity import Erasure, Retention
 from .integrity.erasure import erase
 from .integrity.retention import prune
 from .storage import Storage

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..engine.rewrites import Erasure, Retention
+from ..engine.integrity import Erasure, Retention
 from .output import Output
 from .targets import CliError, open_target, parse_moment, parse_namespace
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..engine.rewrites import Erasure, Retention
+from ..engine.integrity import Erasure, Retention
 from ..integrity import VerifyReport
 from .output import Output
 from .targets import CliError, open_target

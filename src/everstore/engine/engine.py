@@ -9,11 +9,10 @@ facts. docs/engine.md documents this API for the layers built on it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
@@ -22,17 +21,15 @@ from ..backends.memory import Memory
 from ..codec import Codec, default_codec
 from ..codec.tracked import PLAIN_TYPES, TRACKED_TYPES
 from ..errors import (
-    BackendError,
     DecodeError,
     InvalidNameError,
-    MissingBlobError,
     MissingFieldError,
     MutableAccessError,
     StoreClosedError,
     UnsupportedValueError,
 )
-from ..integrity import VerifyReport, checkpoint_of, verify_backend
 from ..log import RECORDS_NAMESPACE, Fact, Value, Write
+from .blobs import Blobs
 from .contexts import caller_context
 from .feed import (
     Change,
@@ -56,10 +53,10 @@ from .fieldlog import (
     replaced_later,
 )
 from .history import History
+from .integrity import Integrity
 from .lending import Lending
 from .names import describe_field, namespace_path
 from .namespace import Namespace
-from .rewrites import Rewrites
 from .transacting import Transacting
 from .transactions import (
     Item,
@@ -129,7 +126,7 @@ class AppliedFact(NamedTuple):
 FactHook = Callable[[AppliedFact], None]
 
 
-class Engine(Transacting, Lending, Rewrites):
+class Engine(Transacting, Lending, Integrity, Blobs):
     """Namespaced, versioned storage over one backend: the engine API.
 
     :class:`everstore.Store` is an Engine with attribute access (``storage()``) and
@@ -435,61 +432,6 @@ class Engine(Transacting, Lending, Rewrites):
         self.check_open()
         return self.backend.storage_size()
 
-    # -- integrity (docs/integrity.md) ------------------------------------------------
-
-    def _chained_backend(self) -> Backend:
-        self.check_open()
-        if not self.backend.chained:
-            raise BackendError(f"the {self.backend.kind} backend keeps no hash chain to verify")
-        return self.backend
-
-    def verify(
-        self, against: str | None = None, progress: Callable[[int, int], None] | None = None
-    ) -> VerifyReport:
-        """Recompute the hash chain over the whole log and compare it with the links
-        stored beside it: the first fact changed, deleted, inserted or reordered, or
-        the log truncated, is reported with its seq. With ``against`` (a
-        :meth:`checkpoint` kept elsewhere), also check that the log still extends
-        it: a truncation or a restored older backup, chain and all, is found too.
-
-        Facts committed while it runs are left for the next call: it checks the log
-        up to the chain's head when it starts. O(n): one SHA-256 per fact and one
-        per commit.
-
-        >>> store = Engine()
-        >>> store.write(store.namespace(("doc",)), "title", "a", "m.f:1")
-        >>> kept = store.checkpoint()
-        >>> store.verify(against=kept).ok
-        True
-
-        :param against: a checkpoint, ``es1:<seq>:<hex>``
-        :param progress: called now and then with ``(facts checked, facts in all)``
-        :return: a :class:`~everstore.integrity.VerifyReport` (true when ok)
-        :raises ValueError: for an ``against`` that is not a checkpoint
-        :raises BackendError: the backend keeps no chain
-        :raises StoreClosedError: if the Engine is closed
-        """
-        backend = self._chained_backend()
-        self.sync()  # records committed since the last read are read again
-        return verify_backend(backend, against, progress, self.erasures(), self.retentions())
-
-    def checkpoint(self, seq: int | None = None) -> str:
-        """A short digest of the log up to ``seq`` (the latest when None), to keep
-        elsewhere and give to :meth:`verify` later: ``es1:<seq>:<32 hex digits>``.
-
-        The digest is the chain's link of the commit holding ``seq``, so the
-        checkpoint's seq is that commit's last one (``seq`` itself for a commit of
-        one fact). O(log n).
-
-        :raises ValueError: for a seq that is not an int from 0 to the last seq
-        :raises BackendError: the backend keeps no chain, or no link at ``seq``
-        :raises StoreClosedError: if the Engine is closed
-        """
-        try:
-            return checkpoint_of(self._chained_backend(), seq)
-        except LookupError as exc:
-            raise BackendError(str(exc)) from None
-
     def seq_at_time(self, when: float) -> int:
         """The highest seq whose time is at or before ``when`` (0 if none).
 
@@ -714,100 +656,6 @@ class Engine(Transacting, Lending, Rewrites):
         applied = AppliedFact(ns, field, value, loading, rewritten)
         for hook in list(self._hooks):
             hook(applied)
-
-    # -- blobs ------------------------------------------------------------------------
-
-    def put_blob(self, data: bytes) -> str:
-        """Store ``data`` once under its SHA-256 digest and return the digest (64 hex
-        characters). Putting the same bytes again stores nothing more. Blobs are
-        written at once, outside any transaction, and never removed.
-
-        >>> store = Engine()
-        >>> digest = store.put_blob(b"hello")
-        >>> digest[:12], store.get_blob(digest)
-        ('2cf24dba5fb0', b'hello')
-
-        :raises TypeError: if ``data`` is not bytes-like
-        """
-        return self.put_blobs([data])[0]
-
-    def put_blobs(self, blobs: Iterable[bytes]) -> list[str]:
-        """Store several blobs at once, atomically, in one write to the backend, and
-        return their digests in order (as :meth:`put_blob` does for one). O(total
-        bytes).
-
-        Inside a transaction they are stored with its commit (in the same database
-        transaction on SQLite and in memory, just before it on PostgreSQL), and not at
-        all if it fails; :meth:`get_blob` in the same thread sees them at once. A
-        savepoint rolled back keeps them: bytes no fact refers to are harmless.
-
-        >>> store = Engine()
-        >>> [d[:8] for d in store.put_blobs([b"a", b"b", b"a"])]
-        ['ca978112', '3e23e816', 'ca978112']
-
-        :raises TypeError: if an item is not bytes-like (nothing is stored then)
-        """
-        pairs: dict[bytes, bytes] = {}
-        digests: list[str] = []
-        for data in blobs:
-            if not isinstance(data, bytes | bytearray | memoryview):
-                raise TypeError(f"a blob is bytes, got {type(data).__name__}")
-            payload = bytes(data)
-            digest = hashlib.sha256(payload).digest()
-            pairs[digest] = payload
-            digests.append(digest.hex())
-        txn = self._local.txn if self.open_transactions else None
-        if txn is not None:
-            self.check_open()
-            txn.blobs.update(pairs)
-        elif pairs:
-            self._store_blobs(list(pairs.items()))
-        return digests
-
-    def _store_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
-        with self._lock:
-            self.check_open()
-            self.backend.put_blobs(blobs)
-
-    def get_blob(self, digest: str) -> bytes:
-        """The bytes stored under ``digest`` (64 hex characters, as :meth:`put_blob`
-        returned).
-
-        :raises ValueError: if ``digest`` is not 64 hex characters
-        :raises MissingBlobError: if nothing is stored under it
-        """
-        key = _digest_bytes(digest)
-        self.check_open()
-        txn = self._local.txn if self.open_transactions else None
-        data = txn.blobs.get(key) if txn is not None else None
-        if data is None:
-            data = self.backend.get_blob(key)
-        if data is None:
-            raise MissingBlobError(f"no blob is stored under {digest}")
-        return data
-
-    def blobs(self, after: str = "", limit: int = 1000) -> list[tuple[str, bytes]]:
-        """Up to ``limit`` stored blobs whose digest (64 hex characters) sorts after
-        ``after`` (``""``: from the first), as ``(digest, data)`` pairs in digest
-        order: the whole blob table, page by page, as an export reads it. Blobs a
-        transaction of the calling thread holds until its commit are not listed.
-
-        >>> store = Engine()
-        >>> digests = store.put_blobs([b"a", b"b"])
-        >>> [(d[:8], data) for d, data in store.blobs()]
-        [('3e23e816', b'b'), ('ca978112', b'a')]
-        >>> [d[:8] for d, _ in store.blobs(after=digests[1], limit=1)]
-        ['ca978112']
-
-        :raises ValueError: if ``after`` is not "" or 64 hex characters, or ``limit``
-            not an int >= 1
-        :raises StoreClosedError: if the Engine is closed
-        """
-        if type(limit) is not int or limit < 1:
-            raise ValueError(f"blobs(limit=...) needs an int >= 1, got {limit!r}")
-        start = _digest_bytes(after) if after != "" else b""
-        self.check_open()
-        return [(key.hex(), data) for key, data in self.backend.blobs_after(start, limit)]
 
     # -- writing ------------------------------------------------------------------
 
@@ -1250,16 +1098,3 @@ def _damaged(fact: Fact, backend: Backend, exc: DecodeError) -> DecodeError:
         f"fact {fact.seq} (field {fact.field!r} of namespace {fact.namespace!r}) in "
         f"{backend!r} does not decode (damaged data?): {exc}"
     )
-
-
-def _digest_bytes(digest: object) -> bytes:
-    """The 32 bytes of a blob digest written as 64 hex characters.
-
-    :raises ValueError: if ``digest`` is not 64 hex characters
-    """
-    if type(digest) is str and len(digest) == 64:
-        try:
-            return bytes.fromhex(digest)
-        except ValueError:
-            pass
-    raise ValueError(f"a blob digest is 64 hex characters, got {digest!r}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..engine.contexts import caller_context
+from ..engine.integrity import Erasure
 from ..engine.names import check_field, describe_field, namespace_path
-from ..engine.rewrites import Erasure
 from ..errors import MissingFieldError
 from ..log import ERASURE_FIELD, RECORDS_NAMESPACE, Write
 from .chain import erased_hash

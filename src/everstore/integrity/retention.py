@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..backends.sqlite import Sqlite3
 from ..engine.contexts import caller_context
+from ..engine.integrity import Retention, covers
 from ..engine.names import namespace_path
-from ..engine.rewrites import Retention, covers
 from ..errors import IntegrityError
 from ..log import RECORDS_NAMESPACE, RETENTION_FIELD, Fact, Write
 from .chain import fact_hash, kept_entry

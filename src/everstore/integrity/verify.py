@@ -26,7 +26,7 @@ from .chain import (
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, ChainedFact
-    from ..engine.rewrites import Erasure, Retention
+    from ..engine.integrity import Erasure, Retention
 
 __all__ = ["VerifyReport", "checkpoint_of", "verify_backend", "verify_log"]
 

@@ -1,6 +1,7 @@
-"""The engine's side of the log's sanctioned rewrites (docs/integrity.md, "Erasure"
-and "Retention"): a cached namespace is loaded again when a record of an erasure or
-a retention that covers it arrives, and reads of pruned history are refused."""
+"""The engine's integrity (docs/integrity.md): verification and checkpoints over the
+hash chain, and its side of the log's sanctioned rewrites (erasure and retention): a
+cached namespace is loaded again when a record of an erasure or a retention that
+covers it arrives, and reads of pruned history are refused."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DecodeError, PrunedHistoryError
+from ..errors import BackendError, DecodeError, PrunedHistoryError
+from ..integrity import VerifyReport, checkpoint_of, verify_backend
 from ..log import ERASURE_FIELD, RECORDS_NAMESPACE, RETENTION_FIELD, Fact
 from .namespace import Namespace
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
     from ..codec import Codec
 
-__all__ = ["Erasure", "Retention", "Rewrites", "covers"]
+__all__ = ["Erasure", "Integrity", "Retention", "covers"]
 
 #: the record fields whose arrival loads the namespaces they name again
 _REWRITE_FIELDS = frozenset({ERASURE_FIELD, RETENTION_FIELD})
@@ -71,18 +73,80 @@ class Erasure:
     context: str
 
 
-class Rewrites:
+class Integrity:
     """Mixed into :class:`~everstore.engine.Engine`; uses its backend, codec, lock,
     cache and :meth:`_fill_locked`."""
 
-    backend: Backend
-    codec: Codec
-    _lock: threading.RLock
-    _by_path: dict[str, Namespace]
     #: the erasure and retention records, oldest first; None until first needed
     _records: tuple[list[Erasure], list[Retention]] | None = None
-    _fill_locked: Callable[[Namespace, int, list[Fact], bool], None]
-    _drop_mutable: Callable[[Namespace, str], None]
+
+    if TYPE_CHECKING:
+        backend: Backend
+        codec: Codec
+        _lock: threading.RLock
+        _by_path: dict[str, Namespace]
+
+        def check_open(self) -> None: ...
+        def sync(self) -> None: ...
+        def _fill_locked(
+            self, ns: Namespace, high: int, facts: list[Fact], rewritten: bool = False
+        ) -> None: ...
+        def _drop_mutable(self, ns: Namespace, field: str) -> None: ...
+
+    def _chained_backend(self) -> Backend:
+        self.check_open()
+        if not self.backend.chained:
+            raise BackendError(f"the {self.backend.kind} backend keeps no hash chain to verify")
+        return self.backend
+
+    def verify(
+        self, against: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
+        """Recompute the hash chain over the whole log and compare it with the links
+        stored beside it: the first fact changed, deleted, inserted or reordered, or
+        the log truncated, is reported with its seq. With ``against`` (a
+        :meth:`checkpoint` kept elsewhere), also check that the log still extends
+        it: a truncation or a restored older backup, chain and all, is found too.
+
+        Facts committed while it runs are left for the next call: it checks the log
+        up to the chain's head when it starts. O(n): one SHA-256 per fact and one
+        per commit.
+
+        >>> from everstore import Engine
+
+        >>> store = Engine()
+        >>> store.write(store.namespace(("doc",)), "title", "a", "m.f:1")
+        >>> kept = store.checkpoint()
+        >>> store.verify(against=kept).ok
+        True
+
+        :param against: a checkpoint, ``es1:<seq>:<hex>``
+        :param progress: called now and then with ``(facts checked, facts in all)``
+        :return: a :class:`~everstore.integrity.VerifyReport` (true when ok)
+        :raises ValueError: for an ``against`` that is not a checkpoint
+        :raises BackendError: the backend keeps no chain
+        :raises StoreClosedError: if the Engine is closed
+        """
+        backend = self._chained_backend()
+        self.sync()  # records committed since the last read are read again
+        return verify_backend(backend, against, progress, self.erasures(), self.retentions())
+
+    def checkpoint(self, seq: int | None = None) -> str:
+        """A short digest of the log up to ``seq`` (the latest when None), to keep
+        elsewhere and give to :meth:`verify` later: ``es1:<seq>:<32 hex digits>``.
+
+        The digest is the chain's link of the commit holding ``seq``, so the
+        checkpoint's seq is that commit's last one (``seq`` itself for a commit of
+        one fact). O(log n).
+
+        :raises ValueError: for a seq that is not an int from 0 to the last seq
+        :raises BackendError: the backend keeps no chain, or no link at ``seq``
+        :raises StoreClosedError: if the Engine is closed
+        """
+        try:
+            return checkpoint_of(self._chained_backend(), seq)
+        except LookupError as exc:
+            raise BackendError(str(exc)) from None
 
     def retentions(self) -> list[Retention]:
         """Every prune recorded in the log, oldest first. O(records) once read.
