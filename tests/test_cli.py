@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import Capture, error_of, output_of
 from everstore import PostgreSQL, Sqlite3, Store
 from everstore.cli import main
 from everstore.cli.output import Output, jsonable, relative_time
 from everstore.cli.targets import CliError, parse_moment, parse_namespace
 from pg_server import postgresql_url
-
-Capture = pytest.CaptureFixture[str]
 
 
 def test_demo_writes_reads_and_can_run_again(tmp_path: Path, capsys: Capture) -> None:
@@ -80,40 +79,24 @@ def game(tmp_path: Path) -> Iterator[str]:
     yield str(path)
 
 
-def _out(capsys: Capture, argv: list[str]) -> str:
-    assert main(argv) == 0, capsys.readouterr().err
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    return captured.out
-
-
 def _json_lines(capsys: Capture, argv: list[str]) -> list[dict[str, object]]:
-    return [json.loads(line) for line in _out(capsys, [*argv, "--json"]).splitlines()]
-
-
-def _failure(capsys: Capture, argv: list[str]) -> str:
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith(f"everstore {argv[0]}: ")
-    assert "Traceback" not in captured.err
-    return captured.err
+    return [json.loads(line) for line in output_of(capsys, [*argv, "--json"]).splitlines()]
 
 
 # -- ls, show, history ---------------------------------------------------------------------
 
 
 def test_ls_lists_namespaces_under_a_prefix_and_at_a_moment(game: str, capsys: Capture) -> None:
-    assert _out(capsys, ["ls", game]).splitlines() == ["config", "game/alice", "game/bob"]
-    assert _out(capsys, ["ls", game, "game"]).splitlines() == ["game/alice", "game/bob"]
-    assert _out(capsys, ["ls", game, "--at", "2"]).splitlines() == ["game/alice"]
+    assert output_of(capsys, ["ls", game]).splitlines() == ["config", "game/alice", "game/bob"]
+    assert output_of(capsys, ["ls", game, "game"]).splitlines() == ["game/alice", "game/bob"]
+    assert output_of(capsys, ["ls", game, "--at", "2"]).splitlines() == ["game/alice"]
     assert _json_lines(capsys, ["ls", game, "game/bob"]) == [
         {"namespace": "game/bob", "parts": ["game", "bob"]}
     ]
 
 
 def test_show_prints_current_fields_as_an_aligned_table(game: str, capsys: Capture) -> None:
-    lines = _out(capsys, ["show", game, "game/alice"]).splitlines()
+    lines = output_of(capsys, ["show", game, "game/alice"]).splitlines()
     assert lines[0].split() == ["FIELD", "VALUE", "SEQ", "WRITTEN", "BY"]
     assert [line.split()[:3] for line in lines[1:]] == [
         ["name", "'Alice'", "1"],
@@ -149,12 +132,12 @@ def test_show_at_a_time(game: str, capsys: Capture) -> None:
     assert _json_lines(capsys, ["show", game, "game/alice", "--at", when]) == [
         {"name": "Alice", "score": 10}
     ]
-    assert _out(capsys, ["ls", game, "--at=-1d"]) == ""  # a day ago: nothing yet
-    assert "no namespace 'config'" in _failure(capsys, ["show", game, "config", "--at", "0"])
+    assert output_of(capsys, ["ls", game, "--at=-1d"]) == ""  # a day ago: nothing yet
+    assert "no namespace 'config'" in error_of(capsys, ["show", game, "config", "--at", "0"])
 
 
 def test_history_lists_every_value_with_seq_and_code(game: str, capsys: Capture) -> None:
-    lines = _out(capsys, ["history", game, "game/bob", "name"]).splitlines()
+    lines = output_of(capsys, ["history", game, "game/bob", "name"]).splitlines()
     assert [line.split()[0] for line in lines] == ["SEQ", "3", "6"]
     assert "'Bob'" in lines[1] and "<deleted>" in lines[2]
     assert "test_cli._write_game:" in lines[2]
@@ -211,7 +194,7 @@ def test_log_records_and_table(game: str, capsys: Capture) -> None:
     }
     deleted = _json_lines(capsys, ["log", game, "--since", "6", "--until", "6"])[0]
     assert deleted["deleted"] is True and deleted["value"] is None
-    lines = _out(capsys, ["log", game, "--until", "2"]).splitlines()
+    lines = output_of(capsys, ["log", game, "--until", "2"]).splitlines()
     assert lines[0].split() == ["SEQ", "TIME", "NAMESPACE", "FIELD", "VALUE", "BY"]
     assert lines[1].split()[0] == "2" and "game/alice" in lines[1] and " 10 " in lines[1]
 
@@ -281,7 +264,7 @@ def test_log_follow_ends_cleanly_on_ctrl_c(game: str) -> None:
 
 
 def test_diff_shows_added_changed_and_deleted_fields(game: str, capsys: Capture) -> None:
-    lines = _out(capsys, ["diff", game, "4", "8"]).splitlines()
+    lines = output_of(capsys, ["diff", game, "4", "8"]).splitlines()
     assert lines == [
         "~ game/alice  score: 10 -> 25",
         "+ game/alice  items = ['sword']",
@@ -296,7 +279,7 @@ def test_diff_shows_added_changed_and_deleted_fields(game: str, capsys: Capture)
     assert _json_lines(capsys, ["diff", game, "1", "2", "game/alice", "--exact"]) == [
         {"change": "added", "namespace": "game/alice", "field": "score", "after": 10}
     ]
-    assert _out(capsys, ["diff", game, "4", "8", "game", "--exact"]).splitlines() == [
+    assert output_of(capsys, ["diff", game, "4", "8", "game", "--exact"]).splitlines() == [
         "0 added, 0 changed, 0 deleted from seq 4 to seq 8"
     ]
     # backwards: the same changes, undone
@@ -324,7 +307,7 @@ def test_stats_counts_facts_namespaces_fields_and_the_busiest(game: str, capsys:
     assert isinstance(growth, list) and growth[-1]["total"] == 8
     (early,) = _json_lines(capsys, ["stats", game, "--at", "3", "--top", "1"])
     assert early["facts"] == 3 and early["busiest"] == [{"namespace": "game/alice", "facts": 2}]
-    text = _out(capsys, ["stats", game])
+    text = output_of(capsys, ["stats", game])
     assert "facts       8" in text and "busiest namespaces" in text
     assert "game/alice      4" in text
 
@@ -336,27 +319,27 @@ def test_errors_are_one_clear_line_and_exit_code_2(
     game: str, tmp_path: Path, capsys: Capture
 ) -> None:
     missing = tmp_path / "missing.db"
-    assert "no store at" in _failure(capsys, ["ls", str(missing)])
-    assert "no store at" in _failure(capsys, ["log", f"sqlite:///{missing}"])
+    assert "no store at" in error_of(capsys, ["ls", str(missing)])
+    assert "no store at" in error_of(capsys, ["log", f"sqlite:///{missing}"])
     assert not missing.exists()  # looking creates nothing
-    assert "no namespace 'game/carol'" in _failure(capsys, ["show", game, "game/carol"])
-    assert "no field 'nope'" in _failure(capsys, ["history", game, "game/bob", "nope"])
-    assert "is no moment" in _failure(capsys, ["show", game, "game/bob", "--at", "yesterday"])
-    assert "negative" in _failure(capsys, ["log", game, "--at", "-3"])
-    assert "beyond the store's last fact" in _failure(capsys, ["diff", game, "1", "99"])
-    assert "is no namespace" in _failure(capsys, ["show", game, "a//b"])
-    assert "--follow" in _failure(capsys, ["log", game, "--follow", "--until", "3"])
+    assert "no namespace 'game/carol'" in error_of(capsys, ["show", game, "game/carol"])
+    assert "no field 'nope'" in error_of(capsys, ["history", game, "game/bob", "nope"])
+    assert "is no moment" in error_of(capsys, ["show", game, "game/bob", "--at", "yesterday"])
+    assert "negative" in error_of(capsys, ["log", game, "--at", "-3"])
+    assert "beyond the store's last fact" in error_of(capsys, ["diff", game, "1", "99"])
+    assert "is no namespace" in error_of(capsys, ["show", game, "a//b"])
+    assert "--follow" in error_of(capsys, ["log", game, "--follow", "--until", "3"])
     not_a_store = tmp_path / "notes.txt"
     not_a_store.write_text("hello")
-    assert "everstore" in _failure(capsys, ["ls", str(not_a_store)])
+    assert "everstore" in error_of(capsys, ["ls", str(not_a_store)])
     assert not_a_store.read_text() == "hello"
-    assert "unknown scheme" in _failure(capsys, ["ls", "mysql://db/app"])
+    assert "unknown scheme" in error_of(capsys, ["ls", "mysql://db/app"])
 
 
 def test_looking_leaves_the_file_unchanged(game: str, capsys: Capture) -> None:
     before = Path(game).read_bytes()
     for argv in (["ls", game], ["show", game, "config"], ["log", game], ["stats", game]):
-        _out(capsys, argv)
+        output_of(capsys, argv)
     assert Path(game).read_bytes() == before
 
 
@@ -364,7 +347,7 @@ def test_serve_without_the_web_extra_names_it(
     game: str, capsys: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "everstore.web", None)  # as if not installed
-    assert "pip install 'everstore[web]'" in _failure(capsys, ["serve", game])
+    assert "pip install 'everstore[web]'" in error_of(capsys, ["serve", game])
 
 
 def test_moments_and_namespaces_parse() -> None:
@@ -405,7 +388,11 @@ def test_log_show_diff_and_stats_on_postgresql(location: tuple[str, str], capsys
         ("name", True),
         ("level", False),
     ]
-    assert _out(capsys, ["ls", url, *on_pg]).splitlines() == ["config", "game/alice", "game/bob"]
+    assert output_of(capsys, ["ls", url, *on_pg]).splitlines() == [
+        "config",
+        "game/alice",
+        "game/bob",
+    ]
     changes = _json_lines(capsys, ["diff", url, str(seqs["middle"]), str(seqs["last"]), *on_pg])
     assert len(changes) == 4
     (report,) = _json_lines(capsys, ["stats", url, *on_pg])

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import Capture, error_of, output_of
 from everstore import Erased, PrunedHistoryError, Sqlite3, Store
 from everstore.cli import main
-
-Capture = pytest.CaptureFixture[str]
 
 
 @pytest.fixture
@@ -32,22 +31,6 @@ def people(tmp_path: Path) -> Iterator[str]:
     yield str(path)
 
 
-def _out(capsys: Capture, argv: list[str]) -> str:
-    assert main(argv) == 0, capsys.readouterr().err
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    return captured.out
-
-
-def _failure(capsys: Capture, argv: list[str]) -> str:
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith(f"everstore {argv[0]}: ")
-    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-    return captured.err
-
-
 class _Terminal(io.StringIO):
     """Standard input as a terminal where the user types ``answer``."""
 
@@ -56,7 +39,7 @@ class _Terminal(io.StringIO):
 
 
 def _erase_and_prune(path: str, capsys: Capture) -> None:
-    out = _out(
+    out = output_of(
         capsys,
         ["erase", path, "people/ann", "email", "--reason", "GDPR 42", "--by", "dpo", "--yes"],
     )
@@ -64,7 +47,7 @@ def _erase_and_prune(path: str, capsys: Capture) -> None:
         "erased 2 values of field 'email' of people/ann (reason: GDPR 42, by dpo); "
         "record at seq 9\n"
     )
-    out = _out(capsys, ["prune", path, "--before", "8", "--namespaces", "sensor", "--yes"])
+    out = output_of(capsys, ["prune", path, "--before", "8", "--namespaces", "sensor", "--yes"])
     assert out == (
         "pruned 4 facts of namespaces under sensor up to seq 7 (seqs 4 to 7), "
         "dropped (no archive); record at seq 10\n"
@@ -85,18 +68,17 @@ def test_erase_and_prune_go_through_the_store(people: str, capsys: Capture) -> N
         assert store.storage("sensor").v == 4
         with pytest.raises(PrunedHistoryError):
             store.as_of(seq=5).storage("sensor").v  # noqa: B018
-    assert _out(capsys, ["prune", people, "--before", "8", "--namespaces", "sensor", "--yes"]) == (
-        "nothing to prune before 8\n"
-    )
+    argv = ["prune", people, "--before", "8", "--namespaces", "sensor", "--yes"]
+    assert output_of(capsys, argv) == "nothing to prune before 8\n"
 
 
 def test_prune_takes_a_time_and_an_archive(people: str, tmp_path: Path, capsys: Capture) -> None:
     archive = tmp_path / "old.db"
-    out = _out(capsys, ["prune", people, "--before=-0s", "--archive", str(archive), "--yes"])
+    out = output_of(capsys, ["prune", people, "--before=-0s", "--archive", str(archive), "--yes"])
     assert out.startswith("pruned 5 facts of every namespace up to seq 8 (seqs 1 to 7), into ")
     with Store(Sqlite3(archive, readonly=True)) as old:
         assert [value.data for value in old.storage("sensor").__history__()["v"]] == [0, 1, 2, 3]
-    err = _failure(capsys, ["show", people, "sensor", "--at", "5"])
+    err = error_of(capsys, ["show", people, "sensor", "--at", "5"])
     assert "was pruned" in err and str(archive) in err
 
 
@@ -105,8 +87,8 @@ def test_rewrites_ask_on_a_terminal_and_refuse_when_piped(
 ) -> None:
     before = Path(people).read_bytes()
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    assert "--yes" in _failure(capsys, ["erase", people, "people/ann", "--reason", "r"])
-    assert "--yes" in _failure(capsys, ["prune", people, "--before", "8"])
+    assert "--yes" in error_of(capsys, ["erase", people, "people/ann", "--reason", "r"])
+    assert "--yes" in error_of(capsys, ["prune", people, "--before", "8"])
     monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
     assert main(["erase", people, "people/ann", "--reason", "r"]) == 2
     captured = capsys.readouterr()
@@ -124,20 +106,20 @@ def test_rewrite_errors_are_one_line_and_exit_2(
     people: str, tmp_path: Path, capsys: Capture
 ) -> None:
     missing = tmp_path / "missing.db"
-    assert "no store at" in _failure(capsys, ["erase", str(missing), "a", "--reason", "r", "--yes"])
+    assert "no store at" in error_of(capsys, ["erase", str(missing), "a", "--reason", "r", "--yes"])
     assert not missing.exists()
-    assert "holds no fact" in _failure(
+    assert "holds no fact" in error_of(
         capsys, ["erase", people, "people/bob", "--reason", "r", "--yes"]
     )
-    assert "holds no fact" in _failure(
+    assert "holds no fact" in error_of(
         capsys, ["erase", people, "people/ann", "nope", "--reason", "r", "--yes"]
     )
-    assert "--reason" in _failure(capsys, ["erase", people, "people/ann", "--reason", " ", "--yes"])
-    assert "is no namespace" in _failure(
+    assert "--reason" in error_of(capsys, ["erase", people, "people/ann", "--reason", " ", "--yes"])
+    assert "is no namespace" in error_of(
         capsys, ["erase", people, "a//b", "--reason", "r", "--yes"]
     )
-    assert "seq >= 1" in _failure(capsys, ["prune", people, "--before", "0", "--yes"])
-    assert "is no moment" in _failure(capsys, ["prune", people, "--before", "soon", "--yes"])
+    assert "seq >= 1" in error_of(capsys, ["prune", people, "--before", "0", "--yes"])
+    assert "is no moment" in error_of(capsys, ["prune", people, "--before", "soon", "--yes"])
     with pytest.raises(SystemExit):
         main(["erase", people, "people/ann", "--yes"])  # --reason is required
     capsys.readouterr()
@@ -145,7 +127,7 @@ def test_rewrite_errors_are_one_line_and_exit_2(
 
 def test_verify_lists_erasures_and_prunes(people: str, capsys: Capture) -> None:
     _erase_and_prune(people, capsys)
-    lines = _out(capsys, ["verify", people]).splitlines()
+    lines = output_of(capsys, ["verify", people]).splitlines()
     assert lines[0].startswith("ok: ") and "; checkpoint es1:10:" in lines[0]
     assert lines[2] == "erasures"
     assert lines[3].split() == ["SEQ", "TIME", "ERASED", "VALUES", "REASON", "BY"]
@@ -154,7 +136,7 @@ def test_verify_lists_erasures_and_prunes(people: str, capsys: Capture) -> None:
     ]  # fmt: skip
     assert lines[6] == "prunes"
     assert lines[8].split()[0] == "10" and lines[8].split()[2:] == ["sensor", "7", "4", "(dropped)"]
-    report = json.loads(_out(capsys, ["verify", people, "--json"]))
+    report = json.loads(output_of(capsys, ["verify", people, "--json"]))
     assert report["ok"] is True
     erasure = report["erasures"][0]
     assert len(report["erasures"]) == 1 and erasure["seq"] == 9
@@ -172,22 +154,24 @@ def test_every_command_shows_erased_values_and_pruned_history(
     people: str, tmp_path: Path, capsys: Capture
 ) -> None:
     _erase_and_prune(people, capsys)
-    show = _out(capsys, ["show", people, "people/ann"]).splitlines()
+    show = output_of(capsys, ["show", people, "people/ann"]).splitlines()
     assert show[1].split()[:3] == ["email", "<erased>", "3"]
-    assert json.loads(_out(capsys, ["show", people, "people/ann", "--json"]))["email"] == {
+    assert json.loads(output_of(capsys, ["show", people, "people/ann", "--json"]))["email"] == {
         "erased": Store(Sqlite3(people, readonly=True)).storage("people", "ann").email.digest
     }
-    history = _out(capsys, ["history", people, "people/ann", "email"]).splitlines()
+    history = output_of(capsys, ["history", people, "people/ann", "email"]).splitlines()
     assert [line.split()[2] for line in history[1:]] == ["<erased>", "<erased>"]
     rows = [
         json.loads(x)
-        for x in _out(capsys, ["history", people, "people/ann", "email", "--json"]).splitlines()
+        for x in output_of(
+            capsys, ["history", people, "people/ann", "email", "--json"]
+        ).splitlines()
     ]
     assert all(set(row["value"]) == {"erased"} for row in rows)
-    log = _out(capsys, ["log", people, "-n", "people"]).splitlines()
+    log = output_of(capsys, ["log", people, "-n", "people"]).splitlines()
     assert [line.split()[4] for line in log[1:]] == ["<erased>", "40", "<erased>"]
-    assert _out(capsys, ["ls", people]).splitlines() == ["everstore", "people/ann", "sensor"]
-    diff = _out(capsys, ["diff", people, "3", "8", "people"])
+    assert output_of(capsys, ["ls", people]).splitlines() == ["everstore", "people/ann", "sensor"]
+    diff = output_of(capsys, ["diff", people, "3", "8", "people"])
     assert diff == "0 added, 0 changed, 0 deleted from seq 3 to seq 8\n"
     # history before the cut: one line naming the prune, exit 2
     for argv in (
@@ -195,7 +179,7 @@ def test_every_command_shows_erased_values_and_pruned_history(
         ["history", people, "sensor", "v", "--at", "5"],
         ["diff", people, "5", "8", "sensor"],
     ):
-        assert "up to seq 7 was pruned" in _failure(capsys, argv)
+        assert "up to seq 7 was pruned" in error_of(capsys, argv)
     # the live log exports as it is, holes and markers included
     target = tmp_path / "out.jsonl"
     assert main(["export", people, "-o", str(target)]) == 0
@@ -204,14 +188,14 @@ def test_every_command_shows_erased_values_and_pruned_history(
     assert lines[0]["facts"] == 6 and lines[0]["last_seq"] == 10
     assert lines[0]["pruned_through"] == 7
     assert [line["seq"] for line in lines[1:]] == [1, 2, 3, 8, 9, 10]
-    err = _failure(capsys, ["import", str(tmp_path / "copy.db"), str(target)])
+    err = error_of(capsys, ["import", str(tmp_path / "copy.db"), str(target)])
     assert "was pruned" in err and not (tmp_path / "copy.db").exists()
 
 
 def test_an_erased_store_exports_and_imports_with_its_markers(
     people: str, tmp_path: Path, capsys: Capture
 ) -> None:
-    _out(capsys, ["erase", people, "people/ann", "--reason", "asked", "--yes"])
+    output_of(capsys, ["erase", people, "people/ann", "--reason", "asked", "--yes"])
     target = tmp_path / "out.jsonl"
     assert main(["export", people, "-o", str(target)]) == 0
     copy = tmp_path / "copy.db"
