@@ -17,6 +17,7 @@ from everstore import (
     Store,
 )
 from everstore.integrity import erased_marker, fact_hash
+from everstore.log import Write
 from tampering import tamper
 
 
@@ -194,3 +195,13 @@ def test_models_see_the_erasure(store: Store) -> None:
     people.set(Person(name="ann", email="new@example.org"))
     assert [p.name for p in people.where(email="new@example.org")] == ["ann"]
     assert people["bob"].email == "bob@example.org"
+
+
+def test_a_tombstone_stays_a_tombstone(store: Store) -> None:
+    _person(store)
+    del store.storage("people", "bob").email
+    deleted = store.last_seq
+    record = Write("everstore", "__erasure__", b"{}", "t:1", 0.0)
+    store.backend.erase_facts([deleted], record)  # a caller passing a tombstone
+    assert store.facts()[deleted - 1].data is None
+    assert "email" not in store.storage("people", "bob")

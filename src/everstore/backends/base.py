@@ -294,10 +294,10 @@ class Backend(abc.ABC):
         ``record``, in one transaction: the log's one rewrite of stored values. Each
         marker is :func:`everstore.integrity.erased_marker` of the fact's
         :func:`~everstore.integrity.fact_hash`, so the chain still verifies; a fact
-        already erased stays as it is. The append-only guard of the log is lifted for
-        that transaction only. Afterwards the change token differs for every Engine
-        on this backend, the writer's included, so each one catches up and meets the
-        record.
+        already erased, or a tombstone, stays as it is. The append-only guard of the
+        log is lifted for that transaction only. Afterwards the change token differs
+        for every Engine on this backend, the writer's included, so each one catches
+        up and meets the record.
 
         :param expect: as :meth:`append`'s: checked before anything is changed
         :return: ``(seq, time)`` of the record

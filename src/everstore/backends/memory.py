@@ -20,7 +20,7 @@ from ..errors import MissingFactError
 from ..integrity.chain import (
     GENESIS,
     chain_step,
-    erased_hash,
+    erasable,
     erased_marker,
     fact_hash,
     single_step,
@@ -325,7 +325,7 @@ class Memory(Backend):
             wanted = self._present(seqs)
             for seq in wanted:
                 seq_, when, namespace, field, data, context = facts[seq - 1]
-                if erased_hash(data) is None:
+                if erasable(data):
                     marker = erased_marker(fact_hash(namespace, field, context, data))
                     facts[seq - 1] = (seq_, when, namespace, field, marker, context)
             self._reindex()

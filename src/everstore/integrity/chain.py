@@ -27,6 +27,7 @@ __all__ = [
     "chain_step",
     "encode_fact",
     "encode_names",
+    "erasable",
     "erased_hash",
     "erased_marker",
     "fact_hash",
@@ -135,6 +136,12 @@ def erased_marker(hashed: bytes) -> bytes:
     """What an erased fact stores in place of its data: :data:`ERASED_TAG` then the
     fact's 32-byte :func:`fact_hash`."""
     return bytes((ERASED_TAG,)) + hashed
+
+
+def erasable(data: bytes | None) -> bool:
+    """True for a fact's stored data that erasure replaces: a value, not a tombstone
+    and not a marker already."""
+    return data is not None and erased_hash(data) is None
 
 
 def erased_hash(data: bytes | None) -> bytes | None:

@@ -10,7 +10,7 @@ from ..engine.integrity import Erasure
 from ..engine.names import check_field, describe_field, namespace_path
 from ..errors import MissingFieldError
 from ..log import ERASURE_FIELD, RECORDS_NAMESPACE, Write
-from .chain import erased_hash
+from .chain import erasable
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -51,7 +51,7 @@ def erase(
     if not chosen:
         what = describe_field(namespace, field) if field is not None else f"namespace {namespace!r}"
         raise MissingFieldError(f"{what} holds no fact to erase")
-    seqs = [f.seq for f in chosen if f.data is not None and erased_hash(f.data) is None]
+    seqs = [f.seq for f in chosen if erasable(f.data)]
     record = {
         "prefix": path,
         "namespace": path,

@@ -22,7 +22,7 @@ from ...errors import (
     SchemaError,
     StoreClosedError,
 )
-from ...integrity.chain import erased_hash, erased_marker, fact_hash
+from ...integrity.chain import erasable, erased_marker, fact_hash
 from ...log import Fact, Write
 from ..base import TAIL_BASE, TAIL_PER_EXPECTATION, Backend, Expectation, conflict
 from .listener import KEEPALIVES, PEERS, Feed, Listener, Listening, StoreKey
@@ -657,7 +657,7 @@ class PostgreSQL(Backend):
 
         def erase(conn: Connection[Any]) -> None:
             rows = self._rows_at(conn, wanted)
-            changed = [(seq, names, data) for seq, names, data in rows if erased_hash(data) is None]
+            changed = [(seq, names, data) for seq, names, data in rows if erasable(data)]
             conn.execute(self._sql["rewrite_on"])
             conn.execute(
                 self._sql["erase"],

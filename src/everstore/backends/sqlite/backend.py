@@ -43,7 +43,7 @@ from ...errors import (
 from ...integrity.chain import (
     GENESIS,
     chain_step,
-    erased_hash,
+    erasable,
     erased_marker,
     fact_hash,
     fact_head,
@@ -684,7 +684,7 @@ class Sqlite3(Backend):
             markers = [
                 (erased_marker(fact_hash(*names, data)), seq)
                 for seq, names, data in self._rows_at(conn, seqs)
-                if erased_hash(data) is None
+                if erasable(data)
             ]
             with schema.lifted(conn, self.prefix, "log", "UPDATE"):
                 conn.executemany(f"UPDATE {self._log} SET data = ? WHERE seq = ?", markers)
