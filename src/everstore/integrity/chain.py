@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CHECKPOINT_HEX",
@@ -32,7 +33,7 @@ __all__ = [
     "erased_marker",
     "fact_hash",
     "fact_head",
-    "kept_entry",
+    "kept_digest",
     "format_checkpoint",
     "named_hash",
     "named_hash_input",
@@ -126,10 +127,18 @@ def single_step(prev: bytes, seq: int, time: float, hashed: bytes) -> bytes:
     return _sha256(prev + _ONE.pack(seq, 1, time) + hashed).digest()
 
 
-def kept_entry(seq: int, time: float, hashed: bytes) -> bytes:
-    """What a retention's digest of the facts it kept takes of each, in seq order:
-    the seq, the time and the :func:`fact_hash` (docs/integrity.md, "Retention")."""
-    return _KEPT.pack(seq, time) + hashed
+def kept_digest(facts: Iterable[tuple[Any, ...]]) -> str:
+    """A retention's digest of the facts it kept (docs/integrity.md, "Retention"):
+    SHA-256 over the seq, the time and the :func:`fact_hash` of each of ``facts``
+    (``(seq, time, namespace, field, data, context, ...)`` rows, in seq order), in hex.
+    O(n)."""
+    digest = _sha256()
+    heads: dict[tuple[str, str, str], bytes] = {}
+    for seq, when, namespace, field, data, context, *_ in facts:
+        names = (namespace, field, context)
+        head = heads.get(names) or heads.setdefault(names, fact_head(*names))
+        digest.update(_KEPT.pack(seq, when) + named_hash(head, data))
+    return digest.hexdigest()
 
 
 def erased_marker(hashed: bytes) -> bytes:

@@ -5,7 +5,7 @@ backends' public API."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import itertools
 import math
 import os
 from collections import defaultdict
@@ -18,7 +18,7 @@ from ..engine.integrity import Retention, covers
 from ..engine.names import namespace_path
 from ..errors import IntegrityError
 from ..log import RECORDS_NAMESPACE, RETENTION_FIELD, Fact, Write
-from .chain import fact_hash, kept_entry
+from .chain import kept_digest
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, ChainedFact
@@ -81,7 +81,11 @@ def prune(
         "last": removed[-1][0],
         "archive": target,
         "link": link,
-        "kept": _kept_digest(facts, through, gone),
+        "kept": kept_digest(
+            fact
+            for fact in itertools.takewhile(lambda f: f[0] <= through, facts)
+            if fact[0] not in gone
+        ),
         "before": before.isoformat() if isinstance(before, dt.datetime) else before,
     }
     write = Write(
@@ -180,18 +184,6 @@ def _needed_from(history: list[ChainedFact], codec: Codec) -> int:
         if earliest == start:
             return start
         checked, start = start, earliest
-
-
-def _kept_digest(facts: list[ChainedFact], through: int, gone: set[int]) -> str:
-    """The retention's digest of the facts left up to ``through`` (hex)."""
-    digest = hashlib.sha256()
-    for seq, when, ns, fd, data, cx, _ in facts:
-        if seq > through:
-            break
-        if seq not in gone:
-            hashed = fact_hash(ns, fd, cx, data)
-            digest.update(kept_entry(seq, when, hashed))
-    return digest.hexdigest()
 
 
 def _archive(path: str, removed: list[Fact], source: Backend, prefix: str, through: int) -> None:

@@ -16,9 +16,10 @@ from .chain import (
     ERASED_TAG,
     GENESIS,
     chain_step,
+    erased_hash,
     fact_head,
     format_checkpoint,
-    kept_entry,
+    kept_digest,
     named_hash,
     parse_checkpoint,
     single_step,
@@ -109,7 +110,7 @@ def verify_log(
     prev = GENESIS
     nxt = 1
     if kept is not None:
-        facts, found = _check_kept(iter(facts), kept, names, erased)
+        facts, found = _check_kept(iter(facts), kept, erased)
         if found is not None:
             return found
         prev = bytes.fromhex(kept.link)
@@ -181,28 +182,24 @@ def verify_log(
 
 
 def _check_kept(
-    facts: Iterator[ChainedFact],
-    kept: Retention,
-    names: dict[tuple[str, str, str], bytes],
-    erased: list[int],
+    facts: Iterator[ChainedFact], kept: Retention, erased: list[int]
 ) -> tuple[Iterator[ChainedFact], VerifyReport | None]:
     """Check the facts up to a retention's ``through`` against its digest; the rest
     of ``facts`` (from the first fact after it), and a report if they differ."""
-    digest = _sha256()
-    after: ChainedFact | None = None
-    for fact in facts:
-        seq, when, ns, fd, data, cx, _ = fact
-        if seq > kept.through:
-            after = fact
-            break
-        if data is not None and len(data) == 33 and data[0] == ERASED_TAG:
-            hashed = data[1:]
-            erased.append(seq)
-        else:
-            hashed = named_hash(names.get((ns, fd, cx)) or _remember(names, ns, fd, cx), data)
-        digest.update(kept_entry(seq, when, hashed))
-    rest = facts if after is None else itertools.chain((after,), facts)
-    if digest.hexdigest() == kept.kept:
+    after: list[ChainedFact] = []
+
+    def region() -> Iterator[ChainedFact]:
+        for fact in facts:
+            if fact[0] > kept.through:
+                after.append(fact)
+                return
+            if erased_hash(fact[4]) is not None:
+                erased.append(fact[0])
+            yield fact
+
+    digest = kept_digest(region())
+    rest = itertools.chain(after, facts)
+    if digest == kept.kept:
         return rest, None
     return rest, VerifyReport(
         False,
