@@ -481,13 +481,7 @@ class PostgreSQL(Backend):
                 }
                 first, base = self._commit("append_ids", params, len(writes))
                 return [(first + offset, base) for offset in range(1, len(writes) + 1)]
-        first, base = self._commit_by_name(writes, expect)
-        assigned: list[tuple[int, float]] = []
-        for offset, write in enumerate(writes, 1):
-            if write.time > base:
-                base = write.time
-            assigned.append((first + offset, base))
-        return assigned
+        return _assigned(writes, *self._commit_by_name(writes, expect))
 
     def append_checked(
         self,
@@ -691,8 +685,7 @@ class PostgreSQL(Backend):
         read: a rewrite is a commit its own Store must catch up with too (the read
         token otherwise leaves a Store's own commits out)."""
         self._feed.bump()
-        first, base = committed
-        return first + 1, max(base, record.time)
+        return _assigned([record], *committed)[0]
 
     def _rows_at(
         self, conn: Connection[Any], seqs: list[int]
@@ -1054,6 +1047,18 @@ def _writes_hash(writes: Sequence[Write]) -> bytes:
     """The :func:`~everstore.integrity.fact_hash` of each of ``writes``, joined: the
     commit's statement binds them to their seqs and times under the counter's lock."""
     return b"".join([fact_hash(w.namespace, w.field, w.context, w.data) for w in writes])
+
+
+def _assigned(writes: Sequence[Write], first: int, base: float) -> list[tuple[int, float]]:
+    """``(seq, time)`` of each of ``writes`` committed by the general path, from what
+    it returns: the seq before them and the log's time before them (each write's time
+    raised to it, and to the time of the write before it)."""
+    assigned: list[tuple[int, float]] = []
+    for offset, write in enumerate(writes, 1):
+        if write.time > base:
+            base = write.time
+        assigned.append((first + offset, base))
+    return assigned
 
 
 def _seqs(seqs: Sequence[int]) -> list[int]:
