@@ -14,6 +14,7 @@ from everstore import (
     ConflictError,
     IntegrityError,
     InvalidNameError,
+    MissingFactError,
     PrunedHistoryError,
     ReadOnlyError,
     Sqlite3,
@@ -257,3 +258,15 @@ def test_facts_come_with_their_links_across_a_pruned_stretch(store: Store) -> No
     assert [fact[0] for fact in whole] == [30, 31, 32]
     paged = store.backend.chained_facts(0, 2) + store.backend.chained_facts(31, 2)
     assert paged == whole and all(fact[6] is not None for fact in whole)
+
+
+def test_a_rewrite_of_a_seq_not_in_the_log_changes_nothing(store: Store) -> None:
+    _history(store)
+    store.backend.remove_facts([2], Write(RECORDS_NAMESPACE, RETENTION_FIELD, b"{}", "t:1", 0.0))
+    facts = store.facts()
+    record = Write(RECORDS_NAMESPACE, RETENTION_FIELD, b"{}", "t:1", 0.0)
+    for rewrite in (store.backend.remove_facts, store.backend.erase_facts):
+        for seqs in ([3, 9999], [2]):  # one past the log, one removed already
+            with pytest.raises(MissingFactError, match="not facts of"):
+                rewrite(seqs, record)
+            assert store.facts() == facts

@@ -11,9 +11,9 @@ from __future__ import annotations
 import abc
 import bisect
 import time as _time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 
-from ..errors import ConflictError
+from ..errors import ConflictError, MissingFactError
 from ..log import Fact, Write
 
 #: a fact with the link of the commit it ends (None inside a commit):
@@ -24,7 +24,9 @@ __all__ = [
     "TAIL_BASE",
     "TAIL_PER_EXPECTATION",
     "Backend",
+    "ChainedFact",
     "Expectation",
+    "check_present",
     "conflict",
     "scan_tail",
     "tail_is_short",
@@ -42,6 +44,17 @@ TAIL_BASE = 64
 # 1: everstore 0.1.0; 2: adds the content-addressed blob table; 3: SQLite's blob table
 # as a rowid table (no change on PostgreSQL); 4: SQLite's hash chain (docs/integrity.md)
 SCHEMA_VERSION = 4
+
+
+def check_present(seqs: Sequence[int], present: Container[int], where: str) -> None:
+    """What a rewrite checks of the seqs it is given.
+
+    :raises MissingFactError: unless each of ``seqs`` is ``present`` (in the log of
+        ``where``, a backend's description)
+    """
+    missing = [seq for seq in seqs if seq not in present]
+    if missing:
+        raise MissingFactError(f"seqs {missing[:5]} are not facts of {where}")
 
 
 class Backend(abc.ABC):

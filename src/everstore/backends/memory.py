@@ -16,7 +16,6 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sortedcontainers import SortedDict
 
-from ..errors import MissingFactError
 from ..integrity.chain import (
     GENESIS,
     chain_step,
@@ -26,7 +25,7 @@ from ..integrity.chain import (
     single_step,
 )
 from ..log import Fact, Write
-from .base import Backend, Expectation, conflict, scan_tail, tail_is_short
+from .base import Backend, Expectation, check_present, conflict, scan_tail, tail_is_short
 
 __all__ = ["Memory"]
 
@@ -343,9 +342,13 @@ class Memory(Backend):
     def _present(self, seqs: Sequence[int]) -> list[int]:
         """``seqs`` if every one is a fact of the log (under the lock)."""
         wanted = list(seqs)
-        for seq in wanted:
-            if type(seq) is not int or not 0 < seq <= len(self._facts) or seq in self._removed:
-                raise MissingFactError(f"seq {seq!r} is not a fact of this log")
+        last = len(self._facts)
+        present = {
+            seq
+            for seq in wanted
+            if type(seq) is int and 0 < seq <= last and seq not in self._removed
+        }
+        check_present(wanted, present, "this Memory log")
         return wanted
 
     def _reindex(self) -> None:

@@ -24,7 +24,14 @@ from ...errors import (
 )
 from ...integrity.chain import erasable, erased_marker, fact_hash
 from ...log import Fact, Write
-from ..base import TAIL_BASE, TAIL_PER_EXPECTATION, Backend, Expectation, conflict
+from ..base import (
+    TAIL_BASE,
+    TAIL_PER_EXPECTATION,
+    Backend,
+    Expectation,
+    check_present,
+    conflict,
+)
 from .listener import KEEPALIVES, PEERS, Feed, Listener, Listening, StoreKey
 from .schema import TABLES, Place, ensure_schema, render_sql
 from .wire import (
@@ -673,9 +680,9 @@ class PostgreSQL(Backend):
         wanted = _seqs(seqs)
 
         def remove(conn: Connection[Any]) -> None:
-            self._rows_at(conn, wanted)
             conn.execute(self._sql["rewrite_on"])
-            conn.execute(self._sql["remove"], (wanted,))
+            removed = {int(row[0]) for row in conn.execute(self._sql["remove"], (wanted,))}
+            check_present(wanted, removed, self._where)  # else the transaction rolls back
 
         return self._rewritten(record, self._commit_by_name([record], expect, remove))
 
@@ -699,9 +706,7 @@ class PostgreSQL(Backend):
             int(seq): (int(seq), (ns, field, ctx), None if data is None else bytes(data))
             for seq, ns, field, ctx, data in conn.execute(self._sql["rows_at"], (seqs,))
         }
-        missing = [seq for seq in seqs if seq not in found]
-        if missing:
-            raise MissingFactError(f"seqs {missing[:5]} are not facts of {self._where}")
+        check_present(seqs, found, self._where)
         return [found[seq] for seq in seqs]
 
     def _commit(self, kind: str, params: Any, count: int) -> tuple[int, float]:

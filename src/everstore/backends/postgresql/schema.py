@@ -551,7 +551,7 @@ def render_sql(
         "UPDATE {t_log} AS l SET data = v.data "
         "FROM unnest(%s::int8[], %s::bytea[]) AS v(seq, data) WHERE l.seq = v.seq"
     )
-    q["remove"] = render("DELETE FROM {t_log} WHERE seq = ANY(%s::int8[])")
+    q["remove"] = render("DELETE FROM {t_log} WHERE seq = ANY(%s::int8[]) RETURNING seq")
     q["last_seq"] = render("SELECT seq FROM {t_counter}")
     q["chain_head"] = render("SELECT seq, chain FROM {t_counter}")
     q["chain_links"] = render(

@@ -35,7 +35,6 @@ from typing import Any, TypeVar
 from ...errors import (
     BackendError,
     CorruptStoreError,
-    MissingFactError,
     ReadOnlyError,
     SchemaError,
     StoreClosedError,
@@ -56,6 +55,7 @@ from ..base import (
     Backend,
     ChainedFact,
     Expectation,
+    check_present,
     conflict,
     scan_tail,
     tail_is_short,
@@ -698,9 +698,11 @@ class Sqlite3(Backend):
         DELETE trigger lifted inside the record's ``BEGIN IMMEDIATE`` transaction."""
 
         def remove(conn: sqlite3.Connection) -> None:
-            found = [(seq,) for seq, _, _ in self._rows_at(conn, seqs)]
+            wanted = list(seqs)
+            found = {row[0] for row in self._found_seqs(conn, wanted)}
+            check_present(wanted, found, repr(self.path))
             with schema.lifted(conn, self.prefix, "log", "DELETE"):
-                conn.executemany(f"DELETE FROM {self._log} WHERE seq = ?", found)
+                conn.executemany(f"DELETE FROM {self._log} WHERE seq = ?", [(s,) for s in wanted])
 
         return self._rewrite(remove, record, expect)
 
@@ -781,26 +783,30 @@ class Sqlite3(Backend):
 
         :raises MissingFactError: a seq that is not in the log
         """
-        rows: dict[int, tuple[int, tuple[str, str, str], bytes | None]] = {}
         wanted = list(seqs)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            found = conn.execute(
-                f"SELECT seq, ns, field, ctx, data FROM {self._log} "
-                f"WHERE seq IN ({','.join('?' * len(chunk))})",
-                chunk,
+        rows: dict[int, tuple[int, tuple[str, str, str], bytes | None]] = {}
+        for seq, ns, field, ctx, data in self._found_seqs(conn, wanted, ", ns, field, ctx, data"):
+            names = (
+                self._namespaces.name(conn, ns),
+                self._fields.name(conn, field),
+                self._contexts.name(conn, ctx),
             )
-            for seq, ns, field, ctx, data in found.fetchall():
-                names = (
-                    self._namespaces.name(conn, ns),
-                    self._fields.name(conn, field),
-                    self._contexts.name(conn, ctx),
-                )
-                rows[seq] = (seq, names, data)
-        missing = [seq for seq in wanted if seq not in rows]
-        if missing:
-            raise MissingFactError(f"seqs {missing[:5]} are not facts of {self.path!r}")
+            rows[seq] = (seq, names, data)
+        check_present(wanted, rows, repr(self.path))
         return [rows[seq] for seq in wanted]
+
+    def _found_seqs(
+        self, conn: sqlite3.Connection, seqs: list[int], columns: str = ""
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``seqs`` that are in the log: their seq and ``columns``."""
+        found: list[tuple[Any, ...]] = []
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            found += conn.execute(
+                f"SELECT seq{columns} FROM {self._log} WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+        return found
 
     def put_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> None:
         """Store ``(digest, data)`` pairs in ``<prefix>_blobs`` in one transaction; a
