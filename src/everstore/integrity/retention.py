@@ -9,7 +9,6 @@ import itertools
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..backends.sqlite import Sqlite3
@@ -19,6 +18,7 @@ from ..engine.names import namespace_path
 from ..errors import IntegrityError
 from ..log import RECORDS_NAMESPACE, RETENTION_FIELD, Fact, Write
 from .chain import kept_digest
+from .verify import chained_upto, verify_backend
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, ChainedFact
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from ..engine import Engine
 
 __all__ = ["prune"]
-
-#: facts a prune reads per query
-_PAGE = 20_000
 
 
 def prune(
@@ -54,15 +51,20 @@ def prune(
         raise RuntimeError("prune() commits at once: call it outside 'with store.transaction():'")
     store.check_open()
     cut = _cut(store, before)
-    report = store.verify()
+    store.sync()  # the records, as verify() reads them
+    backend = store.backend
+    # The log is read once, for verifying it and for choosing what goes.
+    high, head = backend.chain_head()
+    facts = list(chained_upto(backend, high))
+    erasures, retentions = store.erasures(), store.retentions()
+    report = verify_backend(backend, None, None, erasures, retentions, (high, head, facts))
     if not report.ok:
         raise IntegrityError(
             f"the log does not verify ({report.kind} at seq {report.seq}: {report.message}); "
             "prune() does not cut a log it cannot vouch for, nothing was pruned",
             report,
         )
-    previous = store.retentions()[-1] if store.retentions() else None
-    facts = list(_all_facts(store.backend))
+    previous = retentions[-1] if retentions else None
     through, link = _through(facts, cut, previous)
     if through == 0:
         return None
@@ -71,7 +73,7 @@ def prune(
         return None
     where = context if context is not None else caller_context()
     if target is not None:
-        _archive(target, removed, store.backend, prefix, through)
+        _archive(target, removed, backend, prefix, through)
     gone = {fact[0] for fact in removed}
     record = {
         "prefix": prefix,
@@ -94,7 +96,7 @@ def prune(
     # A prune committed since this one read the log would make this record's digest
     # wrong: the record field's latest seq must still be the one read.
     expect = [(RECORDS_NAMESPACE, RETENTION_FIELD, previous.seq if previous else 0)]
-    store.backend.remove_facts(sorted(gone), write, expect)
+    backend.remove_facts(sorted(gone), write, expect)
     store.sync()
     return store.retentions()[-1]
 
@@ -126,13 +128,6 @@ def _cut(store: Engine, before: int | float | dt.datetime) -> int:
     if not isinstance(before, float) or not math.isfinite(before):
         raise TypeError(f"prune(before=...) needs a seq, a time or a datetime, got {before!r}")
     return store.seq_at_time(math.nextafter(before, -math.inf))
-
-
-def _all_facts(backend: Backend) -> Iterator[ChainedFact]:
-    seq = 0
-    while page := backend.chained_facts(seq, _PAGE):
-        yield from page
-        seq = page[-1][0]
 
 
 def _through(facts: list[ChainedFact], cut: int, previous: Retention | None) -> tuple[int, str]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend, ChainedFact
     from ..engine.integrity import Erasure, Retention
 
-__all__ = ["VerifyReport", "checkpoint_of", "verify_backend", "verify_log"]
+__all__ = ["VerifyReport", "chained_upto", "checkpoint_of", "verify_backend", "verify_log"]
 
 _ONE = struct.Struct(">QQd")
 _sha256 = hashlib.sha256
@@ -264,18 +264,26 @@ def verify_backend(
     progress: Callable[[int, int], None] | None = None,
     erasures: Sequence[Erasure] = (),
     retentions: Sequence[Retention] = (),
+    log: tuple[int, bytes, Sequence[ChainedFact]] | None = None,
 ) -> VerifyReport:
     """:meth:`~everstore.engine.Engine.verify` on ``backend``: the log up to the
     chain's head when it starts, then the head, the erased facts against
     ``erasures`` and the checkpoint ``against``. The log up to the latest of
     ``retentions`` is checked against its digest of the facts it kept.
 
+    :param log: the chain's head (seq and link) and the facts up to it, when the
+        caller read them already (in that order) because it needs them too; else
+        they are read here, page by page
     :raises ValueError: for an ``against`` that is not a checkpoint
     """
     checkpoint = None if against is None else parse_checkpoint(against)
     latest = max(retentions, key=lambda r: r.seq, default=None)
-    high, head = backend.chain_head()
-    report = verify_log(_chained_upto(backend, high), high, progress, latest)
+    if log is None:
+        high, head = backend.chain_head()
+        facts: Iterable[ChainedFact] = chained_upto(backend, high)
+    else:
+        high, head, facts = log
+    report = verify_log(facts, high, progress, latest)
     if report.ok:
         report = _headless(backend, high, head, report)
     if report.ok:
@@ -374,7 +382,8 @@ def _link_at(backend: Backend, seq: int) -> bytes | None:
     return links[0][1] if links and links[0][0] == seq else None
 
 
-def _chained_upto(backend: Backend, high: int) -> Iterator[ChainedFact]:
+def chained_upto(backend: Backend, high: int) -> Iterator[ChainedFact]:
+    """The log's facts with their links, up to seq ``high``, read page by page."""
     seq = 0
     while seq < high:
         page: Sequence[ChainedFact] = backend.chained_facts(seq, _PAGE)
