@@ -35,7 +35,6 @@ class Blobs:
         written at once, outside any transaction, and never removed.
 
         >>> from everstore import Engine
-
         >>> store = Engine()
         >>> digest = store.put_blob(b"hello")
         >>> digest[:12], store.get_blob(digest)
@@ -56,7 +55,6 @@ class Blobs:
         savepoint rolled back keeps them: bytes no fact refers to are harmless.
 
         >>> from everstore import Engine
-
         >>> store = Engine()
         >>> [d[:8] for d in store.put_blobs([b"a", b"b", b"a"])]
         ['ca978112', '3e23e816', 'ca978112']
@@ -109,7 +107,6 @@ class Blobs:
         transaction of the calling thread holds until its commit are not listed.
 
         >>> from everstore import Engine
-
         >>> store = Engine()
         >>> digests = store.put_blobs([b"a", b"b"])
         >>> [(d[:8], data) for d, data in store.blobs()]

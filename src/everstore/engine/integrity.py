@@ -113,7 +113,6 @@ class Integrity:
         per commit.
 
         >>> from everstore import Engine
-
         >>> store = Engine()
         >>> store.write(store.namespace(("doc",)), "title", "a", "m.f:1")
         >>> kept = store.checkpoint()
@@ -184,7 +183,9 @@ class Integrity:
     def check_unpruned(self, path: str, upto: int) -> None:
         """:raises PrunedHistoryError: if namespace ``path`` as of seq ``upto`` is
         history a prune moved out of the live log (naming the archive)"""
-        for retention in reversed(self.retentions()):
+        # The records themselves, not retentions()'s copy: this runs on every read
+        # as of a seq.
+        for retention in reversed(self._read_records()[1]):
             if upto <= retention.through and covers(retention.prefix, path):
                 where = (
                     f"in the archive {retention.archive!r}"
