@@ -581,10 +581,7 @@ class Engine(Transacting, Lending, Integrity, Blobs):
         :raises StoreClosedError: if the Engine is closed
         """
         checked = [_checked_write(write) for write in writes]
-        if self.open_transactions and self.in_transaction():
-            raise RuntimeError(
-                "append_facts() commits at once: call it outside 'with store.transaction():'"
-            )
+        self.check_outside_transaction("append_facts()")
         if not checked:
             return []
         with self._lock:

@@ -211,6 +211,19 @@ class Transacting:
         """True if the calling thread has a transaction open on this Engine."""
         return self._local.txn is not None
 
+    def check_outside_transaction(self, what: str) -> None:
+        """What an operation that commits on its own calls first (an import, an
+        erasure, a prune): its commit could not be part of the calling thread's
+        transaction.
+
+        :param what: the operation, as the error names it (``"erase()"``)
+        :raises RuntimeError: inside a transaction of the calling thread
+        """
+        if self.open_transactions and self._local.txn is not None:
+            raise RuntimeError(
+                f"{what} commits at once: call it outside 'with store.transaction():'"
+            )
+
     def begin(self, isolation: str | None = None) -> Transaction:
         """Enter (or join, one level deeper) the calling thread's transaction; every
         :meth:`begin` needs one :meth:`end`. :meth:`transaction` does both, and

@@ -42,8 +42,7 @@ def erase(
         raise ValueError("erase() needs a reason: say why these values are erased")
     if by is not None and not isinstance(by, str):
         raise TypeError(f"erase(by=...) must be a str or None, got {by!r}")
-    if store.open_transactions and store.in_transaction():
-        raise RuntimeError("erase() commits at once: call it outside 'with store.transaction():'")
+    store.check_outside_transaction("erase()")
     store.check_open()
     store.sync()
     _, facts = store.backend.load_namespace(path)

@@ -47,8 +47,7 @@ def prune(
     target = None if archive is None else os.fspath(archive)
     if archive is not None and not isinstance(target, str):
         raise TypeError(f"prune(archive=...) needs a path or None, got {archive!r}")
-    if store.open_transactions and store.in_transaction():
-        raise RuntimeError("prune() commits at once: call it outside 'with store.transaction():'")
+    store.check_outside_transaction("prune()")
     store.check_open()
     cut = _cut(store, before)
     store.sync()  # the records, as verify() reads them
